@@ -1,0 +1,1068 @@
+//! The S3 client: building requests, signing, sending with retries, mapping errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use url::Url;
+use yatagarasu_core::{ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, RangeSpec, Result};
+
+use crate::body::ObjectBody;
+use crate::config::{AddressingStyle, CredentialsSource, RetryPolicy, Timeouts};
+use crate::credentials::{CachingProvider, ChainProvider, Credentials, Env, StaticProvider};
+use crate::list::{ListObjectsV2Page, ListObjectsV2Request, parse_list_objects_v2};
+use crate::sigv4::{
+    EMPTY_PAYLOAD_SHA256, SessionTokenPlacement, SignableRequest, Signer, SigningSettings,
+    UNSIGNED_PAYLOAD, uri_encode,
+};
+use crate::xml;
+
+/// Largest S3 error body read; anything longer is cut (S3's are a few hundred bytes).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Builds an [`S3Client`] for one bucket.
+#[derive(Debug, Clone)]
+pub struct S3ClientBuilder {
+    bucket: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    addressing: AddressingStyle,
+    credentials: CredentialsSource,
+    http: Option<reqwest::Client>,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    unsigned_payload: bool,
+    env: Env,
+}
+
+impl S3ClientBuilder {
+    /// Start building a client for `bucket`.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            region: None,
+            endpoint: None,
+            addressing: AddressingStyle::Auto,
+            credentials: CredentialsSource::DefaultChain,
+            http: None,
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+            unsigned_payload: false,
+            env: Env::process(),
+        }
+    }
+
+    /// The region (default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// A custom endpoint, e.g. `http://127.0.0.1:9000` for MinIO. Without one, AWS S3 is used.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Path-style or virtual-hosted addressing (default: [`AddressingStyle::Auto`]).
+    pub fn addressing_style(mut self, style: AddressingStyle) -> Self {
+        self.addressing = style;
+        self
+    }
+
+    /// Fixed credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = CredentialsSource::Static(credentials);
+        self
+    }
+
+    /// Any credentials source (the default is the AWS default chain).
+    pub fn credentials_source(mut self, source: CredentialsSource) -> Self {
+        self.credentials = source;
+        self
+    }
+
+    /// Send unsigned requests (public buckets).
+    pub fn anonymous(mut self) -> Self {
+        self.credentials = CredentialsSource::Anonymous;
+        self
+    }
+
+    /// Share an HTTP client (and its connection pool) between several S3 clients. Its own connect
+    /// timeout applies instead of [`Timeouts::connect`].
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Time limits.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Retry and resume policy.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sign `UNSIGNED-PAYLOAD` instead of the empty-body hash (both are valid for GET and HEAD).
+    pub fn unsigned_payload(mut self, yes: bool) -> Self {
+        self.unsigned_payload = yes;
+        self
+    }
+
+    /// Where the default credentials chain and the region default read variables from.
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Build the client. Fails with [`ErrorKind::Config`] on an empty bucket, a bad endpoint URL, or
+    /// virtual-hosted addressing with a bucket name that cannot be a host name.
+    pub fn build(self) -> Result<S3Client> {
+        let config_err =
+            |m: String| Error::new(ErrorKind::Config, m).with_bucket(self.bucket.clone());
+        if self.bucket.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "bucket name is empty"));
+        }
+        let region = self
+            .region
+            .clone()
+            .or_else(|| self.env.region())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let dns_safe = is_dns_safe_bucket(&self.bucket);
+        let (endpoint, custom) = match &self.endpoint {
+            Some(e) => {
+                let url = Url::parse(e)
+                    .map_err(|err| config_err(format!("endpoint `{e}` is not a URL: {err}")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(config_err(format!(
+                        "endpoint `{e}` must be an http:// or https:// URL with a host"
+                    )));
+                }
+                if url.query().is_some() || url.fragment().is_some() {
+                    return Err(config_err(format!(
+                        "endpoint `{e}` must not have a query or fragment"
+                    )));
+                }
+                (url, true)
+            }
+            None => (
+                Url::parse(&format!("https://s3.{region}.amazonaws.com")).map_err(|err| {
+                    config_err(format!(
+                        "region `{region}` does not make a valid host: {err}"
+                    ))
+                })?,
+                false,
+            ),
+        };
+        let path_style = match self.addressing {
+            AddressingStyle::Path => true,
+            AddressingStyle::VirtualHosted => {
+                if !dns_safe {
+                    return Err(config_err(format!(
+                        "bucket `{}` is not a valid host name label; use path-style addressing",
+                        self.bucket
+                    )));
+                }
+                false
+            }
+            AddressingStyle::Auto => custom || !dns_safe,
+        };
+        let host = endpoint.host_str().unwrap_or_default();
+        let host = if path_style {
+            host.to_owned()
+        } else {
+            format!("{}.{host}", self.bucket)
+        };
+        let authority = match endpoint.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        let mut prefix = endpoint.path().trim_end_matches('/').to_owned();
+        if path_style {
+            prefix.push('/');
+            prefix.push_str(&uri_encode(&self.bucket, false));
+        }
+        let base = format!("{}://{authority}{prefix}", endpoint.scheme());
+
+        let http = match self.http {
+            Some(c) => c,
+            None => default_http_client(self.timeouts.connect)
+                .map_err(|e| config_err(format!("cannot build HTTP client: {e}")))?,
+        };
+        let credentials = match self.credentials {
+            CredentialsSource::Anonymous => None,
+            CredentialsSource::Static(c) => {
+                Some(CachingProvider::new(Arc::new(StaticProvider::new(c))))
+            }
+            CredentialsSource::Provider(p) => Some(CachingProvider::new(p)),
+            CredentialsSource::DefaultChain => Some(CachingProvider::new(Arc::new(
+                ChainProvider::default_chain(self.env.clone(), http.clone()),
+            ))),
+        };
+        Ok(S3Client {
+            inner: Arc::new(Inner {
+                bucket: self.bucket,
+                region,
+                base,
+                credentials,
+                signer: Signer::new(),
+                http,
+                timeouts: self.timeouts,
+                retry: self.retry,
+                payload_hash: if self.unsigned_payload {
+                    UNSIGNED_PAYLOAD
+                } else {
+                    EMPTY_PAYLOAD_SHA256
+                },
+            }),
+        })
+    }
+}
+
+/// A `reqwest` client suited to S3: no automatic decompression (objects are passed through as
+/// stored), no redirects (S3 redirects are errors to report), pooled keep-alive connections, TCP_NODELAY.
+pub fn default_http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Bucket names that can be a DNS label (and so virtual-hosted): lowercase letters, digits, hyphens;
+/// no dots (they break TLS wildcard certificates).
+fn is_dns_safe_bucket(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !b.starts_with('-')
+        && !b.ends_with('-')
+}
+
+struct Inner {
+    bucket: String,
+    region: String,
+    /// `scheme://authority[/prefix][/bucket]`, without a trailing slash.
+    base: String,
+    credentials: Option<CachingProvider>,
+    signer: Signer,
+    http: reqwest::Client,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    payload_hash: &'static str,
+}
+
+/// An S3 client bound to one bucket. Cheap to clone.
+///
+/// Every operation is idempotent and retried per its [`RetryPolicy`]; errors carry bucket, key,
+/// operation and the S3 error code.
+#[derive(Clone)]
+pub struct S3Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for S3Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Client")
+            .field("bucket", &self.inner.bucket)
+            .field("region", &self.inner.region)
+            .field("base", &self.inner.base)
+            .field("anonymous", &self.inner.credentials.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of a `GetObject`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetObjectRequest {
+    /// Fetch only these bytes.
+    pub range: Option<RangeSpec>,
+    /// `If-Match`: fail with [`ErrorKind::PreconditionFailed`] unless the ETag matches.
+    pub if_match: Option<String>,
+    /// `If-None-Match`: fail with [`ErrorKind::NotModified`] if the ETag matches.
+    pub if_none_match: Option<String>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<SystemTime>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<SystemTime>,
+    /// A specific version.
+    pub version_id: Option<String>,
+}
+
+impl GetObjectRequest {
+    /// Ask for bytes `start..=end`.
+    pub fn range(start: u64, end: u64) -> Self {
+        Self {
+            range: Some(RangeSpec::Int {
+                first: start,
+                last: Some(end),
+            }),
+            ..Self::default()
+        }
+    }
+}
+
+/// Options of a `HeadObject`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadObjectRequest {
+    /// `If-Match`.
+    pub if_match: Option<String>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<String>,
+    /// A specific version.
+    pub version_id: Option<String>,
+}
+
+/// A `GetObject` response: metadata, the range sent, and the streaming body.
+#[derive(Debug)]
+pub struct GetObjectOutput {
+    /// Object metadata; `size` is the whole object's length even for a range.
+    pub meta: ObjectMeta,
+    /// The `Content-Range`, when the response is partial (206).
+    pub content_range: Option<ContentRange>,
+    /// Bytes in this response's body.
+    pub content_length: u64,
+    /// The body, streamed.
+    pub body: ObjectBody,
+}
+
+pub(crate) struct Op<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) method: Method,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl Op<'_> {
+    fn error(&self, bucket: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
+        let e = Error::new(kind, message)
+            .with_bucket(bucket)
+            .with_operation(self.name);
+        match self.key {
+            Some(k) => e.with_key(k),
+            None => e,
+        }
+    }
+}
+
+impl S3Client {
+    /// Start building a client for `bucket`.
+    pub fn builder(bucket: impl Into<String>) -> S3ClientBuilder {
+        S3ClientBuilder::new(bucket)
+    }
+
+    /// The bucket this client reads.
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    /// The signing region.
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    /// Fetch an object, streaming its body.
+    ///
+    /// A 304 answer is [`ErrorKind::NotModified`], 412 [`ErrorKind::PreconditionFailed`], 416
+    /// [`ErrorKind::InvalidRange`]. If the body breaks mid-stream and the object has an ETag, the
+    /// rest is fetched with `Range` + `If-Match`; a changed object fails the read instead of splicing.
+    pub async fn get_object(&self, key: &str, req: &GetObjectRequest) -> Result<GetObjectOutput> {
+        let mut headers: Vec<(&'static str, String)> = Vec::new();
+        if let Some(r) = &req.range {
+            headers.push((
+                "range",
+                match r {
+                    RangeSpec::Int {
+                        first,
+                        last: Some(l),
+                    } => format!("bytes={first}-{l}"),
+                    RangeSpec::Int { first, last: None } => format!("bytes={first}-"),
+                    RangeSpec::Suffix(n) => format!("bytes=-{n}"),
+                },
+            ));
+        }
+        push_conditions(
+            &mut headers,
+            req.if_match.as_deref(),
+            req.if_none_match.as_deref(),
+        );
+        if let Some(t) = req.if_modified_since {
+            headers.push(("if-modified-since", yatagarasu_core::format_http_date(t)));
+        }
+        if let Some(t) = req.if_unmodified_since {
+            headers.push(("if-unmodified-since", yatagarasu_core::format_http_date(t)));
+        }
+        let op = Op {
+            name: "GetObject",
+            method: Method::GET,
+            key: Some(key),
+            query: version_query(req.version_id.as_deref()),
+            headers,
+        };
+        let resp = self.execute(&op).await?;
+        let status = resp.status();
+        let h = resp.headers();
+        let content_length = header_u64(h, "content-length");
+        let content_range = if status == StatusCode::PARTIAL_CONTENT {
+            let cr = h
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(ContentRange::parse)
+                .ok_or_else(|| {
+                    op.error(
+                        &self.inner.bucket,
+                        ErrorKind::Upstream,
+                        "206 response without a valid Content-Range",
+                    )
+                })?;
+            Some(cr)
+        } else {
+            None
+        };
+        let (start, size) = match content_range {
+            Some(ContentRange::Bytes { range, complete }) => (range.start, complete),
+            _ => (0, content_length),
+        };
+        let body_len = match (content_range, content_length) {
+            (Some(ContentRange::Bytes { range, .. }), _) => Some(range.len()),
+            (_, len) => len,
+        };
+        let mut meta = meta_from_headers(h);
+        meta.size = size.unwrap_or(0);
+        let body = ObjectBody::new(
+            self.clone(),
+            key.to_owned(),
+            req.version_id.clone(),
+            meta.etag.clone(),
+            resp,
+            start,
+            body_len,
+        );
+        Ok(GetObjectOutput {
+            meta,
+            content_range,
+            content_length: body_len.unwrap_or(0),
+            body,
+        })
+    }
+
+    /// Fetch `start..end_exclusive` of an object whose ETag must still be `etag` (used to resume).
+    pub(crate) async fn get_remainder(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        etag: &EntityTag,
+        start: u64,
+        end_exclusive: u64,
+    ) -> Result<reqwest::Response> {
+        let op = Op {
+            name: "GetObject",
+            method: Method::GET,
+            key: Some(key),
+            query: version_query(version_id),
+            headers: vec![
+                ("range", format!("bytes={start}-{}", end_exclusive - 1)),
+                ("if-match", etag.to_string()),
+            ],
+        };
+        let resp = self.execute(&op).await?;
+        let got = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ContentRange::parse);
+        match got {
+            Some(ContentRange::Bytes { range, .. })
+                if resp.status() == StatusCode::PARTIAL_CONTENT && range.start == start =>
+            {
+                Ok(resp)
+            }
+            _ => Err(op.error(
+                &self.inner.bucket,
+                ErrorKind::Upstream,
+                format!("resume at byte {start} was not answered with that range"),
+            )),
+        }
+    }
+
+    /// Fetch an object's metadata.
+    pub async fn head_object(&self, key: &str, req: &HeadObjectRequest) -> Result<ObjectMeta> {
+        let mut headers = Vec::new();
+        push_conditions(
+            &mut headers,
+            req.if_match.as_deref(),
+            req.if_none_match.as_deref(),
+        );
+        let op = Op {
+            name: "HeadObject",
+            method: Method::HEAD,
+            key: Some(key),
+            query: version_query(req.version_id.as_deref()),
+            headers,
+        };
+        let resp = self.execute(&op).await?;
+        let mut meta = meta_from_headers(resp.headers());
+        meta.size = header_u64(resp.headers(), "content-length").unwrap_or(0);
+        Ok(meta)
+    }
+
+    /// One page of `ListObjectsV2`.
+    pub async fn list_objects_v2(&self, req: &ListObjectsV2Request) -> Result<ListObjectsV2Page> {
+        let op = Op {
+            name: "ListObjectsV2",
+            method: Method::GET,
+            key: None,
+            query: req.to_query(),
+            headers: Vec::new(),
+        };
+        let resp = self.execute(&op).await?;
+        let body = read_body_with_timeout(resp, self.inner.timeouts.idle, 64 * 1024 * 1024)
+            .await
+            .map_err(|m| op.error(&self.inner.bucket, ErrorKind::Upstream, m))?;
+        let text = String::from_utf8_lossy(&body);
+        parse_list_objects_v2(&text).map_err(|m| {
+            op.error(
+                &self.inner.bucket,
+                ErrorKind::Upstream,
+                format!("unreadable ListObjectsV2 result: {m}"),
+            )
+        })
+    }
+
+    /// Every object under `prefix`, following continuation tokens page by page.
+    pub fn list_all(
+        &self,
+        prefix: impl Into<String>,
+    ) -> impl futures_core::Stream<Item = Result<crate::list::ObjectSummary>> + Send + 'static {
+        use futures_util::StreamExt as _;
+        let client = self.clone();
+        let first = ListObjectsV2Request {
+            prefix: Some(prefix.into()),
+            ..ListObjectsV2Request::default()
+        };
+        futures_util::stream::unfold(Some(first), move |next| {
+            let client = client.clone();
+            async move {
+                let req = next?;
+                match client.list_objects_v2(&req).await {
+                    Ok(page) => {
+                        let follow = page
+                            .next_continuation_token
+                            .clone()
+                            .filter(|_| page.is_truncated)
+                            .map(|t| ListObjectsV2Request {
+                                continuation_token: Some(t),
+                                ..req.clone()
+                            });
+                        let items: Vec<Result<_>> = page.objects.into_iter().map(Ok).collect();
+                        Some((futures_util::stream::iter(items), follow))
+                    }
+                    Err(e) => Some((futures_util::stream::iter(vec![Err(e)]), None)),
+                }
+            }
+        })
+        .flatten()
+    }
+
+    /// A cheap readiness probe: `HeadBucket`. Succeeds when the bucket exists and the credentials may
+    /// list it.
+    pub async fn probe(&self) -> Result<()> {
+        let op = Op {
+            name: "HeadBucket",
+            method: Method::HEAD,
+            key: None,
+            query: Vec::new(),
+            headers: Vec::new(),
+        };
+        self.execute(&op).await.map(drop)
+    }
+
+    /// A presigned GET URL for `key`, valid for `expires` (at most 7 days).
+    pub async fn presign_get(&self, key: &str, expires: Duration) -> Result<Url> {
+        let op = Op {
+            name: "PresignGetObject",
+            method: Method::GET,
+            key: Some(key),
+            query: Vec::new(),
+            headers: Vec::new(),
+        };
+        let url = self.url_for(&op)?;
+        let Some(provider) = &self.inner.credentials else {
+            return Ok(url);
+        };
+        let creds = provider.credentials().await?;
+        let req = SignableRequest {
+            method: "GET".to_owned(),
+            canonical_uri: url.path().to_owned(),
+            query: Vec::new(),
+            headers: vec![("host".to_owned(), host_header(&url))],
+            payload_hash: UNSIGNED_PAYLOAD.to_owned(),
+        };
+        let out = self
+            .inner
+            .signer
+            .presign(&req, &creds, &self.settings(), expires);
+        let mut url = url;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &out.params {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    fn settings(&self) -> SigningSettings<'_> {
+        SigningSettings {
+            region: &self.inner.region,
+            service: "s3",
+            time: SystemTime::now(),
+            session_token: SessionTokenPlacement::Signed,
+            content_sha256_header: true,
+        }
+    }
+
+    fn url_for(&self, op: &Op<'_>) -> Result<Url> {
+        let mut s = String::with_capacity(self.inner.base.len() + 64);
+        s.push_str(&self.inner.base);
+        match op.key {
+            Some(key) => {
+                if key.is_empty() {
+                    return Err(op.error(
+                        &self.inner.bucket,
+                        ErrorKind::BadRequest,
+                        "object key is empty",
+                    ));
+                }
+                if key.split('/').any(|seg| seg == "." || seg == "..") {
+                    return Err(op.error(
+                        &self.inner.bucket,
+                        ErrorKind::BadRequest,
+                        "object key has a `.` or `..` path segment, which HTTP normalises away; it cannot be requested by path",
+                    ));
+                }
+                s.push('/');
+                s.push_str(&uri_encode(key, true));
+            }
+            None => s.push('/'),
+        }
+        for (i, (k, v)) in op.query.iter().enumerate() {
+            s.push(if i == 0 { '?' } else { '&' });
+            s.push_str(&uri_encode(k, false));
+            s.push('=');
+            s.push_str(&uri_encode(v, false));
+        }
+        Url::parse(&s).map_err(|e| {
+            op.error(
+                &self.inner.bucket,
+                ErrorKind::BadRequest,
+                format!("cannot form a URL: {e}"),
+            )
+        })
+    }
+
+    /// Send `op`, retrying per policy; returns only successful (2xx) responses.
+    pub(crate) async fn execute(&self, op: &Op<'_>) -> Result<reqwest::Response> {
+        let url = self.url_for(op)?;
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.timeouts.total;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let err = match self.attempt(op, &url).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            if !err.is_retryable() || attempt >= inner.retry.max_attempts {
+                return Err(err);
+            }
+            let delay = inner.retry.backoff(attempt);
+            if Instant::now() + delay >= deadline {
+                return Err(err);
+            }
+            tracing::debug!(operation = op.name, bucket = %inner.bucket, attempt, ?delay, error = %err, "retrying S3 request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, op: &Op<'_>, url: &Url) -> Result<reqwest::Response> {
+        let inner = &self.inner;
+        let mut builder = inner.http.request(op.method.clone(), url.clone());
+        for (n, v) in &op.headers {
+            builder = builder.header(*n, v);
+        }
+        if let Some(provider) = &inner.credentials {
+            let creds = provider
+                .credentials()
+                .await
+                .map_err(|e| e.with_bucket(inner.bucket.clone()).with_operation(op.name))?;
+            let req = SignableRequest {
+                method: op.method.as_str().to_owned(),
+                canonical_uri: url.path().to_owned(),
+                query: op.query.clone(),
+                headers: std::iter::once(("host".to_owned(), host_header(url)))
+                    .chain(op.headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())))
+                    .collect(),
+                payload_hash: inner.payload_hash.to_owned(),
+            };
+            for (n, v) in inner
+                .signer
+                .sign_headers(&req, &creds, &self.settings())
+                .params
+            {
+                builder = builder.header(n, v);
+            }
+        }
+        let request = builder.build().map_err(|e| {
+            op.error(
+                &inner.bucket,
+                ErrorKind::Internal,
+                crate::describe_transport_error(&e),
+            )
+        })?;
+        let resp = match tokio::time::timeout(
+            inner.timeouts.first_byte,
+            inner.http.execute(request),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(op.error(
+                    &inner.bucket,
+                    ErrorKind::UpstreamTimeout,
+                    format!("no response headers within {:?}", inner.timeouts.first_byte),
+                ));
+            }
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() {
+                    ErrorKind::Unavailable
+                } else if e.is_timeout() {
+                    ErrorKind::UpstreamTimeout
+                } else {
+                    ErrorKind::Upstream
+                };
+                return Err(op.error(&inner.bucket, kind, crate::describe_transport_error(&e)));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        Err(self.error_from_response(op, resp).await)
+    }
+
+    async fn error_from_response(&self, op: &Op<'_>, resp: reqwest::Response) -> Error {
+        let status = resp.status();
+        let body = if op.method == Method::HEAD {
+            Vec::new()
+        } else {
+            read_body_with_timeout(resp, self.inner.timeouts.idle, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default()
+        };
+        let parsed = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|t| xml::flatten(t).ok());
+        let field = |n: &str| parsed.as_ref().and_then(|els| xml::first_text(els, n));
+        let code = field("Code").unwrap_or_else(|| default_code(op, status).to_owned());
+        let message = field("Message").unwrap_or_else(|| format!("origin answered {status}"));
+        let kind = kind_for_code(&code)
+            .unwrap_or_else(|| ErrorKind::from_upstream_status(status.as_u16()));
+        let mut err = op
+            .error(&self.inner.bucket, kind, message)
+            .with_upstream_code(code);
+        if status.is_server_error() && !err.is_retryable() {
+            err = err.with_kind(ErrorKind::Upstream);
+        }
+        err
+    }
+}
+
+fn default_code(op: &Op<'_>, status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        304 => "NotModified",
+        403 => "AccessDenied",
+        404 if op.key.is_some() => "NoSuchKey",
+        404 => "NoSuchBucket",
+        412 => "PreconditionFailed",
+        416 => "InvalidRange",
+        429 => "SlowDown",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        _ => "UnknownError",
+    }
+}
+
+/// The kind an S3 error code stands for, when the code alone decides it.
+pub fn kind_for_code(code: &str) -> Option<ErrorKind> {
+    Some(match code {
+        "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound" => ErrorKind::NotFound,
+        "AccessDenied"
+        | "SignatureDoesNotMatch"
+        | "InvalidAccessKeyId"
+        | "ExpiredToken"
+        | "InvalidToken"
+        | "TokenRefreshRequired"
+        | "AllAccessDisabled"
+        | "AccountProblem"
+        | "InvalidObjectState"
+        | "RequestTimeTooSkewed" => ErrorKind::AccessDenied,
+        "InvalidRange" => ErrorKind::InvalidRange,
+        "PreconditionFailed" => ErrorKind::PreconditionFailed,
+        "NotModified" => ErrorKind::NotModified,
+        "SlowDown"
+        | "TooManyRequests"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded" => ErrorKind::TooManyRequests,
+        "InternalError" | "BadGateway" => ErrorKind::Upstream,
+        "ServiceUnavailable" => ErrorKind::Unavailable,
+        "RequestTimeout" => ErrorKind::UpstreamTimeout,
+        "InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "InvalidURI" => {
+            ErrorKind::BadRequest
+        }
+        _ => return None,
+    })
+}
+
+fn push_conditions(
+    headers: &mut Vec<(&'static str, String)>,
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+) {
+    if let Some(v) = if_match {
+        headers.push(("if-match", v.to_owned()));
+    }
+    if let Some(v) = if_none_match {
+        headers.push(("if-none-match", v.to_owned()));
+    }
+}
+
+fn version_query(version: Option<&str>) -> Vec<(String, String)> {
+    version
+        .map(|v| vec![("versionId".to_owned(), v.to_owned())])
+        .unwrap_or_default()
+}
+
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
+    header_str(h, name).and_then(|v| v.trim().parse().ok())
+}
+
+/// Object metadata from S3 response headers (everything but the size).
+pub(crate) fn meta_from_headers(h: &HeaderMap) -> ObjectMeta {
+    let owned = |n: &str| header_str(h, n).map(str::to_owned);
+    let mut meta = ObjectMeta::default();
+    meta.etag = header_str(h, "etag").and_then(EntityTag::parse_lenient);
+    meta.last_modified = header_str(h, "last-modified").and_then(yatagarasu_core::parse_http_date);
+    meta.content_type = owned("content-type");
+    meta.cache_control = owned("cache-control");
+    meta.content_encoding = owned("content-encoding");
+    meta.content_disposition = owned("content-disposition");
+    meta.content_language = owned("content-language");
+    meta.expires = owned("expires");
+    meta.version_id = owned("x-amz-version-id");
+    for (name, value) in h {
+        if let Some(k) = name.as_str().strip_prefix("x-amz-meta-")
+            && let Ok(v) = value.to_str()
+        {
+            meta.user_metadata.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    meta
+}
+
+/// Read a whole (small) body, each chunk within `idle`, at most `limit` bytes.
+async fn read_body_with_timeout(
+    mut resp: reqwest::Response,
+    idle: Duration,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, resp.chunk()).await {
+            Err(_) => return Err(format!("no body bytes within {idle:?}")),
+            Ok(Err(e)) => return Err(crate::describe_transport_error(&e)),
+            Ok(Ok(None)) => return Ok(out),
+            Ok(Ok(Some(chunk))) => {
+                let take = chunk.len().min(limit - out.len());
+                out.extend_from_slice(&chunk[..take]);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+}
+
+/// Collect a body into one buffer (convenience for small objects).
+pub(crate) fn concat(chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut v = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in chunks {
+        v.extend_from_slice(&c);
+    }
+    Bytes::from(v)
+}
+
+impl S3Client {
+    /// Idle timeout and resume budget for bodies.
+    pub(crate) fn body_settings(&self) -> (Duration, u32) {
+        (self.inner.timeouts.idle, self.inner.retry.max_resumes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: Option<&str>, bucket: &str, style: AddressingStyle) -> Result<S3Client> {
+        let mut b = S3Client::builder(bucket)
+            .region("eu-west-1")
+            .addressing_style(style)
+            .anonymous();
+        if let Some(e) = endpoint {
+            b = b.endpoint(e);
+        }
+        b.build()
+    }
+
+    fn url(c: &S3Client, key: Option<&str>) -> String {
+        let op = Op {
+            name: "GetObject",
+            method: Method::GET,
+            key,
+            query: vec![],
+            headers: vec![],
+        };
+        c.url_for(&op).unwrap().to_string()
+    }
+
+    #[test]
+    fn addressing_styles() {
+        let aws = client(None, "my-bucket", AddressingStyle::Auto).unwrap();
+        assert_eq!(
+            url(&aws, Some("a b/c")),
+            "https://my-bucket.s3.eu-west-1.amazonaws.com/a%20b/c"
+        );
+        let dotted = client(None, "my.bucket", AddressingStyle::Auto).unwrap();
+        assert_eq!(
+            url(&dotted, Some("k")),
+            "https://s3.eu-west-1.amazonaws.com/my.bucket/k"
+        );
+        let minio = client(Some("http://127.0.0.1:9000"), "b1", AddressingStyle::Auto).unwrap();
+        assert_eq!(url(&minio, Some("k+1")), "http://127.0.0.1:9000/b1/k%2B1");
+        assert_eq!(url(&minio, None), "http://127.0.0.1:9000/b1/");
+        let vh = client(
+            Some("http://localhost:9000/"),
+            "bkt",
+            AddressingStyle::VirtualHosted,
+        )
+        .unwrap();
+        assert_eq!(url(&vh, Some("k")), "http://bkt.localhost:9000/k");
+        let prefixed =
+            client(Some("https://gw.example/s3/"), "bkt", AddressingStyle::Path).unwrap();
+        assert_eq!(url(&prefixed, Some("k")), "https://gw.example/s3/bkt/k");
+    }
+
+    #[test]
+    fn keys_keep_their_bytes() {
+        let c = client(Some("http://127.0.0.1:9000"), "b", AddressingStyle::Path).unwrap();
+        assert_eq!(url(&c, Some("a//b")), "http://127.0.0.1:9000/b/a//b");
+        assert_eq!(
+            url(&c, Some("100%/ü~")),
+            "http://127.0.0.1:9000/b/100%25/%C3%BC~"
+        );
+        assert_eq!(url(&c, Some("/lead")), "http://127.0.0.1:9000/b//lead");
+        for bad in ["", "a/../b", "./x", "x/."] {
+            let op = Op {
+                name: "GetObject",
+                method: Method::GET,
+                key: Some(bad),
+                query: vec![],
+                headers: vec![],
+            };
+            let err = c.url_for(&op).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_config_is_rejected() {
+        assert_eq!(
+            client(Some("not a url"), "b", AddressingStyle::Auto)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            client(Some("ftp://x"), "b", AddressingStyle::Auto)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            client(None, "", AddressingStyle::Auto).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            client(None, "My_Bucket", AddressingStyle::VirtualHosted)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+    }
+
+    #[test]
+    fn s3_codes_map_to_kinds() {
+        assert_eq!(kind_for_code("NoSuchKey"), Some(ErrorKind::NotFound));
+        assert_eq!(
+            kind_for_code("SignatureDoesNotMatch"),
+            Some(ErrorKind::AccessDenied)
+        );
+        assert_eq!(kind_for_code("SlowDown"), Some(ErrorKind::TooManyRequests));
+        assert_eq!(kind_for_code("InternalError"), Some(ErrorKind::Upstream));
+        assert_eq!(kind_for_code("Whatever"), None);
+    }
+
+    #[test]
+    fn metadata_from_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("etag", "\"abc\"".parse().unwrap());
+        h.insert(
+            "last-modified",
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        h.insert("content-type", "image/png".parse().unwrap());
+        h.insert("x-amz-meta-owner", "alice".parse().unwrap());
+        h.insert("x-amz-version-id", "v9".parse().unwrap());
+        let m = meta_from_headers(&h);
+        assert_eq!(m.etag.unwrap().opaque(), "abc");
+        assert!(m.last_modified.is_some());
+        assert_eq!(m.content_type.as_deref(), Some("image/png"));
+        assert_eq!(m.user_metadata["owner"], "alice");
+        assert_eq!(m.version_id.as_deref(), Some("v9"));
+    }
+}
+
