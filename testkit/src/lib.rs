@@ -35,6 +35,9 @@ use md5::Digest as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+mod stub;
+pub use stub::{StubRequest, StubServer, response};
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -278,7 +281,10 @@ impl TestOrigin {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("create object dir");
         }
-        std::fs::write(&path, data).expect("write object");
+        // Write then rename: readers holding the old file keep reading the old version, as with S3.
+        let tmp = path.with_extension("yatagarasu-tmp");
+        std::fs::write(&tmp, data).expect("write object");
+        std::fs::rename(&tmp, &path).expect("rename object");
         let etag = hex::encode(md5::Md5::digest(data));
         let info = serde_json::json!({ "e_tag": etag });
         std::fs::write(self.sidecar(bucket, key, "internal"), info.to_string())

@@ -478,6 +478,21 @@ impl S3Client {
             .get("content-range")
             .and_then(|v| v.to_str().ok())
             .and_then(ContentRange::parse);
+        // Origins that ignore If-Match (s3s-fs, some gateways) still say which version they sent.
+        let sent_etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .and_then(EntityTag::parse_lenient);
+        if sent_etag.as_ref().is_some_and(|t| !t.strong_eq(etag)) {
+            return Err(op
+                .error(
+                    &self.inner.bucket,
+                    ErrorKind::PreconditionFailed,
+                    "object ETag changed",
+                )
+                .with_upstream_code("PreconditionFailed"));
+        }
         match got {
             Some(ContentRange::Bytes { range, .. })
                 if resp.status() == StatusCode::PARTIAL_CONTENT && range.start == start =>
@@ -1065,4 +1080,3 @@ mod tests {
         assert_eq!(m.version_id.as_deref(), Some("v9"));
     }
 }
-

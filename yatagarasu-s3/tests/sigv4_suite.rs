@@ -24,7 +24,8 @@ struct Case {
 }
 
 fn read(dir: &Path, file: &str) -> String {
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
 }
 
 fn decode(s: &str) -> String {
@@ -62,7 +63,11 @@ fn parse_case(dir: &Path) -> Case {
         })
         .collect();
     let normalize = ctx["normalize"].as_bool().unwrap();
-    let path = if normalize { normalize_path(path) } else { path.to_owned() };
+    let path = if normalize {
+        normalize_path(path)
+    } else {
+        path.to_owned()
+    };
     let c = &ctx["credentials"];
     let mut creds = Credentials::new(
         c["access_key_id"].as_str().unwrap(),
@@ -129,31 +134,88 @@ fn every_suite_case_signs_exactly_as_aws_does() {
 
         let header = signer.sign_headers(&case.request, &case.creds, &settings);
         let checks = [
-            ("header-canonical-request", header.canonical_request.clone(), read(dir, "header-canonical-request.txt")),
-            ("header-string-to-sign", header.string_to_sign.clone(), read(dir, "header-string-to-sign.txt")),
-            ("header-signature", header.signature.clone(), read(dir, "header-signature.txt")),
+            (
+                "header-canonical-request",
+                header.canonical_request.clone(),
+                read(dir, "header-canonical-request.txt"),
+            ),
+            (
+                "header-string-to-sign",
+                header.string_to_sign.clone(),
+                read(dir, "header-string-to-sign.txt"),
+            ),
+            (
+                "header-signature",
+                header.signature.clone(),
+                read(dir, "header-signature.txt"),
+            ),
             (
                 "authorization",
-                header.params.iter().find(|(n, _)| *n == "authorization").unwrap().1.clone(),
+                header
+                    .params
+                    .iter()
+                    .find(|(n, _)| *n == "authorization")
+                    .unwrap()
+                    .1
+                    .clone(),
                 authorization_line(&read(dir, "header-signed-request.txt")),
             ),
         ];
-        let query = signer.presign(&case.request, &case.creds, &settings, Duration::from_secs(case.expires));
+        let query = signer.presign(
+            &case.request,
+            &case.creds,
+            &settings,
+            Duration::from_secs(case.expires),
+        );
         let qchecks = [
-            ("query-canonical-request", query.canonical_request.clone(), read(dir, "query-canonical-request.txt")),
-            ("query-string-to-sign", query.string_to_sign.clone(), read(dir, "query-string-to-sign.txt")),
-            ("query-signature", query.signature.clone(), read(dir, "query-signature.txt")),
+            (
+                "query-canonical-request",
+                query.canonical_request.clone(),
+                read(dir, "query-canonical-request.txt"),
+            ),
+            (
+                "query-string-to-sign",
+                query.string_to_sign.clone(),
+                read(dir, "query-string-to-sign.txt"),
+            ),
+            (
+                "query-signature",
+                query.signature.clone(),
+                read(dir, "query-signature.txt"),
+            ),
         ];
         for (what, got, want) in checks.into_iter().chain(qchecks) {
             if got.trim_end() != want.trim_end() {
-                failures.push(format!("{} {what}:\n--- got\n{got}\n--- want\n{want}", case.name));
+                failures.push(format!(
+                    "{} {what}:\n--- got\n{got}\n--- want\n{want}",
+                    case.name
+                ));
             }
         }
         // A session token, when present, is sent in both forms.
         if case.creds.session_token().is_some() {
-            assert!(header.params.iter().any(|(n, _)| *n == "x-amz-security-token"), "{}", case.name);
-            assert!(query.params.iter().any(|(n, _)| *n == "X-Amz-Security-Token"), "{}", case.name);
+            assert!(
+                header
+                    .params
+                    .iter()
+                    .any(|(n, _)| *n == "x-amz-security-token"),
+                "{}",
+                case.name
+            );
+            assert!(
+                query
+                    .params
+                    .iter()
+                    .any(|(n, _)| *n == "X-Amz-Security-Token"),
+                "{}",
+                case.name
+            );
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
