@@ -3,6 +3,8 @@
 //! identity, ECS container credentials, EC2 IMDSv2), including their use for signing against a real
 //! s3s origin.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -2,6 +2,8 @@
 //! process's resident set size while streaming, not assumed). Alone in its binary so no other test's
 //! allocations disturb the measurement.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use futures_util::StreamExt as _;
 use yatagarasu_s3::{Credentials, GetObjectRequest, S3Client};
 use yatagarasu_testkit::{TestOrigin, pattern_byte};

@@ -1,6 +1,8 @@
 //! yatagarasu-s3 against a real S3 implementation: s3s-fs in-process, SigV4 verification on, over a
 //! real socket. Faults are injected by the origin itself (testkit), not simulated in the client.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::time::Duration;
 
 use futures_util::StreamExt as _;

@@ -1,6 +1,8 @@
 //! Every case of the official AWS SigV4 test suite (tests/data/sigv4-test-suite, Apache-2.0, from
 //! awslabs/aws-c-auth), for both header signing and presigned URLs.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::path::Path;
 use std::time::Duration;
 
