@@ -50,7 +50,7 @@ async fn streams_200_mib_with_flat_memory() {
         }
         offset += chunk.len() as u64;
         chunks += 1;
-        if chunks % 256 == 0 {
+        if chunks.is_multiple_of(256) {
             peak = peak.max(rss_bytes());
         }
     }
