@@ -1,6 +1,54 @@
 //! # yatagarasu
 //!
-//! A read-only S3 proxy (placeholder while the serving layer is built).
+//! A read-only S3 proxy, usable as a library: mount [`Proxy`] (a hyper service) in your own server,
+//! or run it with [`serve`]. Each bucket is served under a URL path prefix and read through
+//! [`yatagarasu_s3`] (SigV4, retries, resumable streaming).
+//!
+//! - GET and HEAD stream the object, never buffering it whole; OPTIONS answers with `Allow`; other
+//!   methods get 405.
+//! - Routing takes the longest `path_prefix` on a path-segment boundary; the rest of the path,
+//!   percent-decoded once, is the key. `..`/`.` segments, encoded slashes and NUL get 400.
+//! - Range (RFC 9110 14): one range gives 206 with `Content-Range`; an unsatisfiable one gives 416 with
+//!   `Content-Range: bytes */LEN`; several ranges are served as one 206 when they merge into one
+//!   contiguous range, else as the whole object with 200.
+//! - Conditional requests are evaluated by the proxy itself (RFC 9110 13.2.2) from the object's
+//!   metadata, so the answer is right whatever the origin does with those headers.
+//! - Every error is JSON: `{"error":{"code":…,"message":…,"bucket":…,"key":…,"request_id":…}}`, and
+//!   every response carries `x-request-id`.
+//!
+//! ```no_run
+//! use yatagarasu::{BucketRoute, Proxy, ServerOptions, serve};
+//! use yatagarasu_s3::{Credentials, S3Client};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = S3Client::builder("media")
+//!     .endpoint("http://127.0.0.1:9000")
+//!     .credentials(Credentials::new("minioadmin", "minioadmin"))
+//!     .build()?;
+//! let proxy = Proxy::builder()
+//!     .route(BucketRoute {
+//!         name: "media".into(),
+//!         path_prefix: "/media".into(),
+//!         client,
+//!         expose_user_metadata: false,
+//!     })
+//!     .build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(listener, proxy, ServerOptions::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod proxy;
+mod router;
+mod server;
+
+pub use proxy::{Proxy, ProxyBody, ProxyBuilder};
+pub use router::{BucketRoute, RESERVED_PATHS};
+pub use server::{ServerOptions, serve};
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

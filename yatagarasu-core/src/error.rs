@@ -124,6 +124,8 @@ pub struct ErrorContext {
     pub request_id: Option<String>,
     /// The error code the origin sent (`NoSuchKey`, `SlowDown`, ...), if any.
     pub upstream_code: Option<String>,
+    /// The object's full size, when known (a 416 answer reports it in `Content-Range`).
+    pub object_size: Option<u64>,
 }
 
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -211,6 +213,12 @@ impl Error {
     /// Set the error code the origin answered with.
     pub fn with_upstream_code(mut self, code: impl Into<String>) -> Self {
         self.inner_mut().context.upstream_code = Some(code.into());
+        self
+    }
+
+    /// Set the object's full size in the context.
+    pub fn with_object_size(mut self, size: u64) -> Self {
+        self.inner_mut().context.object_size = Some(size);
         self
     }
 

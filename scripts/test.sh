@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what the tests need on a fresh machine, then
+# checks formatting, lints every target with warnings denied, runs every test (unit, integration,
+# doctests) and checks that each library crate packages on its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# --- what the tests need -------------------------------------------------------------------------
+# Rust components (a rustup toolchain without them gets them added).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    say "installing rustfmt and clippy"
+    rustup component add rustfmt clippy
+fi
+# cargo-nextest runs the tests in parallel processes with per-test time limits; plain cargo test is
+# the fallback when it cannot be installed.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest"
+    cargo install cargo-nextest --locked || echo "cargo-nextest unavailable; using cargo test"
+fi
+
+# --- checks --------------------------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "cargo clippy (all targets, warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked
+else
+    cargo test --workspace --locked --lib --bins --tests
+fi
+
+say "doctests"
+cargo test --workspace --locked --doc
+
+say "each library crate packages on its own"
+cargo package --locked --no-verify --allow-dirty \
+    -p yatagarasu-core -p yatagarasu-s3 -p yatagarasu-coalesce -p yatagarasu-cache -p yatagarasu >/dev/null
+echo "packaged yatagarasu-core, yatagarasu-s3, yatagarasu-coalesce, yatagarasu-cache, yatagarasu"

@@ -1,0 +1,520 @@
+//! The proxy service: one request in, one response out.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use yatagarasu_core::{
+    ContentRange, Error, ErrorKind, ObjectMeta, Precondition, Preconditions, RangeHeader,
+    RangeResolution, RangeSpec, coalesce_ranges, format_http_date,
+};
+use yatagarasu_s3::{GetObjectRequest, HeadObjectRequest};
+
+use crate::router::{BucketRoute, Router};
+
+/// The body type of every proxy response.
+pub type ProxyBody = UnsyncBoxBody<Bytes, Error>;
+
+/// The methods a read-only proxy answers.
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Builds a [`Proxy`].
+#[derive(Debug, Default)]
+pub struct ProxyBuilder {
+    routes: Vec<BucketRoute>,
+}
+
+impl ProxyBuilder {
+    /// Serve a bucket under a path prefix.
+    pub fn route(mut self, route: BucketRoute) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Finish.
+    pub fn build(self) -> Proxy {
+        Proxy {
+            inner: Arc::new(Inner {
+                router: Router::new(self.routes),
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    router: Router,
+}
+
+/// The read-only S3 proxy as a hyper service. Cheap to clone; mount it in any hyper server, or use
+/// [`serve`](crate::serve).
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+/// Context of one request, for errors and logs.
+struct RequestCtx {
+    id: String,
+    method: Method,
+}
+
+impl Proxy {
+    /// Start building a proxy.
+    pub fn builder() -> ProxyBuilder {
+        ProxyBuilder::default()
+    }
+
+    /// The mounted routes, longest prefix first.
+    pub fn routes(&self) -> &[BucketRoute] {
+        self.inner.router.routes()
+    }
+
+    /// Answer one request. Never fails: errors become JSON responses.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
+        // A read-only proxy never reads request bodies.
+        let (req, _body) = req.into_parts();
+        let started = Instant::now();
+        let ctx = RequestCtx {
+            id: request_id(&req.headers),
+            method: req.method.clone(),
+        };
+        let path = req.uri.path().to_owned();
+        let (bucket, mut resp) = match self.dispatch(&req).await {
+            Ok((bucket, resp)) => (bucket, resp),
+            Err((bucket, err)) => (
+                bucket,
+                error_response(&ctx, err.with_request_id(ctx.id.clone())),
+            ),
+        };
+        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        tracing::info!(
+            method = %ctx.method,
+            path = %path,
+            bucket = bucket.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            bytes,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = %ctx.id,
+            "request"
+        );
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        req: &http::request::Parts,
+    ) -> Result<(Option<String>, Response<ProxyBody>), (Option<String>, Error)> {
+        let path = req.uri.path();
+        if path == "/health" {
+            return Ok((None, json_response(StatusCode::OK, r#"{"status":"ok"}"#)));
+        }
+        let (route, key) = match self.inner.router.resolve(path) {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Err((
+                    None,
+                    Error::new(ErrorKind::NotFound, "no bucket is served under this path"),
+                ));
+            }
+            Err(e) => return Err((None, e)),
+        };
+        let bucket = Some(route.name.clone());
+        let method = &req.method;
+        if method == Method::OPTIONS {
+            let mut resp = empty_response(StatusCode::NO_CONTENT);
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            return Ok((bucket, resp));
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return Err((
+                bucket,
+                Error::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("{method} is not allowed: this proxy is read-only"),
+                )
+                .with_bucket(route.name.clone()),
+            ));
+        }
+        if key.is_empty() {
+            return Err((
+                bucket,
+                Error::new(ErrorKind::NotFound, "no object key in the path")
+                    .with_bucket(route.name.clone()),
+            ));
+        }
+        let result = if method == Method::HEAD {
+            self.head(route, &key, &req.headers).await
+        } else {
+            self.get(route, &key, &req.headers).await
+        };
+        result
+            .map(|r| (bucket.clone(), r))
+            .map_err(|e| (bucket, e.with_bucket(route.name.clone())))
+    }
+
+    async fn head(
+        &self,
+        route: &BucketRoute,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let meta = route
+            .client
+            .head_object(key, &HeadObjectRequest::default())
+            .await?;
+        let conditions = preconditions(headers);
+        match conditions.evaluate(&meta.validators(), true) {
+            Precondition::NotModified => return Ok(not_modified(&meta)),
+            Precondition::Failed => return Err(precondition_failed(key)),
+            Precondition::Proceed => {}
+        }
+        let mut resp = empty_response(StatusCode::OK);
+        object_headers(resp.headers_mut(), &meta, route.expose_user_metadata);
+        set_u64(resp.headers_mut(), header::CONTENT_LENGTH, meta.size);
+        Ok(resp)
+    }
+
+    async fn get(
+        &self,
+        route: &BucketRoute,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let conditions = preconditions(headers);
+        let range = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| RangeHeader::parse(v).ok());
+        let needs_meta_first = !conditions.is_empty()
+            || conditions.if_range.is_some()
+            || range.as_ref().is_some_and(|r| r.specs().len() > 1);
+
+        // Decide what to ask the origin for.
+        let mut origin_range: Option<RangeSpec> = None;
+        if needs_meta_first {
+            let meta = route
+                .client
+                .head_object(key, &HeadObjectRequest::default())
+                .await?;
+            match conditions.evaluate(&meta.validators(), true) {
+                Precondition::NotModified => return Ok(not_modified(&meta)),
+                Precondition::Failed => return Err(precondition_failed(key)),
+                Precondition::Proceed => {}
+            }
+            if let Some(r) = range
+                .as_ref()
+                .filter(|_| conditions.range_applies(&meta.validators()))
+            {
+                match r.resolve(meta.size) {
+                    RangeResolution::Full => {}
+                    RangeResolution::Unsatisfiable => return Err(unsatisfiable(key, meta.size)),
+                    RangeResolution::Ranges(ranges) => {
+                        // Multiple ranges: served as one 206 when they merge into one, else the whole
+                        // object with 200 (RFC 9110 14.2 lets a server ignore a Range header).
+                        let merged = coalesce_ranges(&ranges);
+                        if let [only] = merged.as_slice() {
+                            origin_range = Some(RangeSpec::Int {
+                                first: only.start,
+                                last: Some(only.end),
+                            });
+                        }
+                    }
+                }
+            }
+        } else if let Some(r) = &range {
+            origin_range = r.specs().first().copied();
+        }
+
+        let req = GetObjectRequest {
+            range: origin_range,
+            ..GetObjectRequest::default()
+        };
+        let out = match route.client.get_object(key, &req).await {
+            Ok(out) => out,
+            Err(e) if e.kind() == ErrorKind::InvalidRange => {
+                let meta = route
+                    .client
+                    .head_object(key, &HeadObjectRequest::default())
+                    .await?;
+                if meta.size == 0
+                    && range
+                        .as_ref()
+                        .is_some_and(|r| r.resolve(0) == RangeResolution::Full)
+                {
+                    let out = route
+                        .client
+                        .get_object(key, &GetObjectRequest::default())
+                        .await?;
+                    return Ok(object_response(route, out));
+                }
+                return Err(unsatisfiable(key, meta.size));
+            }
+            Err(e) => return Err(e),
+        };
+        // The object may have changed since the HEAD: decide again on what is actually being sent.
+        match conditions.evaluate(&out.meta.validators(), true) {
+            Precondition::NotModified => return Ok(not_modified(&out.meta)),
+            Precondition::Failed => return Err(precondition_failed(key)),
+            Precondition::Proceed => {}
+        }
+        Ok(object_response(route, out))
+    }
+}
+
+fn object_response(
+    route: &BucketRoute,
+    out: yatagarasu_s3::GetObjectOutput,
+) -> Response<ProxyBody> {
+    let status = if out.content_range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let body = StreamBody::new(out.body.map_ok(Frame::data)).boxed_unsync();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    object_headers(h, &out.meta, route.expose_user_metadata);
+    set_u64(h, header::CONTENT_LENGTH, out.content_length);
+    if let Some(cr) = out.content_range
+        && let Ok(v) = HeaderValue::from_str(&cr.to_string())
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}
+
+fn unsatisfiable(key: &str, size: u64) -> Error {
+    Error::new(
+        ErrorKind::InvalidRange,
+        format!("no requested range overlaps the object's {size} bytes"),
+    )
+    .with_key(key)
+    .with_object_size(size)
+}
+
+fn precondition_failed(key: &str) -> Error {
+    Error::new(
+        ErrorKind::PreconditionFailed,
+        "a precondition (If-Match / If-Unmodified-Since) did not hold",
+    )
+    .with_key(key)
+}
+
+fn preconditions(h: &HeaderMap) -> Preconditions {
+    let joined = |name: HeaderName| -> Option<String> {
+        let values: Vec<&str> = h
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    let mut p = Preconditions::default();
+    if let Some(v) = joined(header::IF_MATCH) {
+        p.set_if_match(&v);
+    }
+    if let Some(v) = joined(header::IF_NONE_MATCH) {
+        p.set_if_none_match(&v);
+    }
+    if let Some(v) = h
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+    {
+        p.set_if_modified_since(v);
+    }
+    if let Some(v) = h
+        .get(header::IF_UNMODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+    {
+        p.set_if_unmodified_since(v);
+    }
+    if h.contains_key(header::RANGE)
+        && let Some(v) = h.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
+    {
+        p.set_if_range(v);
+    }
+    p
+}
+
+fn set_u64(h: &mut HeaderMap, name: HeaderName, v: u64) {
+    h.insert(name, HeaderValue::from(v));
+}
+
+fn set_str(h: &mut HeaderMap, name: HeaderName, v: Option<&str>) {
+    if let Some(v) = v
+        && let Ok(v) = HeaderValue::from_str(v)
+    {
+        h.insert(name, v);
+    }
+}
+
+/// The validators a 304 must carry (RFC 9110 15.4.5).
+fn validator_headers(h: &mut HeaderMap, meta: &ObjectMeta) {
+    set_str(
+        h,
+        header::ETAG,
+        meta.etag.as_ref().map(ToString::to_string).as_deref(),
+    );
+    set_str(
+        h,
+        header::LAST_MODIFIED,
+        meta.last_modified.map(format_http_date).as_deref(),
+    );
+    set_str(h, header::CACHE_CONTROL, meta.cache_control.as_deref());
+    set_str(h, header::EXPIRES, meta.expires.as_deref());
+}
+
+fn object_headers(h: &mut HeaderMap, meta: &ObjectMeta, user_metadata: bool) {
+    validator_headers(h, meta);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    set_str(
+        h,
+        header::CONTENT_TYPE,
+        Some(
+            meta.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        ),
+    );
+    set_str(
+        h,
+        header::CONTENT_ENCODING,
+        meta.content_encoding.as_deref(),
+    );
+    set_str(
+        h,
+        header::CONTENT_DISPOSITION,
+        meta.content_disposition.as_deref(),
+    );
+    set_str(
+        h,
+        header::CONTENT_LANGUAGE,
+        meta.content_language.as_deref(),
+    );
+    if user_metadata {
+        for (k, v) in &meta.user_metadata {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(name, value);
+            }
+        }
+    }
+}
+
+fn not_modified(meta: &ObjectMeta) -> Response<ProxyBody> {
+    let mut resp = empty_response(StatusCode::NOT_MODIFIED);
+    validator_headers(resp.headers_mut(), meta);
+    resp
+}
+
+fn empty_response(status: StatusCode) -> Response<ProxyBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let body: Bytes = body.into();
+    let len = body.len() as u64;
+    let mut resp = Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_u64(resp.headers_mut(), header::CONTENT_LENGTH, len);
+    resp
+}
+
+fn error_response(ctx: &RequestCtx, err: Error) -> Response<ProxyBody> {
+    // A 416 reports the object's length (RFC 9110 15.5.17).
+    let unsatisfied_len = err
+        .context()
+        .object_size
+        .filter(|_| err.kind() == ErrorKind::InvalidRange);
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::warn!(error = %err, "request failed");
+    }
+    let mut resp = if status == StatusCode::NOT_MODIFIED {
+        empty_response(status)
+    } else {
+        json_response(status, err.to_json())
+    };
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+    }
+    if let Some(len) = unsatisfied_len
+        && let Ok(v) =
+            HeaderValue::from_str(&ContentRange::Unsatisfied { complete: len }.to_string())
+    {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    if ctx.method == Method::HEAD {
+        // Same status and headers, no body.
+        let (parts, _) = resp.into_parts();
+        let mut head = Response::from_parts(
+            parts,
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        head.headers_mut().remove(header::CONTENT_LENGTH);
+        return head;
+    }
+    resp
+}
+
+/// The client's `x-request-id` when well-formed (1–128 of `A-Za-z0-9._-`), else a new one.
+fn request_id(h: &HeaderMap) -> String {
+    if let Some(v) = h.get("x-request-id").and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return v.to_owned();
+    }
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+impl<B: Send + 'static> hyper::service::Service<Request<B>> for Proxy {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
