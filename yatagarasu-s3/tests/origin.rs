@@ -551,3 +551,44 @@ async fn presigned_urls_are_accepted_by_the_origin() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), "presigned!");
 }
+
+#[tokio::test]
+async fn unsigned_payload_is_accepted() {
+    let o = origin().await;
+    o.put_object("media", "u.txt", b"unsigned payload");
+    let c = S3Client::builder("media")
+        .endpoint(o.endpoint())
+        .credentials(Credentials::new(AK, SK))
+        .unsigned_payload(true)
+        .build()
+        .unwrap();
+    assert_eq!(get_all(&c, "u.txt").await.unwrap(), "unsigned payload");
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_total_deadline() {
+    let o = origin().await;
+    o.put_object("media", "k", b"v");
+    let c = S3Client::builder("media")
+        .endpoint(o.endpoint())
+        .credentials(Credentials::new(AK, SK))
+        .timeouts(Timeouts {
+            first_byte: Duration::from_millis(250),
+            total: Duration::from_secs(1),
+            ..Timeouts::default()
+        })
+        .retry_policy(RetryPolicy {
+            max_attempts: 50,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_resumes: 0,
+        })
+        .build()
+        .unwrap();
+    o.inject(Fault::DelayHeaders(Duration::from_secs(10)), 50);
+    let err = get_all(&c, "k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamTimeout);
+    // 1 s of deadline holds at most 4 attempts of 250 ms, far from the 50 allowed.
+    let attempts = o.stats().requests();
+    assert!((2..=5).contains(&attempts), "{attempts} attempts");
+}
