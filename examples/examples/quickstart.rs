@@ -66,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             path_prefix: "/demo".into(),
             client,
             expose_user_metadata: false,
+            cors: None,
         })
         .build();
 

@@ -31,6 +31,7 @@
 //!         path_prefix: "/media".into(),
 //!         client,
 //!         expose_user_metadata: false,
+//!         cors: None,
 //!     })
 //!     .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -42,10 +43,14 @@
 //! # }
 //! ```
 
+pub mod config;
+mod cors;
 mod proxy;
 mod router;
 mod server;
 
+pub use config::{Config, ConfigError};
+pub use cors::CorsPolicy;
 pub use proxy::{Proxy, ProxyBody, ProxyBuilder};
 pub use router::{BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, serve};

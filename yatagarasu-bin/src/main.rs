@@ -1,11 +1,145 @@
-//! The `yatagarasu` binary. The YAML configuration front end is being built (issue 3); today the
-//! proxy runs embedded (see the `yatagarasu` library and `examples/quickstart.rs`).
+//! The `yatagarasu` binary: `yatagarasu --config FILE [--check]`.
 
-fn main() {
-    eprintln!(
-        "yatagarasu {}: the config-file front end (`yatagarasu --config FILE`) is not built yet.\n\
-         Run the demo with: cargo run -p yatagarasu-examples --example quickstart",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use yatagarasu::{Config, serve};
+
+const USAGE: &str = "\
+usage: yatagarasu --config FILE [--check]
+
+  --config FILE   the YAML configuration (see the README's configuration reference)
+  --check         validate the configuration and exit: 0 when valid, 1 with one line per problem
+  --version       print the version
+  --help          print this help
+
+Logs go to stdout; RUST_LOG sets the level (default: info).";
+
+enum Command {
+    Run { config: PathBuf, check: bool },
+    Print(String),
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut config = None;
+    let mut check = false;
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?));
+            }
+            s if s.starts_with("--config=") => {
+                config = Some(PathBuf::from(&s["--config=".len()..]))
+            }
+            "--check" => check = true,
+            "--version" | "-V" => {
+                return Ok(Command::Print(format!(
+                    "yatagarasu {}",
+                    yatagarasu::VERSION
+                )));
+            }
+            "--help" | "-h" => return Ok(Command::Print(USAGE.to_owned())),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let config = config.ok_or("--config FILE is required")?;
+    Ok(Command::Run { config, check })
+}
+
+fn main() -> ExitCode {
+    let (config_path, check) = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run { config, check }) => (config, check),
+        Ok(Command::Print(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_file(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration {}:", config_path.display());
+            for p in e.problems() {
+                eprintln!("  {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if check {
+        println!(
+            "configuration OK: {} bucket(s), listening on {}:{}",
+            config.buckets.len(),
+            config.server.address,
+            config.server.port
+        );
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let proxy = config.build_proxy()?;
+    let addr = (config.server.address.as_str(), config.server.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", addr.0, addr.1))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, buckets = proxy.routes().len(), "yatagarasu listening");
+    for r in proxy.routes() {
+        tracing::info!(bucket = %r.name, prefix = %r.path_prefix, "serving bucket");
+    }
+    serve(listener, proxy, config.server_options(), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    }
 }

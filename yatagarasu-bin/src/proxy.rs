@@ -4,7 +4,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
@@ -19,6 +20,7 @@ use yatagarasu_core::{
 };
 use yatagarasu_s3::{GetObjectRequest, HeadObjectRequest};
 
+use crate::cors::Preflight;
 use crate::router::{BucketRoute, Router};
 
 /// The body type of every proxy response.
@@ -28,9 +30,23 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, Error>;
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 /// Builds a [`Proxy`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProxyBuilder {
     routes: Vec<BucketRoute>,
+    max_uri_bytes: usize,
+    ready_cache: Duration,
+    probe_timeout: Duration,
+}
+
+impl Default for ProxyBuilder {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            max_uri_bytes: 8 * 1024,
+            ready_cache: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl ProxyBuilder {
@@ -40,19 +56,48 @@ impl ProxyBuilder {
         self
     }
 
+    /// Longest request target (path and query) accepted; longer gets 414 (default 8 KiB).
+    pub fn max_uri_bytes(mut self, n: usize) -> Self {
+        self.max_uri_bytes = n;
+        self
+    }
+
+    /// How long a `/ready` probe result is reused (default 5 s), so probes cannot flood the origins.
+    pub fn ready_cache(mut self, d: Duration) -> Self {
+        self.ready_cache = d;
+        self
+    }
+
+    /// How long one readiness probe may take before the bucket counts as down (default 5 s).
+    pub fn probe_timeout(mut self, d: Duration) -> Self {
+        self.probe_timeout = d;
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
                 router: Router::new(self.routes),
+                max_uri_bytes: self.max_uri_bytes,
+                ready_cache: self.ready_cache,
+                probe_timeout: self.probe_timeout,
+                ready: tokio::sync::Mutex::new(None),
             }),
         }
     }
 }
 
+/// One readiness check of every bucket: when, and each bucket's error if it failed.
+type ReadyReport = (Instant, Vec<(String, Option<String>)>);
+
 #[derive(Debug)]
 struct Inner {
     router: Router,
+    max_uri_bytes: usize,
+    ready_cache: Duration,
+    probe_timeout: Duration,
+    ready: tokio::sync::Mutex<Option<ReadyReport>>,
 }
 
 /// The read-only S3 proxy as a hyper service. Cheap to clone; mount it in any hyper server, or use
@@ -88,43 +133,96 @@ impl Proxy {
             id: request_id(&req.headers),
             method: req.method.clone(),
         };
-        let path = req.uri.path().to_owned();
-        let (bucket, mut resp) = match self.dispatch(&req).await {
-            Ok((bucket, resp)) => (bucket, resp),
-            Err((bucket, err)) => (
-                bucket,
+        let (route, mut resp) = match self.dispatch(&req).await {
+            Ok((route, resp)) => (route, resp),
+            Err((route, err)) => (
+                route,
                 error_response(&ctx, err.with_request_id(ctx.id.clone())),
             ),
         };
+        if let Some(cors) = route.and_then(|r| r.cors.as_ref())
+            && req.method != Method::OPTIONS
+        {
+            cors.apply(&req.headers, resp.headers_mut());
+        }
         if let Ok(v) = HeaderValue::from_str(&ctx.id) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        let bytes = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        tracing::info!(
-            method = %ctx.method,
-            path = %path,
-            bucket = bucket.as_deref().unwrap_or("-"),
-            status = resp.status().as_u16(),
-            bytes,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            request_id = %ctx.id,
-            "request"
-        );
-        resp
+        let log = RequestLog {
+            method: ctx.method,
+            path: req.uri.path().to_owned(),
+            bucket: route.map(|r| r.name.clone()),
+            status: resp.status().as_u16(),
+            request_id: ctx.id,
+            started,
+        };
+        resp.map(|body| LoggedBody::new(body, log).boxed_unsync())
+    }
+
+    /// `/ready`: every bucket's origin answered a probe (HeadBucket) within the cache window.
+    async fn ready(&self) -> Response<ProxyBody> {
+        let inner = &self.inner;
+        let mut cached = inner.ready.lock().await;
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < inner.ready_cache);
+        if !fresh {
+            let probes = inner.router.routes().iter().map(|r| async move {
+                let outcome =
+                    match tokio::time::timeout(inner.probe_timeout, r.client.probe()).await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(format!("{}: {}", e.code(), e.message())),
+                        Err(_) => Some(format!("no answer within {:?}", inner.probe_timeout)),
+                    };
+                (r.name.clone(), outcome)
+            });
+            let results = futures_util::future::join_all(probes).await;
+            *cached = Some((Instant::now(), results));
+        }
+        let Some((_, results)) = cached.as_ref() else {
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, "{}");
+        };
+        let all_ok = results.iter().all(|(_, e)| e.is_none());
+        let mut buckets = serde_json::Map::new();
+        for (name, err) in results {
+            let v = match err {
+                None => serde_json::json!({ "ready": true }),
+                Some(e) => serde_json::json!({ "ready": false, "error": e }),
+            };
+            buckets.insert(name.clone(), v);
+        }
+        let body = serde_json::json!({ "status": if all_ok { "ready" } else { "not_ready" }, "buckets": buckets });
+        let status = if all_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_response(status, body.to_string())
     }
 
     async fn dispatch(
         &self,
         req: &http::request::Parts,
-    ) -> Result<(Option<String>, Response<ProxyBody>), (Option<String>, Error)> {
+    ) -> Result<(Option<&BucketRoute>, Response<ProxyBody>), (Option<&BucketRoute>, Error)> {
+        let uri_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if uri_len > self.inner.max_uri_bytes {
+            return Err((
+                None,
+                Error::new(
+                    ErrorKind::UriTooLong,
+                    format!(
+                        "the request target is {uri_len} bytes; the limit is {}",
+                        self.inner.max_uri_bytes
+                    ),
+                ),
+            ));
+        }
         let path = req.uri.path();
         if path == "/health" {
             return Ok((None, json_response(StatusCode::OK, r#"{"status":"ok"}"#)));
+        }
+        if path == "/ready" {
+            return Ok((None, self.ready().await));
         }
         let (route, key) = match self.inner.router.resolve(path) {
             Ok(Some(found)) => found,
@@ -136,10 +234,28 @@ impl Proxy {
             }
             Err(e) => return Err((None, e)),
         };
-        let bucket = Some(route.name.clone());
+        let bucket = Some(route);
         let method = &req.method;
         if method == Method::OPTIONS {
+            let preflight = route
+                .cors
+                .as_ref()
+                .map_or(Preflight::NotPreflight, |c| c.preflight(&req.headers));
             let mut resp = empty_response(StatusCode::NO_CONTENT);
+            match preflight {
+                Preflight::Allowed(h) => resp.headers_mut().extend(h),
+                Preflight::Refused(why) => {
+                    return Err((
+                        bucket,
+                        Error::new(
+                            ErrorKind::AccessDenied,
+                            format!("CORS preflight refused: {why}"),
+                        )
+                        .with_bucket(route.name.clone()),
+                    ));
+                }
+                Preflight::NotPreflight => {}
+            }
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
             return Ok((bucket, resp));
@@ -167,7 +283,7 @@ impl Proxy {
             self.get(route, &key, &req.headers).await
         };
         result
-            .map(|r| (bucket.clone(), r))
+            .map(|r| (bucket, r))
             .map_err(|e| (bucket, e.with_bucket(route.name.clone())))
     }
 
@@ -496,6 +612,98 @@ fn error_response(ctx: &RequestCtx, err: Error) -> Response<ProxyBody> {
     resp
 }
 
+/// What the request log line says.
+struct RequestLog {
+    method: Method,
+    path: String,
+    bucket: Option<String>,
+    status: u16,
+    request_id: String,
+    started: Instant,
+}
+
+/// Counts the bytes of a response body and writes the request's log line when the body ends, fails,
+/// or is dropped early (client gone): `outcome` says which.
+struct LoggedBody {
+    inner: ProxyBody,
+    bytes: u64,
+    log: Option<RequestLog>,
+}
+
+impl LoggedBody {
+    fn new(inner: ProxyBody, log: RequestLog) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            log: Some(log),
+        }
+    }
+
+    fn finish(&mut self, outcome: &str) {
+        if let Some(l) = self.log.take() {
+            tracing::info!(
+                method = %l.method,
+                path = %l.path,
+                bucket = l.bucket.as_deref().unwrap_or("-"),
+                status = l.status,
+                bytes = self.bytes,
+                duration_ms = (l.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                request_id = %l.request_id,
+                outcome,
+                "request"
+            );
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish("complete");
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "response body aborted");
+                self.finish("aborted");
+            }
+            Poll::Ready(None) => self.finish("complete"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let outcome = if http_body::Body::is_end_stream(&self.inner) {
+            "complete"
+        } else {
+            "client_gone"
+        };
+        self.finish(outcome);
+    }
+}
+
 /// The client's `x-request-id` when well-formed (1–128 of `A-Za-z0-9._-`), else a new one.
 fn request_id(h: &HeaderMap) -> String {
     if let Some(v) = h.get("x-request-id").and_then(|v| v.to_str().ok())
@@ -506,6 +714,22 @@ fn request_id(h: &HeaderMap) -> String {
         return v.to_owned();
     }
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// As a `tower::Service`, for axum, tonic and other tower-based servers (see `examples/axum_embed.rs`).
+impl<B: Send + 'static> tower_service::Service<Request<B>> for Proxy {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
 }
 
 impl<B: Send + 'static> hyper::service::Service<Request<B>> for Proxy {

@@ -4,6 +4,8 @@ use percent_encoding::percent_decode;
 use yatagarasu_core::{Error, ErrorKind};
 use yatagarasu_s3::S3Client;
 
+use crate::cors::CorsPolicy;
+
 /// One bucket the proxy serves, and the path prefix it is served under.
 #[derive(Debug, Clone)]
 pub struct BucketRoute {
@@ -15,6 +17,8 @@ pub struct BucketRoute {
     pub client: S3Client,
     /// Whether `x-amz-meta-*` user metadata is passed to clients.
     pub expose_user_metadata: bool,
+    /// CORS rules for browsers; `None` sends no CORS headers.
+    pub cors: Option<CorsPolicy>,
 }
 
 /// Routes by longest prefix on a path-segment boundary.
@@ -104,6 +108,7 @@ mod tests {
             path_prefix: prefix.into(),
             client: S3Client::builder(name).anonymous().build().unwrap(),
             expose_user_metadata: false,
+            cors: None,
         }
     }
 

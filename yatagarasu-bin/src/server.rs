@@ -1,12 +1,14 @@
 //! Serving the proxy on a socket: HTTP/1.1 and h2c, keep-alive, graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::proxy::Proxy;
 
@@ -15,15 +17,26 @@ use crate::proxy::Proxy;
 pub struct ServerOptions {
     /// How long in-flight requests may run after shutdown begins.
     pub grace_period: Duration,
-    /// Largest request head (request line + headers) accepted on HTTP/1.1, in bytes.
+    /// Largest request head (request line + headers) accepted on HTTP/1.1, in bytes; larger gets 431.
+    /// Also the HTTP/2 header list limit.
     pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1.1 request; more gets 431.
+    pub max_headers: usize,
+    /// Longest request target; enforced by the [`Proxy`] (see `ProxyBuilder::max_uri_bytes`), kept here
+    /// so one settings value describes the listener.
+    pub max_uri_bytes: usize,
+    /// Most concurrent connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             grace_period: Duration::from_secs(30),
-            max_header_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -40,10 +53,26 @@ pub async fn serve(
     builder
         .http1()
         .keep_alive(true)
-        .max_buf_size(options.max_header_bytes.max(8192));
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .max_headers(options.max_headers)
+        .header_read_timeout(Duration::from_secs(30))
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .timer(hyper_util::rt::TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the connection limit, stop accepting until a connection closes.
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -63,6 +92,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -32,6 +32,7 @@ async fn harness() -> Harness {
             .build()
             .unwrap(),
         expose_user_metadata: false,
+        cors: None,
     };
     let proxy = Proxy::builder()
         .route(route(

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The HTTP method is not one this read-only service answers (405).
     MethodNotAllowed,
+    /// The request target is longer than the server accepts (414).
+    UriTooLong,
     /// Too many requests, here or at the origin (429); retrying later may help.
     TooManyRequests,
     /// The origin did not answer in time (504); retrying may help.
@@ -49,6 +51,7 @@ impl ErrorKind {
             Self::NotModified => 304,
             Self::BadRequest => 400,
             Self::MethodNotAllowed => 405,
+            Self::UriTooLong => 414,
             Self::TooManyRequests => 429,
             Self::UpstreamTimeout => 504,
             Self::Unavailable => 503,
@@ -76,6 +79,7 @@ impl ErrorKind {
             Self::NotModified => "NotModified",
             Self::BadRequest => "BadRequest",
             Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::UriTooLong => "UriTooLong",
             Self::TooManyRequests => "TooManyRequests",
             Self::UpstreamTimeout => "UpstreamTimeout",
             Self::Unavailable => "ServiceUnavailable",
