@@ -42,7 +42,7 @@ pub struct CorsPolicy {
 #[derive(Debug)]
 pub(crate) enum Preflight {
     /// Not a CORS preflight (no `Origin` or no `Access-Control-Request-Method`).
-    NotPreflight,
+    PlainOptions,
     /// Allowed: answer 204 with these headers.
     Allowed(HeaderMap),
     /// Refused, with the reason.
@@ -144,7 +144,7 @@ impl CorsPolicy {
             req.get(header::ACCESS_CONTROL_REQUEST_METHOD)
                 .and_then(|v| v.to_str().ok()),
         ) else {
-            return Preflight::NotPreflight;
+            return Preflight::PlainOptions;
         };
         let Some(allow_origin) = self.allow_origin_value(origin) else {
             return Preflight::Refused("origin not allowed");
@@ -301,7 +301,7 @@ mod tests {
         }
         assert!(matches!(
             p.preflight(&req(&[("origin", "https://app.example")])),
-            Preflight::NotPreflight
+            Preflight::PlainOptions
         ));
     }
 

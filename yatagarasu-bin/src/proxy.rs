@@ -240,7 +240,7 @@ impl Proxy {
             let preflight = route
                 .cors
                 .as_ref()
-                .map_or(Preflight::NotPreflight, |c| c.preflight(&req.headers));
+                .map_or(Preflight::PlainOptions, |c| c.preflight(&req.headers));
             let mut resp = empty_response(StatusCode::NO_CONTENT);
             match preflight {
                 Preflight::Allowed(h) => resp.headers_mut().extend(h),
@@ -254,7 +254,7 @@ impl Proxy {
                         .with_bucket(route.name.clone()),
                     ));
                 }
-                Preflight::NotPreflight => {}
+                Preflight::PlainOptions => {}
             }
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
