@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use yatagarasu::{BucketRoute, Proxy, ServerOptions, serve};
+use yatagarasu::config::CorsConfig;
+use yatagarasu::{BucketRoute, CorsPolicy, Proxy, ServerOptions, serve};
 use yatagarasu_s3::{Credentials, S3Client};
 use yatagarasu_testkit::{ObjectAttributes, TestOrigin, pattern_byte};
 
@@ -34,14 +35,21 @@ async fn harness() -> Harness {
         expose_user_metadata: false,
         cors: None,
     };
+    let mut media_route = route("media", "/media", &media, "AKIDMEDIA", "media-secret");
+    media_route.cors = Some(
+        CorsPolicy::from_config(&CorsConfig {
+            allowed_origins: vec!["https://app.example".into()],
+            allowed_methods: None,
+            allowed_headers: vec!["range".into()],
+            expose_headers: vec!["etag".into(), "content-range".into()],
+            max_age_seconds: Some(600),
+            allow_credentials: false,
+        })
+        .unwrap(),
+    );
     let proxy = Proxy::builder()
-        .route(route(
-            "media",
-            "/media",
-            &media,
-            "AKIDMEDIA",
-            "media-secret",
-        ))
+        .max_uri_bytes(1024)
+        .route(media_route)
         .route(route(
             "vault",
             "/media/private",
@@ -53,7 +61,12 @@ async fn harness() -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, proxy, ServerOptions::default(), async {
+    let options = ServerOptions {
+        max_headers: 20,
+        max_header_bytes: 8192,
+        ..ServerOptions::default()
+    };
+    tokio::spawn(serve(listener, proxy, options, async {
         let _ = rx.await;
     }));
     Harness {
@@ -378,4 +391,225 @@ async fn health_and_options() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(r.headers()["allow"], "GET, HEAD, OPTIONS");
+}
+
+#[tokio::test]
+async fn cors_preflight_and_actual_responses() {
+    let h = harness().await;
+    h.media.put_object("media", "app.js", b"console.log(1)");
+    let c = http();
+    let url = format!("{}/media/app.js", h.base);
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "Range")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(r.headers()["access-control-allow-methods"], "GET, HEAD");
+    assert_eq!(r.headers()["access-control-max-age"], "600");
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+
+    let r = c
+        .get(&url)
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(
+        r.headers()["access-control-expose-headers"],
+        "etag, content-range"
+    );
+    assert_eq!(r.headers()["vary"], "Origin");
+    // Errors carry CORS headers too, so scripts can read the JSON.
+    let r = c
+        .get(format!("{}/media/missing", h.base))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    // Another bucket without CORS sends none.
+    let r = c
+        .get(format!("{}/media/private/report.txt", h.base))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served() {
+    let h = harness().await;
+    h.media.put_pattern_object("media", "h2.bin", 300_000);
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{}/media/h2.bin", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len(), 300_000);
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern_byte(i as u64))
+    );
+}
+
+#[tokio::test]
+async fn request_limits() {
+    let h = harness().await;
+    let c = http();
+    let long = "a".repeat(2000);
+    let r = c
+        .get(format!("{}/media/{long}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 414);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "UriTooLong");
+    let mut req = c.get(format!("{}/media/x", h.base));
+    for i in 0..40 {
+        req = req.header(format!("x-filler-{i}"), "v");
+    }
+    assert_eq!(req.send().await.unwrap().status(), 431, "too many headers");
+    let r = c
+        .get(format!("{}/media/x", h.base))
+        .header("x-big", "v".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431, "header section too large");
+    assert_eq!(
+        h.media.stats().requests(),
+        0,
+        "rejected requests never reach the origin"
+    );
+}
+
+#[tokio::test]
+async fn origin_failing_mid_object_aborts_the_response() {
+    let h = harness().await;
+    h.media
+        .put_pattern_object("media", "fragile.bin", 2_000_000);
+    // One break more than the client's resume budget (3).
+    h.media
+        .inject(yatagarasu_testkit::Fault::BreakBodyAfter(300_000), 4);
+    let r = http()
+        .get(format!("{}/media/fragile.bin", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.content_length(), Some(2_000_000));
+    let err = r
+        .bytes()
+        .await
+        .expect_err("a truncated body must not look complete");
+    assert!(
+        err.is_body() || err.is_decode() || err.is_request(),
+        "{err}"
+    );
+
+    // With one break, the proxy resumes and the client never notices.
+    h.media
+        .inject(yatagarasu_testkit::Fault::BreakBodyAfter(300_000), 1);
+    let body = http()
+        .get(format!("{}/media/fragile.bin", h.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 2_000_000);
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern_byte(i as u64))
+    );
+}
+
+#[tokio::test]
+async fn origin_errors_map_to_statuses() {
+    let h = harness().await;
+    h.media.put_object("media", "k", b"v");
+    let c = http();
+    let url = format!("{}/media/k", h.base);
+    h.media
+        .inject(yatagarasu_testkit::Fault::status(403, "AccessDenied"), 1);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "AccessDenied");
+    h.media
+        .inject(yatagarasu_testkit::Fault::status(500, "InternalError"), 3);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let body = String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(
+        !body.contains("<Error>"),
+        "S3 XML never passes through: {body}"
+    );
+    // HEAD errors keep the status and carry no body.
+    let r = c
+        .head(format!("{}/media/missing", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn clients_leaving_mid_body_do_not_disturb_others() {
+    let h = harness().await;
+    h.media.put_pattern_object("media", "big.bin", 8_000_000);
+    let url = format!("{}/media/big.bin", h.base);
+    for _ in 0..5 {
+        let r = http().get(&url).send().await.unwrap();
+        let mut s = r.bytes_stream();
+        let _ = futures_util::StreamExt::next(&mut s).await;
+        drop(s); // hang up after the first chunk
+    }
+    let body = http()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 8_000_000);
 }

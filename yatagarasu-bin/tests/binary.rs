@@ -1,0 +1,271 @@
+//! The real `yatagarasu` binary as a separate process: `--check`, serving from a config file,
+//! `/ready` following the origin, flat memory on a 200 MiB download, and SIGTERM letting that
+//! download finish before exiting 0.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use yatagarasu_testkit::{TestOrigin, pattern_byte};
+
+const BIN: &str = env!("CARGO_BIN_EXE_yatagarasu");
+
+fn write_config(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn config_for(origin: &TestOrigin, extra_server: &str) -> String {
+    format!(
+        "server:\n  address: 127.0.0.1\n  port: 0\n  ready_cache_seconds: 0\n  shutdown_grace_seconds: 60\n{extra_server}buckets:\n  - name: media\n    path_prefix: /media\n    s3:\n      bucket: media\n      endpoint: {}\n      region: us-east-1\n      access_key: {}\n      secret_key: ${{TEST_ORIGIN_SECRET}}\n",
+        origin.endpoint(),
+        origin.access_key()
+    )
+}
+
+struct ProxyProcess {
+    child: Child,
+    base: String,
+}
+
+impl ProxyProcess {
+    /// Start the binary and wait (bounded) for its "listening" log line to learn the port.
+    fn start(config: &std::path::Path, secret: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .env("TEST_ORIGIN_SECRET", secret)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the proxy logs its address");
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
+        kb * 1024
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn check_names_the_misspelt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        "buckets:\n  - name: a\n    path_prefix: /a\n    s3:\n      bucket: a\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: b\n      acess_key: x\n",
+    );
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("buckets[1].s3.acess_key: unknown field, did you mean access_key?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_accepts_a_valid_file_and_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        "server:\n  port: ${PORT:-8081}\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'http://127.0.0.1:9000', access_key: k, secret_key: s}\n",
+    );
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK: 1 bucket(s)"));
+
+    let out = Command::new(BIN).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config FILE is required"));
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("missing.yaml"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[tokio::test]
+async fn serves_from_config_and_ready_follows_the_origin() {
+    let origin = TestOrigin::start("AKIDBIN", "bin-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "hello.txt", b"hello from the binary");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &config_for(&origin, ""));
+    let proxy = ProxyProcess::start(&cfg, "bin-secret");
+    let http = reqwest::Client::new();
+
+    let r = http
+        .get(format!("{}/media/hello.txt", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "hello from the binary");
+
+    let r = http
+        .get(format!("{}/ready", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["buckets"]["media"]["ready"], true);
+
+    origin.stop();
+    let r = http
+        .get(format!("{}/ready", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "not_ready");
+    assert_eq!(v["buckets"]["media"]["ready"], false);
+    assert_eq!(
+        http.get(format!("{}/health", proxy.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // With the origin down, object requests say so.
+    let r = http
+        .get(format!("{}/media/hello.txt", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_download_has_flat_memory_and_survives_sigterm() {
+    const LEN: u64 = 200 * 1024 * 1024;
+    let origin = TestOrigin::start("AKIDBIG", "big-secret").await;
+    origin.create_bucket("media");
+    origin.put_pattern_object("media", "big.bin", LEN);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &config_for(&origin, ""));
+    let mut proxy = ProxyProcess::start(&cfg, "big-secret");
+
+    let resp = reqwest::get(format!("{}/media/big.bin", proxy.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), Some(LEN));
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    let baseline = proxy.rss_bytes();
+    let mut peak = baseline;
+    let mut offset = first.len() as u64;
+    let mut signalled = false;
+    let mut chunks = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        for i in [0, chunk.len() - 1] {
+            assert_eq!(chunk[i], pattern_byte(offset + i as u64));
+        }
+        offset += chunk.len() as u64;
+        chunks += 1;
+        if chunks.is_multiple_of(64) {
+            peak = peak.max(proxy.rss_bytes());
+        }
+        if !signalled && offset > LEN / 4 {
+            proxy.signal("-TERM");
+            signalled = true;
+        }
+    }
+    assert!(signalled);
+    assert_eq!(offset, LEN, "the in-flight download finished after SIGTERM");
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "proxy RSS baseline {baseline}, peak {peak}, growth {growth} while streaming 200 MiB"
+    );
+    assert!(
+        growth < 32 * 1024 * 1024,
+        "proxy RSS grew by {growth} bytes"
+    );
+    let status = proxy.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status:?}");
+}
