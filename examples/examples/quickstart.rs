@@ -8,9 +8,7 @@
 //! bucket with sample objects, and serves it through the proxy under `/demo` on
 //! `127.0.0.1:8080` (`PORT` overrides). Nothing else needs to be installed. Ctrl-C stops it.
 
-use yatagarasu::{BucketRoute, Proxy, ServerOptions, serve};
-use yatagarasu_s3::{Credentials, S3Client};
-use yatagarasu_testkit::{ObjectAttributes, TestOrigin};
+use yatagarasu::{ServerOptions, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,54 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let (access_key, secret_key) = ("AKIDQUICKSTART", "quickstart-secret-key");
-    let origin = TestOrigin::start(access_key, secret_key).await;
-    origin.create_bucket("demo");
-    let text = |ct: &str| ObjectAttributes {
-        content_type: Some(ct.to_owned()),
-        cache_control: Some("public, max-age=60".to_owned()),
-        ..ObjectAttributes::default()
-    };
-    origin.put_object_with(
-        "demo",
-        "hello.txt",
-        b"Hello from Yatagarasu!\n",
-        &text("text/plain; charset=utf-8"),
-    );
-    origin.put_object_with(
-        "demo",
-        "data/catalog.json",
-        br#"{"items":[{"id":1,"name":"crow"},{"id":2,"name":"raven"}]}"#,
-        &text("application/json"),
-    );
-    origin.put_object_with(
-        "demo",
-        "docs/file with spaces.txt",
-        b"Keys may contain spaces, + signs and unicode.\n",
-        &text("text/plain; charset=utf-8"),
-    );
-    origin.put_object_with(
-        "demo",
-        "docs/日本語.txt",
-        "八咫烏\n".as_bytes(),
-        &text("text/plain; charset=utf-8"),
-    );
-    origin.put_pattern_object("demo", "media/sample-8mib.bin", 8 * 1024 * 1024);
-
-    let client = S3Client::builder("demo")
-        .endpoint(origin.endpoint())
-        .region("us-east-1")
-        .credentials(Credentials::new(access_key, secret_key))
-        .build()?;
-    let proxy = Proxy::builder()
-        .route(BucketRoute {
-            name: "demo".into(),
-            path_prefix: "/demo".into(),
-            client,
-            expose_user_metadata: false,
-            cors: None,
-        })
-        .build();
+    let yatagarasu_examples::Demo { origin, proxy } = yatagarasu_examples::demo().await?;
 
     let port: u16 = std::env::var("PORT")
         .ok()
