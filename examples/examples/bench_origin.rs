@@ -16,7 +16,10 @@ const SECRET_KEY: &str = "bench-secret-key";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(9100);
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9100);
     let dir = tempfile::tempdir()?;
     let origin = TestOrigin::start_in(dir.path(), ACCESS_KEY, SECRET_KEY, port).await;
     origin.create_bucket("bench");
@@ -24,7 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .endpoint(origin.endpoint())
         .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY))
         .build()?;
-    for (key, len) in [("obj-1k", 1024), ("obj-64k", 64 * 1024), ("obj-1m", 1024 * 1024)] {
+    for (key, len) in [
+        ("obj-1k", 1024),
+        ("obj-64k", 64 * 1024),
+        ("obj-1m", 1024 * 1024),
+    ] {
         origin.put_pattern_object("bench", key, len);
         let url = client.presign_get(key, Duration::from_secs(3600)).await?;
         println!("{key} {url}");

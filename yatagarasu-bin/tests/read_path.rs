@@ -613,3 +613,55 @@ async fn clients_leaving_mid_body_do_not_disturb_others() {
         .unwrap();
     assert_eq!(body.len(), 8_000_000);
 }
+
+#[tokio::test]
+async fn connection_limit_holds_new_connections_until_one_closes() {
+    let origin = TestOrigin::start("AKIDLIMIT", "limit-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "k", b"v");
+    let proxy = Proxy::builder()
+        .route(BucketRoute {
+            name: "media".into(),
+            path_prefix: "/media".into(),
+            client: S3Client::builder("media")
+                .endpoint(origin.endpoint())
+                .credentials(Credentials::new("AKIDLIMIT", "limit-secret"))
+                .build()
+                .unwrap(),
+            expose_user_metadata: false,
+            cors: None,
+        })
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ServerOptions {
+        max_connections: 1,
+        ..ServerOptions::default()
+    };
+    tokio::spawn(serve(listener, proxy, options, std::future::pending()));
+    let request = b"GET /media/k HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Connection A is served and stays open (keep-alive).
+    let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
+    a.write_all(request).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), a.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // Connection B waits in the accept queue while A holds the only slot.
+    let mut b = tokio::net::TcpStream::connect(addr).await.unwrap();
+    b.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), b.read(&mut buf)).await;
+    assert!(waited.is_err(), "B must not be served while A is open");
+
+    // Closing A frees the slot and B is answered.
+    drop(a);
+    let n = tokio::time::timeout(Duration::from_secs(10), b.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
