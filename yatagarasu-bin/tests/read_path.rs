@@ -665,3 +665,64 @@ async fn connection_limit_holds_new_connections_until_one_closes() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn proxy_credentials_rejected_is_403_and_origin_timeout_is_504() {
+    let origin = TestOrigin::start("AKIDREAL", "real-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "k", b"v");
+    let client = |secret: &str, first_byte: Duration| {
+        S3Client::builder("media")
+            .endpoint(origin.endpoint())
+            .credentials(Credentials::new("AKIDREAL", secret))
+            .timeouts(yatagarasu_s3::Timeouts {
+                first_byte,
+                ..yatagarasu_s3::Timeouts::default()
+            })
+            .retry_policy(yatagarasu_s3::RetryPolicy::none())
+            .build()
+            .unwrap()
+    };
+    let route = |name: &str, prefix: &str, c: S3Client| BucketRoute {
+        name: name.into(),
+        path_prefix: prefix.into(),
+        client: c,
+        expose_user_metadata: false,
+        cors: None,
+    };
+    let proxy = Proxy::builder()
+        .route(route(
+            "wrong",
+            "/wrong",
+            client("not-the-secret", Duration::from_secs(30)),
+        ))
+        .route(route(
+            "slow",
+            "/slow",
+            client("real-secret", Duration::from_millis(300)),
+        ))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+
+    let r = http().get(format!("{base}/wrong/k")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "SignatureDoesNotMatch");
+    assert!(!v.to_string().contains("not-the-secret"));
+
+    origin.inject(
+        yatagarasu_testkit::Fault::DelayHeaders(Duration::from_secs(10)),
+        1,
+    );
+    let r = http().get(format!("{base}/slow/k")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "UpstreamTimeout");
+}
