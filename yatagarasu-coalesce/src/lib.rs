@@ -1,36 +1,42 @@
 //! # yatagarasu-coalesce
 //!
-//! Request coalescing for the Yatagarasu S3 proxy: when many callers ask for the same thing at once, one
-//! of them does the work and the others share its result.
+//! Request coalescing for async Rust: when many callers ask for the same thing at once, one of them
+//! does the work and all of them get its result. Generic over the key, the value and the error; it
+//! knows nothing of S3 or HTTP. Built for the [Yatagarasu](https://github.com/yatagarasu-rs/yatagarasu)
+//! S3 proxy, where a thousand clients asking for one cold object must cause one origin fetch, and
+//! every client must get its first byte about as soon as the first client does.
 //!
-//! This crate is being built (see the project's issue tracker): today it holds only the key type the
-//! proxy uses to name a flight.
+//! - [`Group`]: singleflight for a single value. The work runs as a detached task, so a caller that
+//!   goes away neither cancels it for the others nor leaves them stuck; the key is always released
+//!   (also on panic, which waiters see as [`FlightError::Panicked`]); errors reach every waiter;
+//!   optional per-waiter timeout; [`Group::forget`].
+//! - [`StreamGroup`]: singleflight for a stream. The producer yields a head (e.g. response metadata)
+//!   and then chunks; every subscriber, however late it joins, receives the whole stream from the first
+//!   chunk, then live ones, with no gap and no duplicate. Memory per flight is bounded
+//!   ([`StreamOptions::buffer_bytes`]); a slow subscriber never slows the producer or the others, and
+//!   is dropped with [`FlightError::Lagged`] if it falls behind the bound.
 //!
 //! ```
-//! use yatagarasu_coalesce::FlightKey;
+//! use yatagarasu_coalesce::{Group, Role};
 //!
-//! let key = FlightKey::new("media", "cats/1.jpg", Some(0));
-//! assert_eq!(key.slice, Some(0));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let group: Group<String, String, String> = Group::new();
+//! let a = group.run("k".to_owned(), || async { Ok::<_, String>("value".to_owned()) });
+//! let b = group.run("k".to_owned(), || async { Ok::<_, String>("never called".to_owned()) });
+//! let (a, b) = tokio::join!(a, b);
+//! assert_eq!(a.role, Role::Leader);
+//! assert_eq!(b.role, Role::Joined);
+//! assert_eq!(b.result.as_deref(), Ok("value"));
+//! # }
 //! ```
 
-/// The identity of one origin fetch: bucket, object key and, for sliced fetches, the slice index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FlightKey {
-    /// The bucket.
-    pub bucket: String,
-    /// The object key.
-    pub key: String,
-    /// The slice index, for fetches of one fixed-size slice of the object.
-    pub slice: Option<u64>,
-}
+mod error;
+mod group;
+mod stats;
+mod stream;
 
-impl FlightKey {
-    /// A key for `bucket`/`key`, optionally one slice of it.
-    pub fn new(bucket: impl Into<String>, key: impl Into<String>, slice: Option<u64>) -> Self {
-        Self {
-            bucket: bucket.into(),
-            key: key.into(),
-            slice,
-        }
-    }
-}
+pub use error::FlightError;
+pub use group::{Group, Outcome, Role};
+pub use stats::{FlightStats, FlightStatsSnapshot};
+pub use stream::{StreamGroup, StreamOptions, Subscription};
