@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
