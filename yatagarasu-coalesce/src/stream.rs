@@ -20,10 +20,12 @@ use crate::stats::{FlightStats, FlightStatsSnapshot};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamOptions {
     /// Most bytes one flight keeps. While everything produced is kept, anyone may join and gets the
-    /// stream from its first byte. Past this bound the flight drops chunks every subscriber has read,
-    /// stops accepting new subscribers (they start a flight of their own), and drops any subscriber
-    /// that trails the producer by more than this many bytes with [`FlightError::Lagged`]. So a flight
-    /// never holds much more than this, and a slow subscriber never slows the producer or the others.
+    /// stream from its first byte. Past this bound the flight drops chunks every subscriber has read
+    /// and stops accepting new subscribers (they start a flight of their own). The producer never runs
+    /// more than this far ahead of the *fastest* subscriber (backpressure), and a subscriber that
+    /// trails a faster one by more than this is dropped with [`FlightError::Lagged`]. So a flight never
+    /// holds much more than this, a lone slow reader is simply slowed down, and a slow subscriber never
+    /// slows the others.
     pub buffer_bytes: usize,
     /// Most subscribers of one flight; further calls are refused (`None`) and should do the work
     /// themselves.
@@ -42,9 +44,14 @@ impl Default for StreamOptions {
 struct State<H, T, E> {
     head: Option<H>,
     chunks: VecDeque<T>,
+    /// Byte offset in the stream of each chunk in `chunks`.
+    offsets: VecDeque<u64>,
     /// Stream index of `chunks[0]`.
     first_index: u64,
     retained_bytes: usize,
+    produced_bytes: u64,
+    /// Set while the producer waits for the fastest subscriber to make room.
+    producer_waker: Option<Waker>,
     /// `Some` once the producer has finished: `Ok` after the last chunk, or the error.
     end: Option<Result<(), FlightError<E>>>,
     /// Position (next index to read) of each live subscriber.
@@ -62,6 +69,29 @@ impl<H, T, E> State<H, T, E> {
         for w in self.wakers.drain(..) {
             w.wake();
         }
+    }
+
+    fn wake_producer(&mut self) {
+        if let Some(w) = self.producer_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Byte offset of stream index `pos` (the end of the stream so far if `pos` is past it).
+    fn offset_of(&self, pos: u64) -> u64 {
+        pos.checked_sub(self.first_index)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.offsets.get(i).copied())
+            .unwrap_or(self.produced_bytes)
+    }
+
+    /// How far the producer is ahead of the fastest subscriber, in bytes (0 without subscribers).
+    fn ahead_of_fastest(&self) -> u64 {
+        self.positions
+            .values()
+            .copied()
+            .max()
+            .map_or(0, |fastest| self.produced_bytes - self.offset_of(fastest))
     }
 }
 
@@ -237,8 +267,11 @@ where
             state: Mutex::new(State {
                 head: None,
                 chunks: VecDeque::new(),
+                offsets: VecDeque::new(),
                 first_index: 0,
                 retained_bytes: 0,
+                produced_bytes: 0,
+                producer_waker: None,
                 end: None,
                 positions: HashMap::new(),
                 lagged: Vec::new(),
@@ -349,25 +382,51 @@ where
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         let chunk = item.map_err(FlightError::Failed)?;
-        let mut st = lock(&guard.flight.state);
-        st.retained_bytes += chunk.as_ref().len();
-        st.chunks.push_back(chunk);
-        if st.retained_bytes > buffer_bytes {
-            if st.joinable {
-                st.joinable = false;
-                drop(st);
-                guard.unregister();
-                st = lock(&guard.flight.state);
-            }
-            enforce_bound(&mut st, buffer_bytes, stats);
-        }
-        let nobody_left = st.positions.is_empty() && !st.joinable;
-        st.wake_all();
+        let nobody_left = push_chunk(guard, chunk, buffer_bytes, stats);
         if nobody_left {
             return Err(FlightError::Cancelled);
         }
+        // Backpressure from the fastest subscriber only: never run more than the bound ahead of it.
+        let bound = buffer_bytes as u64;
+        std::future::poll_fn(|cx| {
+            let mut st = lock(&guard.flight.state);
+            if st.positions.is_empty() || st.ahead_of_fastest() <= bound {
+                Poll::Ready(())
+            } else {
+                st.producer_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
     }
     Ok(())
+}
+
+/// Append a chunk, enforce the bound, wake readers. Returns whether nobody can read the flight any more.
+fn push_chunk<K: Hash + Eq, H, T: AsRef<[u8]>, E>(
+    guard: &ProducerGuard<K, H, T, E>,
+    chunk: T,
+    buffer_bytes: usize,
+    stats: &FlightStats,
+) -> bool {
+    let mut st = lock(&guard.flight.state);
+    let len = chunk.as_ref().len();
+    let offset = st.produced_bytes;
+    st.offsets.push_back(offset);
+    st.chunks.push_back(chunk);
+    st.produced_bytes += len as u64;
+    st.retained_bytes += len;
+    if st.retained_bytes > buffer_bytes {
+        if st.joinable {
+            st.joinable = false;
+            drop(st);
+            guard.unregister();
+            st = lock(&guard.flight.state);
+        }
+        enforce_bound(&mut st, buffer_bytes, stats);
+    }
+    st.wake_all();
+    st.positions.is_empty() && !st.joinable
 }
 
 /// Drop chunks everyone has read; then, while still over the bound, drop the furthest-behind
@@ -386,6 +445,7 @@ fn enforce_bound<H, T: AsRef<[u8]>, E>(
             let Some(c) = st.chunks.pop_front() else {
                 break;
             };
+            st.offsets.pop_front();
             st.retained_bytes -= c.as_ref().len();
             st.first_index += 1;
         }
@@ -394,6 +454,11 @@ fn enforce_bound<H, T: AsRef<[u8]>, E>(
             return;
         }
         let Some(slowest) = min_pos else { return };
+        // Only those behind someone faster are dropped: a lone or uniformly slow audience gets
+        // backpressure instead.
+        if st.positions.values().all(|p| *p == slowest) {
+            return;
+        }
         let laggards: Vec<u64> = st
             .positions
             .iter()
@@ -459,6 +524,7 @@ impl<H, T: Clone, E: Clone> Stream for Subscription<H, T, E> {
             if let Some(p) = st.positions.get_mut(&this.id) {
                 *p = pos;
             }
+            st.wake_producer();
             return match chunk {
                 Some(c) => Poll::Ready(Some(Ok(c))),
                 None => Poll::Ready(Some(Err(FlightError::Lagged))),
@@ -489,5 +555,6 @@ impl<H, T, E> Drop for Subscription<H, T, E> {
         let mut st = lock(&self.flight.state);
         st.positions.remove(&self.id);
         st.lagged.retain(|id| *id != self.id);
+        st.wake_producer();
     }
 }

@@ -307,3 +307,37 @@ async fn random_joins_cancels_and_failures() {
         assert_eq!(group.in_flight(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_slow_subscriber_gets_backpressure_not_an_error() {
+    let options = StreamOptions {
+        buffer_bytes: 10 * chunk(0).len(),
+        max_subscribers: 100,
+    };
+    let group: G = StreamGroup::new(options);
+    let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p = produced.clone();
+    let start = move || async move {
+        let s = futures_util::stream::iter(0..200u64).map(move |i| {
+            p.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+            Ok(chunk(i))
+        });
+        Ok::<_, String>((1u64, s))
+    };
+    let (mut sub, _) = group.subscribe(1, start).unwrap();
+    let mut read = 0u64;
+    while let Some(c) = sub.next().await {
+        assert_eq!(c.unwrap(), chunk(read));
+        read += 1;
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let ahead = produced.load(std::sync::atomic::Ordering::SeqCst) - read;
+        assert!(
+            ahead <= 12,
+            "the producer ran {ahead} chunks ahead of its only reader"
+        );
+    }
+    assert_eq!(read, 200);
+    assert_eq!(group.stats().lagged, 0);
+}
