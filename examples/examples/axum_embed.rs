@@ -31,13 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .credentials(Credentials::new("AKIDAXUM", "axum-secret"))
         .build()?;
     let proxy = Proxy::builder()
-        .route(BucketRoute {
-            name: "assets".into(),
-            path_prefix: "/assets".into(),
-            client,
-            expose_user_metadata: false,
-            cors: None,
-        })
+        .route(BucketRoute::new("assets", "/assets", client))
         .build();
 
     let port: u16 = std::env::var("PORT")

@@ -73,13 +73,7 @@ pub async fn demo() -> Result<Demo, yatagarasu_core::Error> {
         .credentials(Credentials::new(access_key, secret_key))
         .build()?;
     let proxy = Proxy::builder()
-        .route(BucketRoute {
-            name: "demo".into(),
-            path_prefix: "/demo".into(),
-            client,
-            expose_user_metadata: false,
-            cors: None,
-        })
+        .route(BucketRoute::new("demo", "/demo", client))
         .build();
     Ok(Demo { origin, proxy })
 }

@@ -18,13 +18,7 @@ async fn app_routes_and_bucket_routes_share_one_server() {
         .build()
         .unwrap();
     let proxy = Proxy::builder()
-        .route(BucketRoute {
-            name: "assets".into(),
-            path_prefix: "/assets".into(),
-            client,
-            expose_user_metadata: false,
-            cors: None,
-        })
+        .route(BucketRoute::new("assets", "/assets", client))
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -17,6 +17,7 @@ use yatagarasu_s3::{
 };
 
 use crate::cors::CorsPolicy;
+use crate::fetch::{CoalescingOptions, FetchOptions};
 use crate::proxy::Proxy;
 use crate::router::{BucketRoute, RESERVED_PATHS, normalize_prefix};
 use crate::server::ServerOptions;
@@ -57,6 +58,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// The buckets served, each under a path prefix.
     pub buckets: Vec<BucketConfig>,
+    /// Sliced, shared origin fetches.
+    #[serde(default)]
+    pub coalescing: CoalescingConfig,
     /// JWT authentication (not available yet: only `enabled: false` is accepted).
     #[serde(default)]
     pub jwt: Option<Value>,
@@ -110,6 +114,53 @@ impl Default for ServerConfig {
     }
 }
 
+/// `coalescing`: how origin fetches are sliced and shared between concurrent requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoalescingConfig {
+    /// Share origin fetches between concurrent requests (per bucket overridable).
+    #[serde(deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Bytes per origin request; objects are fetched slice by slice (64 KiB to 1 GiB).
+    #[serde(deserialize_with = "lenient")]
+    pub slice_size: u64,
+    /// Milliseconds a request waits for a shared fetch's first response before fetching on its own.
+    #[serde(deserialize_with = "lenient")]
+    pub wait_timeout_ms: u64,
+    /// Most requests sharing one fetch; more fetch on their own.
+    #[serde(deserialize_with = "lenient")]
+    pub max_subscribers: usize,
+    /// Most bytes one shared fetch holds for its readers (at least `slice_size`).
+    #[serde(deserialize_with = "lenient")]
+    pub buffer_bytes: usize,
+}
+
+impl Default for CoalescingConfig {
+    fn default() -> Self {
+        let f = FetchOptions::default();
+        let c = CoalescingOptions::default();
+        Self {
+            enabled: c.enabled,
+            slice_size: f.slice_size,
+            wait_timeout_ms: u64::try_from(c.wait_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_subscribers: f.max_subscribers,
+            buffer_bytes: f.buffer_bytes,
+        }
+    }
+}
+
+/// `buckets[].coalescing`: per-bucket overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketCoalescingConfig {
+    /// Overrides `coalescing.enabled`.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub enabled: Option<bool>,
+    /// Overrides `coalescing.wait_timeout_ms`.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub wait_timeout_ms: Option<u64>,
+}
+
 /// `buckets[]`: one bucket and the prefix it is served under.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +180,9 @@ pub struct BucketConfig {
     /// Pass `x-amz-meta-*` user metadata to clients.
     #[serde(default, deserialize_with = "lenient")]
     pub expose_user_metadata: bool,
+    /// Coalescing overrides for this bucket.
+    #[serde(default)]
+    pub coalescing: Option<BucketCoalescingConfig>,
 }
 
 /// `buckets[].s3`: where and how to reach the bucket.
@@ -294,6 +348,25 @@ impl Config {
         if self.buckets.is_empty() {
             p.push("buckets: at least one bucket is required".to_owned());
         }
+        let c = &self.coalescing;
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&c.slice_size) {
+            p.push(format!(
+                "coalescing.slice_size: {} is outside 65536 ..= 1073741824 bytes",
+                c.slice_size
+            ));
+        }
+        if (c.buffer_bytes as u64) < c.slice_size {
+            p.push(format!(
+                "coalescing.buffer_bytes: must be at least slice_size ({})",
+                c.slice_size
+            ));
+        }
+        if c.max_subscribers == 0 {
+            p.push("coalescing.max_subscribers: must be at least 1".to_owned());
+        }
+        if c.wait_timeout_ms == 0 {
+            p.push("coalescing.wait_timeout_ms: must be at least 1".to_owned());
+        }
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         let mut prefixes: BTreeMap<String, usize> = BTreeMap::new();
         for (i, b) in self.buckets.iter().enumerate() {
@@ -366,6 +439,11 @@ impl Config {
                     p.push(format!("{at}.s3.{key}: must be at least 1 second"));
                 }
             }
+            if b.coalescing.as_ref().and_then(|c| c.wait_timeout_ms) == Some(0) {
+                p.push(format!(
+                    "{at}.coalescing.wait_timeout_ms: must be at least 1"
+                ));
+            }
             if s3.max_attempts == Some(0) {
                 p.push(format!("{at}.s3.max_attempts: must be at least 1"));
             }
@@ -398,7 +476,13 @@ impl Config {
     pub fn build_proxy(&self) -> Result<Proxy, ConfigError> {
         let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
             .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
+        let co = &self.coalescing;
         let mut builder = Proxy::builder()
+            .fetch_options(FetchOptions {
+                slice_size: co.slice_size,
+                buffer_bytes: co.buffer_bytes,
+                max_subscribers: co.max_subscribers,
+            })
             .max_uri_bytes(self.server.max_uri_bytes)
             .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));
         for (i, b) in self.buckets.iter().enumerate() {
@@ -451,13 +535,17 @@ impl Config {
                 ),
                 None => None,
             };
-            builder = builder.route(BucketRoute {
-                name: b.name.clone(),
-                path_prefix: b.path_prefix.clone(),
-                client,
-                expose_user_metadata: b.expose_user_metadata,
-                cors,
-            });
+            let overrides = b.coalescing.clone().unwrap_or_default();
+            let mut route = BucketRoute::new(b.name.clone(), b.path_prefix.clone(), client);
+            route.expose_user_metadata = b.expose_user_metadata;
+            route.cors = cors;
+            route.coalescing = CoalescingOptions {
+                enabled: overrides.enabled.unwrap_or(co.enabled),
+                wait_timeout: Duration::from_millis(
+                    overrides.wait_timeout_ms.unwrap_or(co.wait_timeout_ms),
+                ),
+            };
+            builder = builder.route(route);
         }
         Ok(builder.build())
     }
@@ -837,6 +925,29 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("more than one")
+        );
+    }
+
+    #[test]
+    fn coalescing_config_and_overrides() {
+        let c = parse(&format!(
+            "{MINIMAL}coalescing:\n  slice_size: 1048576\n  wait_timeout_ms: 500\n"
+        ))
+        .unwrap();
+        assert_eq!(c.coalescing.slice_size, 1_048_576);
+        assert!(c.coalescing.enabled);
+        let proxy = c.build_proxy().unwrap();
+        assert_eq!(
+            proxy.routes()[0].coalescing.wait_timeout,
+            Duration::from_millis(500)
+        );
+        let c = parse("buckets:\n  - name: m\n    path_prefix: /m\n    s3: {bucket: b}\n    coalescing: {enabled: false}\n").unwrap();
+        assert!(!c.build_proxy().unwrap().routes()[0].coalescing.enabled);
+        let err = parse(&format!("{MINIMAL}coalescing:\n  slice_size: 100\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("coalescing.slice_size: 100 is outside"),
+            "{err}"
         );
     }
 

@@ -26,13 +26,7 @@
 //!     .credentials(Credentials::new("minioadmin", "minioadmin"))
 //!     .build()?;
 //! let proxy = Proxy::builder()
-//!     .route(BucketRoute {
-//!         name: "media".into(),
-//!         path_prefix: "/media".into(),
-//!         client,
-//!         expose_user_metadata: false,
-//!         cors: None,
-//!     })
+//!     .route(BucketRoute::new("media", "/media", client))
 //!     .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! serve(listener, proxy, ServerOptions::default(), async {
@@ -45,12 +39,14 @@
 
 pub mod config;
 mod cors;
+mod fetch;
 mod proxy;
 mod router;
 mod server;
 
 pub use config::{Config, ConfigError};
 pub use cors::CorsPolicy;
+pub use fetch::{CoalescingOptions, CoalescingStats, FetchOptions};
 pub use proxy::{Proxy, ProxyBody, ProxyBuilder};
 pub use router::{BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, serve};

@@ -16,11 +16,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use yatagarasu_core::{
     ContentRange, Error, ErrorKind, ObjectMeta, Precondition, Preconditions, RangeHeader,
-    RangeResolution, RangeSpec, coalesce_ranges, format_http_date,
+    RangeResolution, coalesce_ranges, format_http_date,
 };
-use yatagarasu_s3::{GetObjectRequest, HeadObjectRequest};
 
 use crate::cors::Preflight;
+use crate::fetch::{BodyStream, CoalescingStats, FetchOptions, Fetcher, Head};
 use crate::router::{BucketRoute, Router};
 
 /// The body type of every proxy response.
@@ -36,11 +36,13 @@ pub struct ProxyBuilder {
     max_uri_bytes: usize,
     ready_cache: Duration,
     probe_timeout: Duration,
+    fetch: FetchOptions,
 }
 
 impl Default for ProxyBuilder {
     fn default() -> Self {
         Self {
+            fetch: FetchOptions::default(),
             routes: Vec::new(),
             max_uri_bytes: 8 * 1024,
             ready_cache: Duration::from_secs(5),
@@ -74,10 +76,17 @@ impl ProxyBuilder {
         self
     }
 
+    /// Slice size, flight buffer and subscriber limit of origin fetches.
+    pub fn fetch_options(mut self, options: FetchOptions) -> Self {
+        self.fetch = options;
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
+                fetcher: Fetcher::new(self.fetch),
                 router: Router::new(self.routes),
                 max_uri_bytes: self.max_uri_bytes,
                 ready_cache: self.ready_cache,
@@ -93,6 +102,7 @@ type ReadyReport = (Instant, Vec<(String, Option<String>)>);
 
 #[derive(Debug)]
 struct Inner {
+    fetcher: Fetcher,
     router: Router,
     max_uri_bytes: usize,
     ready_cache: Duration,
@@ -117,6 +127,11 @@ impl Proxy {
     /// Start building a proxy.
     pub fn builder() -> ProxyBuilder {
         ProxyBuilder::default()
+    }
+
+    /// Counters of shared origin fetches (flights started, joined, timed out, failed).
+    pub fn coalescing_stats(&self) -> CoalescingStats {
+        self.inner.fetcher.stats()
     }
 
     /// The mounted routes, longest prefix first.
@@ -293,12 +308,8 @@ impl Proxy {
         key: &str,
         headers: &HeaderMap,
     ) -> Result<Response<ProxyBody>, Error> {
-        let meta = route
-            .client
-            .head_object(key, &HeadObjectRequest::default())
-            .await?;
-        let conditions = preconditions(headers);
-        match conditions.evaluate(&meta.validators(), true) {
+        let meta = self.inner.fetcher.head(route, key).await?;
+        match preconditions(headers).evaluate(&meta.validators(), true) {
             Precondition::NotModified => return Ok(not_modified(&meta)),
             Precondition::Failed => return Err(precondition_failed(key)),
             Precondition::Proceed => {}
@@ -315,105 +326,126 @@ impl Proxy {
         key: &str,
         headers: &HeaderMap,
     ) -> Result<Response<ProxyBody>, Error> {
+        let fetcher = &self.inner.fetcher;
         let conditions = preconditions(headers);
         let range = headers
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| RangeHeader::parse(v).ok());
-        let needs_meta_first = !conditions.is_empty()
-            || conditions.if_range.is_some()
-            || range.as_ref().is_some_and(|r| r.specs().len() > 1);
 
-        // Decide what to ask the origin for.
-        let mut origin_range: Option<RangeSpec> = None;
-        if needs_meta_first {
-            let meta = route
-                .client
-                .head_object(key, &HeadObjectRequest::default())
-                .await?;
-            match conditions.evaluate(&meta.validators(), true) {
-                Precondition::NotModified => return Ok(not_modified(&meta)),
-                Precondition::Failed => return Err(precondition_failed(key)),
-                Precondition::Proceed => {}
-            }
-            if let Some(r) = range
-                .as_ref()
-                .filter(|_| conditions.range_applies(&meta.validators()))
-            {
-                match r.resolve(meta.size) {
-                    RangeResolution::Full => {}
-                    RangeResolution::Unsatisfiable => return Err(unsatisfiable(key, meta.size)),
-                    RangeResolution::Ranges(ranges) => {
-                        // Multiple ranges: served as one 206 when they merge into one, else the whole
-                        // object with 200 (RFC 9110 14.2 lets a server ignore a Range header).
-                        let merged = coalesce_ranges(&ranges);
-                        if let [only] = merged.as_slice() {
-                            origin_range = Some(RangeSpec::Int {
-                                first: only.start,
-                                last: Some(only.end),
-                            });
-                        }
-                    }
-                }
-            }
-        } else if let Some(r) = &range {
-            origin_range = r.specs().first().copied();
+        // A full-object fetch under way serves everything: conditions, ranges, the whole body.
+        if let Some(joined) = fetcher.join_object(route, key).await {
+            let (head, body) = joined?;
+            return respond(route, key, &conditions, range.as_ref(), head, body);
         }
-
-        let req = GetObjectRequest {
-            range: origin_range,
-            ..GetObjectRequest::default()
-        };
-        let out = match route.client.get_object(key, &req).await {
-            Ok(out) => out,
-            Err(e) if e.kind() == ErrorKind::InvalidRange => {
-                let meta = route
-                    .client
-                    .head_object(key, &HeadObjectRequest::default())
-                    .await?;
-                if meta.size == 0
-                    && range
-                        .as_ref()
-                        .is_some_and(|r| r.resolve(0) == RangeResolution::Full)
-                {
-                    let out = route
-                        .client
-                        .get_object(key, &GetObjectRequest::default())
-                        .await?;
-                    return Ok(object_response(route, out));
-                }
-                return Err(unsatisfiable(key, meta.size));
-            }
-            Err(e) => return Err(e),
-        };
-        // The object may have changed since the HEAD: decide again on what is actually being sent.
-        match conditions.evaluate(&out.meta.validators(), true) {
-            Precondition::NotModified => return Ok(not_modified(&out.meta)),
+        if range.is_none() && conditions.is_empty() {
+            let (head, body) = fetcher.object(route, key).await?;
+            return respond(route, key, &conditions, None, head, body);
+        }
+        // The decision needs the metadata first: one (shared) HEAD, no body moved.
+        let head = fetcher.head(route, key).await?;
+        match conditions.evaluate(&head.validators(), true) {
+            Precondition::NotModified => return Ok(not_modified(&head)),
             Precondition::Failed => return Err(precondition_failed(key)),
             Precondition::Proceed => {}
         }
-        Ok(object_response(route, out))
+        match single_range(&conditions, range.as_ref(), &head) {
+            RangePlan::Unsatisfiable => Err(unsatisfiable(key, head.size)),
+            RangePlan::Whole => {
+                let (head, body) = fetcher.object(route, key).await?;
+                // The object may have changed since the HEAD: decide on what is being sent.
+                respond(route, key, &conditions, range.as_ref(), head, body)
+            }
+            RangePlan::Bytes(start, end) => {
+                let body = fetcher.range(route, key, &head, start, end).await?;
+                Ok(partial_response(route, &head, start, end, body))
+            }
+        }
     }
 }
 
-fn object_response(
-    route: &BucketRoute,
-    out: yatagarasu_s3::GetObjectOutput,
-) -> Response<ProxyBody> {
-    let status = if out.content_range.is_some() {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
+/// What to send for a Range request, given the object's metadata.
+enum RangePlan {
+    /// The whole object (no Range, a Range that does not apply, or ranges that do not merge into one).
+    Whole,
+    /// One contiguous range, inclusive.
+    Bytes(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+fn single_range(
+    conditions: &Preconditions,
+    range: Option<&RangeHeader>,
+    head: &ObjectMeta,
+) -> RangePlan {
+    let Some(range) = range.filter(|_| conditions.range_applies(&head.validators())) else {
+        return RangePlan::Whole;
     };
-    let body = StreamBody::new(out.body.map_ok(Frame::data)).boxed_unsync();
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
+    match range.resolve(head.size) {
+        RangeResolution::Full => RangePlan::Whole,
+        RangeResolution::Unsatisfiable => RangePlan::Unsatisfiable,
+        // Several ranges are served as one 206 when they merge into one contiguous range, else as
+        // the whole object with 200 (RFC 9110 14.2 lets a server ignore a Range header).
+        RangeResolution::Ranges(ranges) => match coalesce_ranges(&ranges).as_slice() {
+            [only] => RangePlan::Bytes(only.start, only.end),
+            _ => RangePlan::Whole,
+        },
+    }
+}
+
+/// Answer from metadata and a body that starts at the object's first byte.
+fn respond(
+    route: &BucketRoute,
+    key: &str,
+    conditions: &Preconditions,
+    range: Option<&RangeHeader>,
+    head: Head,
+    body: BodyStream,
+) -> Result<Response<ProxyBody>, Error> {
+    match conditions.evaluate(&head.validators(), true) {
+        Precondition::NotModified => return Ok(not_modified(&head)),
+        Precondition::Failed => return Err(precondition_failed(key)),
+        Precondition::Proceed => {}
+    }
+    match single_range(conditions, range, &head) {
+        RangePlan::Unsatisfiable => Err(unsatisfiable(key, head.size)),
+        RangePlan::Whole => Ok(full_response(route, &head, body)),
+        RangePlan::Bytes(start, end) => {
+            let body = crate::fetch::window(body, start, end - start + 1);
+            Ok(partial_response(route, &head, start, end, body))
+        }
+    }
+}
+
+fn body_response(body: BodyStream) -> Response<ProxyBody> {
+    Response::new(StreamBody::new(body.map_ok(Frame::data)).boxed_unsync())
+}
+
+fn full_response(route: &BucketRoute, head: &ObjectMeta, body: BodyStream) -> Response<ProxyBody> {
+    let mut resp = body_response(body);
+    object_headers(resp.headers_mut(), head, route.expose_user_metadata);
+    set_u64(resp.headers_mut(), header::CONTENT_LENGTH, head.size);
+    resp
+}
+
+fn partial_response(
+    route: &BucketRoute,
+    head: &ObjectMeta,
+    start: u64,
+    end: u64,
+    body: BodyStream,
+) -> Response<ProxyBody> {
+    let mut resp = body_response(body);
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = resp.headers_mut();
-    object_headers(h, &out.meta, route.expose_user_metadata);
-    set_u64(h, header::CONTENT_LENGTH, out.content_length);
-    if let Some(cr) = out.content_range
-        && let Ok(v) = HeaderValue::from_str(&cr.to_string())
-    {
+    object_headers(h, head, route.expose_user_metadata);
+    set_u64(h, header::CONTENT_LENGTH, end - start + 1);
+    let cr = ContentRange::Bytes {
+        range: yatagarasu_core::ByteRange::new(start, end),
+        complete: Some(head.size),
+    };
+    if let Ok(v) = HeaderValue::from_str(&cr.to_string()) {
         h.insert(header::CONTENT_RANGE, v);
     }
     resp

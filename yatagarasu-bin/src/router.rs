@@ -5,6 +5,7 @@ use yatagarasu_core::{Error, ErrorKind};
 use yatagarasu_s3::S3Client;
 
 use crate::cors::CorsPolicy;
+use crate::fetch::CoalescingOptions;
 
 /// One bucket the proxy serves, and the path prefix it is served under.
 #[derive(Debug, Clone)]
@@ -19,6 +20,23 @@ pub struct BucketRoute {
     pub expose_user_metadata: bool,
     /// CORS rules for browsers; `None` sends no CORS headers.
     pub cors: Option<CorsPolicy>,
+    /// Sharing of origin fetches between concurrent requests.
+    pub coalescing: CoalescingOptions,
+}
+
+impl BucketRoute {
+    /// Serve the bucket of `client` under `path_prefix`, with defaults: no user metadata, no CORS,
+    /// coalescing on.
+    pub fn new(name: impl Into<String>, path_prefix: impl Into<String>, client: S3Client) -> Self {
+        Self {
+            name: name.into(),
+            path_prefix: path_prefix.into(),
+            client,
+            expose_user_metadata: false,
+            cors: None,
+            coalescing: CoalescingOptions::default(),
+        }
+    }
 }
 
 /// Routes by longest prefix on a path-segment boundary.
@@ -103,13 +121,11 @@ mod tests {
     use super::*;
 
     fn route(name: &str, prefix: &str) -> BucketRoute {
-        BucketRoute {
-            name: name.into(),
-            path_prefix: prefix.into(),
-            client: S3Client::builder(name).anonymous().build().unwrap(),
-            expose_user_metadata: false,
-            cors: None,
-        }
+        BucketRoute::new(
+            name,
+            prefix,
+            S3Client::builder(name).anonymous().build().unwrap(),
+        )
     }
 
     fn resolve(r: &Router, p: &str) -> Option<(String, String)> {

@@ -24,16 +24,16 @@ async fn harness() -> Harness {
     let private = TestOrigin::start("AKIDPRIVATE", "private-secret").await;
     private.create_bucket("vault");
     private.put_object("vault", "report.txt", b"private bytes");
-    let route = |name: &str, prefix: &str, o: &TestOrigin, ak: &str, sk: &str| BucketRoute {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        client: S3Client::builder(name)
-            .endpoint(o.endpoint())
-            .credentials(Credentials::new(ak, sk))
-            .build()
-            .unwrap(),
-        expose_user_metadata: false,
-        cors: None,
+    let route = |name: &str, prefix: &str, o: &TestOrigin, ak: &str, sk: &str| {
+        BucketRoute::new(
+            name,
+            prefix,
+            S3Client::builder(name)
+                .endpoint(o.endpoint())
+                .credentials(Credentials::new(ak, sk))
+                .build()
+                .unwrap(),
+        )
     };
     let mut media_route = route("media", "/media", &media, "AKIDMEDIA", "media-secret");
     media_route.cors = Some(
@@ -620,17 +620,15 @@ async fn connection_limit_holds_new_connections_until_one_closes() {
     origin.create_bucket("media");
     origin.put_object("media", "k", b"v");
     let proxy = Proxy::builder()
-        .route(BucketRoute {
-            name: "media".into(),
-            path_prefix: "/media".into(),
-            client: S3Client::builder("media")
+        .route(BucketRoute::new(
+            "media",
+            "/media",
+            S3Client::builder("media")
                 .endpoint(origin.endpoint())
                 .credentials(Credentials::new("AKIDLIMIT", "limit-secret"))
                 .build()
                 .unwrap(),
-            expose_user_metadata: false,
-            cors: None,
-        })
+        ))
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -683,13 +681,7 @@ async fn proxy_credentials_rejected_is_403_and_origin_timeout_is_504() {
             .build()
             .unwrap()
     };
-    let route = |name: &str, prefix: &str, c: S3Client| BucketRoute {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        client: c,
-        expose_user_metadata: false,
-        cors: None,
-    };
+    let route = |name: &str, prefix: &str, c: S3Client| BucketRoute::new(name, prefix, c);
     let proxy = Proxy::builder()
         .route(route(
             "wrong",
