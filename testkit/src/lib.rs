@@ -57,6 +57,10 @@ pub enum Fault {
     BreakBodyAfter(u64),
     /// Send the headers and this many body bytes, then send nothing more (the connection stays open).
     StallBodyAfter(u64),
+    /// Answer normally: a placeholder to aim later faults at later requests.
+    Pass,
+    /// Hold the answer until [`TestOrigin::release_held`] is called.
+    Hold,
 }
 
 impl Fault {
@@ -118,6 +122,8 @@ pub struct ObjectAttributes {
 struct Shared {
     stats: Stats,
     faults: Mutex<VecDeque<Fault>>,
+    /// Bumped by `release_held`; held requests wait for a change.
+    gate: tokio::sync::watch::Sender<u64>,
 }
 
 /// An S3 server on 127.0.0.1, storing objects in a temporary directory. Stops when dropped.
@@ -176,6 +182,7 @@ impl TestOrigin {
         let shared = Arc::new(Shared {
             stats: Stats::default(),
             faults: Mutex::new(VecDeque::new()),
+            gate: tokio::sync::watch::channel(0).0,
         });
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
         let accept_tasks = Arc::clone(&tasks);
@@ -240,6 +247,11 @@ impl TestOrigin {
     pub fn inject(&self, fault: Fault, times: usize) {
         let mut q = self.shared.faults.lock().expect("faults");
         q.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Let every request held by [`Fault::Hold`] proceed.
+    pub fn release_held(&self) {
+        self.shared.gate.send_modify(|g| *g += 1);
     }
 
     /// Drop all pending faults.
@@ -416,7 +428,12 @@ async fn handle(
         Some(Fault::DelayHeaders(d)) => tokio::time::sleep(d).await,
         Some(Fault::BreakBodyAfter(n)) => limit = Some((n, false)),
         Some(Fault::StallBodyAfter(n)) => limit = Some((n, true)),
-        None => {}
+        Some(Fault::Hold) => {
+            let mut rx = shared.gate.subscribe();
+            let seen = *rx.borrow_and_update();
+            let _ = rx.wait_for(|g| *g != seen).await;
+        }
+        Some(Fault::Pass) | None => {}
     }
     match service.call(req.map(s3s::Body::from)).await {
         Ok(resp) => resp.map(|b| counted(b.boxed_unsync(), &shared, limit)),
