@@ -24,28 +24,32 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let group = group.clone();
             async move {
-                let (release, gate) = tokio::sync::oneshot::channel::<()>();
-                let leader = group.clone();
-                let first = tokio::spawn(async move {
-                    leader
-                        .run(1, move || async move {
-                            let _ = gate.await;
-                            Ok(42)
-                        })
-                        .await
-                });
-                tokio::task::yield_now().await;
-                let waiters: Vec<_> = (0..999)
+                let (release, gate) = tokio::sync::watch::channel(false);
+                let before = group.stats();
+                let callers: Vec<_> = (0..1000)
                     .map(|_| {
                         let g = group.clone();
-                        tokio::spawn(async move { g.run(1, || async { Ok(0) }).await })
+                        let mut gate = gate.clone();
+                        tokio::spawn(async move {
+                            g.run(1, move || async move {
+                                let _ = gate.wait_for(|open| *open).await;
+                                Ok(42)
+                            })
+                            .await
+                        })
                     })
                     .collect();
-                let _ = release.send(());
-                assert_eq!(first.await.unwrap().result, Ok(42));
-                for w in waiters {
-                    let r: yatagarasu_coalesce::Outcome<u64, ()> = w.await.unwrap();
-                    assert!(r.result.is_ok());
+                // Release only once all 1000 are in: one leader, 999 waiters.
+                loop {
+                    let now = group.stats();
+                    if now.started + now.joined - before.started - before.joined == 1000 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                release.send(true).unwrap();
+                for c in callers {
+                    assert_eq!(c.await.unwrap().result, Ok(42));
                 }
             }
         })
