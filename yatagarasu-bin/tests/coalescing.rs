@@ -308,3 +308,42 @@ async fn an_origin_failing_mid_object_aborts_every_response() {
     );
     s.origin.clear_faults();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_replaced_mid_read_aborts_instead_of_splicing() {
+    let s = setup().await;
+    // Slice 0 passes; slice 1 (fetched ahead while slice 0 streams) is held until the object changed.
+    s.origin.inject(Fault::Pass, 1);
+    s.origin.inject(Fault::Hold, 1);
+    let url = format!("{}/media/cold.bin", s.base);
+    let resp = http().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while s.origin.stats().requests() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    s.origin
+        .put_object("media", "cold.bin", &vec![0xEE; LEN as usize]);
+    s.origin.release_held();
+    let mut body = resp.bytes_stream();
+    let mut received = Vec::new();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => received.extend_from_slice(&c),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        failed,
+        "the response must be aborted, not completed with a second version"
+    );
+    assert!((received.len() as u64) < LEN);
+    check_bytes(&received, 0);
+}
