@@ -1,34 +1,79 @@
 //! # yatagarasu-cache
 //!
-//! Cache tiers for the Yatagarasu S3 proxy: memory, disk and Redis behind one async trait, and their
-//! tiered composition.
+//! Cache tiers behind one async trait, and their composition, for the
+//! [Yatagarasu](https://github.com/yatagarasu-rs/yatagarasu) S3 proxy and anyone else:
 //!
-//! This crate is being built (see the project's issue tracker): today it holds only the byte-size type
-//! the tiers will be configured with.
+//! - [`MemoryTier`]: moka (TinyLFU admission), bounded in bytes, per-entry expiry.
+//! - [`DiskTier`]: bounded in bytes, survives restarts (index rebuilt from record headers at start),
+//!   crash-safe (records are written to a temporary file and renamed; every read verifies length and
+//!   CRC-32), LRU eviction by last use. A full or read-only disk degrades to misses and counted errors.
+//! - [`RedisTier`]: shared between proxy instances; compact binary records, TTL from the entry, key
+//!   prefix, operation timeout, and a circuit breaker that stops trying for a while after failures.
+//! - [`TieredCache`]: read fastest to slowest, promote on hit, write through (per-tier item limits: an
+//!   entry too big for memory still goes to disk and Redis).
+//!
+//! Keys are bytes; the caller decides them. Entries are opaque metadata bytes + body bytes + a
+//! retention deadline. Errors never propagate as request failures: every tier operation returns a
+//! [`CacheError`] the caller logs and treats as a miss.
 //!
 //! ```
-//! use yatagarasu_cache::ByteSize;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use yatagarasu_cache::{CacheEntry, MemoryTier, TieredCache};
 //!
-//! assert_eq!(ByteSize::mib(2).bytes(), 2 * 1024 * 1024);
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cache = TieredCache::new(vec![Arc::new(MemoryTier::new(64 << 20, 8 << 20))]);
+//! cache.insert(b"photos/cat.jpg", CacheEntry::new("image/jpeg", "…bytes…", Some(Duration::from_secs(60)))).await;
+//! let hit = cache.get(b"photos/cat.jpg").await.expect("cached");
+//! assert_eq!(hit.entry.body, "…bytes…");
+//! assert_eq!(hit.tier, "memory");
+//! # }
 //! ```
 
-/// A size in bytes, used for tier capacities and item limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ByteSize(u64);
+mod disk;
+mod entry;
+mod error;
+mod memory;
+mod redis_tier;
+mod stats;
+mod tiered;
 
-impl ByteSize {
-    /// `n` bytes.
-    pub const fn new(n: u64) -> Self {
-        Self(n)
-    }
+use std::future::Future;
+use std::pin::Pin;
 
-    /// `n` mebibytes.
-    pub const fn mib(n: u64) -> Self {
-        Self(n * 1024 * 1024)
-    }
+pub use disk::DiskTier;
+pub use entry::CacheEntry;
+pub use error::CacheError;
+pub use memory::MemoryTier;
+pub use redis_tier::{RedisOptions, RedisTier};
+pub use stats::TierStats;
+pub use tiered::{Hit, TieredCache};
 
-    /// The size in bytes.
-    pub const fn bytes(self) -> u64 {
-        self.0
-    }
+/// A boxed future, as tier methods return (the trait is object-safe so tiers can be composed).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One cache tier.
+pub trait CacheTier: Send + Sync + std::fmt::Debug {
+    /// A short name for logs and stats (`memory`, `disk`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Largest entry (metadata + body bytes) the tier stores.
+    fn max_item_bytes(&self) -> u64;
+
+    /// Look an entry up. Expired entries are never returned.
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>>;
+
+    /// Store an entry, replacing any under the same key.
+    fn put<'a>(&'a self, key: &'a [u8], entry: CacheEntry)
+    -> BoxFuture<'a, Result<(), CacheError>>;
+
+    /// Remove one entry (absent is fine).
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), CacheError>>;
+
+    /// Remove every entry whose key starts with `prefix`; returns how many (if the tier knows).
+    fn delete_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, Result<u64, CacheError>>;
+
+    /// Counters.
+    fn stats(&self) -> TierStats;
 }

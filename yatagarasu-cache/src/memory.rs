@@ -1,0 +1,160 @@
+//! The memory tier, on moka: TinyLFU admission, weighed in bytes, per-entry expiry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use moka::Expiry;
+
+use crate::entry::CacheEntry;
+use crate::error::CacheError;
+use crate::stats::{Counters, TierStats};
+use crate::{BoxFuture, CacheTier};
+
+struct PerEntryExpiry;
+
+impl Expiry<Vec<u8>, Arc<CacheEntry>> for PerEntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Vec<u8>,
+        value: &Arc<CacheEntry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        value.ttl_from(SystemTime::now())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Vec<u8>,
+        value: &Arc<CacheEntry>,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        value.ttl_from(SystemTime::now())
+    }
+}
+
+/// An in-process tier bounded in bytes. Admission and eviction follow moka's TinyLFU (frequency
+/// sketch + LRU window), which keeps popular objects better than plain LRU under scans. Each entry
+/// expires at its own `expires_at`.
+pub struct MemoryTier {
+    cache: moka::future::Cache<Vec<u8>, Arc<CacheEntry>>,
+    max_item_bytes: u64,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for MemoryTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryTier")
+            .field("max_item_bytes", &self.max_item_bytes)
+            .field("entries", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryTier {
+    /// A tier holding at most `max_bytes`, refusing entries over `max_item_bytes`.
+    pub fn new(max_bytes: u64, max_item_bytes: u64) -> Self {
+        let counters = Arc::new(Counters::default());
+        let evictions = Arc::clone(&counters);
+        let cache = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Vec<u8>, v: &Arc<CacheEntry>| {
+                u32::try_from(k.len() as u64 + v.weight()).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryExpiry)
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    Counters::inc(&evictions.evictions);
+                }
+            })
+            .build();
+        Self {
+            cache,
+            max_item_bytes,
+            counters,
+        }
+    }
+
+    /// Apply pending maintenance (evictions, expirations) now; for tests and stats.
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+impl CacheTier for MemoryTier {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn max_item_bytes(&self) -> u64 {
+        self.max_item_bytes
+    }
+
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>> {
+        Box::pin(async move {
+            let found = self
+                .cache
+                .get(key)
+                .await
+                .filter(|e| !e.is_expired_at(SystemTime::now()));
+            match found {
+                Some(e) => {
+                    Counters::inc(&self.counters.hits);
+                    Ok(Some((*e).clone()))
+                }
+                None => {
+                    Counters::inc(&self.counters.misses);
+                    Ok(None)
+                }
+            }
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a [u8],
+        entry: CacheEntry,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            if entry.weight() > self.max_item_bytes {
+                return Err(CacheError::TooLarge {
+                    size: entry.weight(),
+                    limit: self.max_item_bytes,
+                });
+            }
+            if entry.is_expired_at(SystemTime::now()) {
+                return Ok(());
+            }
+            self.cache.insert(key.to_vec(), Arc::new(entry)).await;
+            Counters::inc(&self.counters.inserts);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            self.cache.invalidate(key).await;
+            Ok(())
+        })
+    }
+
+    fn delete_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, Result<u64, CacheError>> {
+        Box::pin(async move {
+            let keys: Vec<Arc<Vec<u8>>> = self
+                .cache
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, _)| k)
+                .collect();
+            for k in &keys {
+                self.cache.invalidate(k.as_slice()).await;
+            }
+            Ok(keys.len() as u64)
+        })
+    }
+
+    fn stats(&self) -> TierStats {
+        self.counters
+            .snapshot(self.cache.entry_count(), self.cache.weighted_size())
+    }
+}

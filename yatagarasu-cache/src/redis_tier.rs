@@ -1,0 +1,319 @@
+//! The Redis tier: shared between proxy instances, never allowed to fail or slow a request.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+
+use crate::entry::{self, CacheEntry};
+use crate::error::CacheError;
+use crate::stats::{Counters, TierStats};
+use crate::{BoxFuture, CacheTier};
+
+/// Settings of a [`RedisTier`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `redis://host:port/db` (Valkey works too).
+    pub url: String,
+    /// Prefix of every key this tier writes, so several caches can share one Redis.
+    pub key_prefix: String,
+    /// Longest a single Redis operation may take before it counts as a failure (and a miss).
+    pub op_timeout: Duration,
+    /// Retention for entries without their own deadline; `None` keeps them until Redis evicts them.
+    pub default_ttl: Option<Duration>,
+    /// Largest entry stored.
+    pub max_item_bytes: u64,
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit skips Redis entirely before trying again.
+    pub open_for: Duration,
+}
+
+impl RedisOptions {
+    /// Defaults for `url`: prefix `yatagarasu:`, 200 ms operations, 64 MiB items, circuit opens after
+    /// 3 failures for 5 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: "yatagarasu:".into(),
+            op_timeout: Duration::from_millis(200),
+            default_ttl: None,
+            max_item_bytes: 64 * 1024 * 1024,
+            failure_threshold: 3,
+            open_for: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// A tier in Redis. Records use the same self-checking binary encoding as the disk tier (0-byte
+/// bodies included); the TTL is set from the entry's deadline. Every operation has a timeout; after
+/// `failure_threshold` consecutive failures the circuit opens and the tier answers misses without
+/// touching the network for `open_for`, then tries again. Redis being down or slow therefore costs a
+/// request at most one operation timeout, and usually nothing.
+pub struct RedisTier {
+    options: RedisOptions,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    breaker: Mutex<Breaker>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("key_prefix", &self.options.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_err(e: impl std::fmt::Display) -> CacheError {
+    CacheError::Redis(e.to_string())
+}
+
+/// Escape glob characters so a prefix matches literally in `SCAN MATCH`.
+fn glob_escape(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + 1);
+    for &c in b {
+        if matches!(c, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl RedisTier {
+    /// A tier for `options.url`. Connects lazily: a Redis that is down at start-up only means misses.
+    pub fn new(options: RedisOptions) -> Result<Self, CacheError> {
+        let client = redis::Client::open(options.url.as_str()).map_err(redis_err)?;
+        Ok(Self {
+            options,
+            client,
+            conn: tokio::sync::Mutex::new(None),
+            breaker: Mutex::new(Breaker::default()),
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    /// Whether the circuit is open now (Redis is being skipped).
+    pub fn circuit_open(&self) -> bool {
+        let b = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        b.open_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn full_key(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = self.options.key_prefix.as_bytes().to_vec();
+        k.extend_from_slice(key);
+        k
+    }
+
+    fn record(&self, ok: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        if ok {
+            *b = Breaker::default();
+        } else {
+            b.failures += 1;
+            if b.failures >= self.options.failure_threshold {
+                b.open_until = Some(Instant::now() + self.options.open_for);
+            }
+        }
+    }
+
+    /// Run one operation under the breaker and the timeout.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if self.circuit_open() {
+            return Err(CacheError::Redis(
+                "circuit open: redis is being skipped after failures".into(),
+            ));
+        }
+        let attempt = async {
+            let conn = {
+                let mut guard = self.conn.lock().await;
+                match guard.as_ref() {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = self
+                            .client
+                            .get_connection_manager()
+                            .await
+                            .map_err(redis_err)?;
+                        *guard = Some(c.clone());
+                        c
+                    }
+                }
+            };
+            op(conn).await.map_err(redis_err)
+        };
+        let result = match tokio::time::timeout(self.options.op_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(CacheError::Redis(format!(
+                "no answer within {:?}",
+                self.options.op_timeout
+            ))),
+        };
+        self.record(result.is_ok());
+        if result.is_err() {
+            Counters::inc(&self.counters.errors);
+        }
+        result
+    }
+}
+
+impl CacheTier for RedisTier {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn max_item_bytes(&self) -> u64 {
+        self.options.max_item_bytes
+    }
+
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>> {
+        Box::pin(async move {
+            let k = self.full_key(key);
+            let got: Option<Vec<u8>> = match self
+                .run(|mut c| async move { redis::cmd("GET").arg(k).query_async(&mut c).await })
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    Counters::inc(&self.counters.misses);
+                    return Err(e);
+                }
+            };
+            let Some(raw) = got else {
+                Counters::inc(&self.counters.misses);
+                return Ok(None);
+            };
+            match entry::decode(&Bytes::from(raw)) {
+                Ok((stored_key, e))
+                    if stored_key.as_ref() == key && !e.is_expired_at(SystemTime::now()) =>
+                {
+                    Counters::inc(&self.counters.hits);
+                    Ok(Some(e))
+                }
+                Ok(_) => {
+                    Counters::inc(&self.counters.misses);
+                    Ok(None)
+                }
+                Err(e) => {
+                    Counters::inc(&self.counters.errors);
+                    Counters::inc(&self.counters.misses);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a [u8],
+        entry: CacheEntry,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            if entry.weight() > self.options.max_item_bytes {
+                return Err(CacheError::TooLarge {
+                    size: entry.weight(),
+                    limit: self.options.max_item_bytes,
+                });
+            }
+            let ttl = entry
+                .ttl_from(SystemTime::now())
+                .or(self.options.default_ttl);
+            if ttl == Some(Duration::ZERO) {
+                return Ok(());
+            }
+            let k = self.full_key(key);
+            let record = entry::encode(key, &entry);
+            self.run(|mut c| async move {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(k).arg(record);
+                if let Some(t) = ttl {
+                    cmd.arg("PX")
+                        .arg(u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+                }
+                cmd.query_async::<()>(&mut c).await
+            })
+            .await?;
+            Counters::inc(&self.counters.inserts);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let k = self.full_key(key);
+            self.run(
+                |mut c| async move { redis::cmd("UNLINK").arg(k).query_async::<()>(&mut c).await },
+            )
+            .await
+        })
+    }
+
+    fn delete_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, Result<u64, CacheError>> {
+        Box::pin(async move {
+            let mut pattern = glob_escape(&self.full_key(prefix));
+            pattern.push(b'*');
+            let mut cursor: u64 = 0;
+            let mut removed = 0u64;
+            loop {
+                let pat = pattern.clone();
+                let (next, keys): (u64, Vec<Vec<u8>>) = self
+                    .run(|mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pat)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                if !keys.is_empty() {
+                    let n = keys.len() as u64;
+                    self.run(|mut c| async move {
+                        redis::cmd("UNLINK")
+                            .arg(keys)
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                    .await?;
+                    removed += n;
+                }
+                if next == 0 {
+                    return Ok(removed);
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    fn stats(&self) -> TierStats {
+        self.counters.snapshot(0, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(
+            glob_escape(b"a*b?c[d]e\\"),
+            b"a\\*b\\?c\\[d\\]e\\\\".to_vec()
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Memory and disk tiers and their composition, on a real file system.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use yatagarasu_cache::{CacheEntry, CacheError, CacheTier, DiskTier, MemoryTier, TieredCache};
+
+fn entry(body: &str, ttl: Option<Duration>) -> CacheEntry {
+    CacheEntry::new(format!("meta:{body}"), body.to_owned(), ttl)
+}
+
+#[tokio::test]
+async fn memory_tier_stores_expires_and_respects_limits() {
+    let m = MemoryTier::new(1024 * 1024, 1000);
+    m.put(b"a", entry("alpha", None)).await.unwrap();
+    assert_eq!(m.get(b"a").await.unwrap().unwrap().body, "alpha");
+    assert!(m.get(b"missing").await.unwrap().is_none());
+    // Per-entry expiry: a short-lived entry goes, a long-lived one stays.
+    m.put(
+        b"short",
+        CacheEntry::new("m", "x", Some(Duration::from_millis(1))),
+    )
+    .await
+    .unwrap();
+    m.put(
+        b"long",
+        CacheEntry::new("m", "y", Some(Duration::from_secs(600))),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await; // let the short entry's deadline pass
+    assert!(m.get(b"short").await.unwrap().is_none());
+    assert!(m.get(b"long").await.unwrap().is_some());
+    // Item limit.
+    let big = CacheEntry::new("", vec![0u8; 2000], None);
+    assert!(matches!(
+        m.put(b"big", big).await,
+        Err(CacheError::TooLarge { .. })
+    ));
+    // Prefix deletion.
+    m.put(b"bucket/x/1", entry("1", None)).await.unwrap();
+    m.put(b"bucket/x/2", entry("2", None)).await.unwrap();
+    m.put(b"bucket/y/1", entry("3", None)).await.unwrap();
+    assert_eq!(m.delete_prefix(b"bucket/x/").await.unwrap(), 2);
+    assert!(m.get(b"bucket/x/1").await.unwrap().is_none());
+    assert!(m.get(b"bucket/y/1").await.unwrap().is_some());
+    let s = m.stats();
+    assert!(s.hits >= 3 && s.misses >= 3, "{s:?}");
+}
+
+#[tokio::test]
+async fn memory_tier_is_bounded_in_bytes() {
+    let m = MemoryTier::new(100_000, 10_000);
+    for i in 0..100u32 {
+        m.put(
+            format!("k{i}").as_bytes(),
+            CacheEntry::new("", vec![1u8; 5_000], None),
+        )
+        .await
+        .unwrap();
+    }
+    m.run_pending_tasks().await;
+    let s = m.stats();
+    assert!(s.bytes <= 100_000, "{s:?}");
+    assert!(s.entries < 100);
+}
+
+#[tokio::test]
+async fn disk_tier_survives_restart_and_detects_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+        d.put(b"obj/1", entry("one", None)).await.unwrap();
+        d.put(b"obj/2", entry("two", Some(Duration::from_secs(600))))
+            .await
+            .unwrap();
+        d.put(b"obj/empty", CacheEntry::new("meta", "", None))
+            .await
+            .unwrap();
+        d.put(
+            b"obj/expiring",
+            CacheEntry::new("m", "x", Some(Duration::from_millis(1))),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await; // let obj/expiring's deadline pass
+    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    assert_eq!(
+        d.stats().entries,
+        3,
+        "the expired record is dropped at start"
+    );
+    assert_eq!(d.get(b"obj/1").await.unwrap().unwrap().body, "one");
+    assert_eq!(d.get(b"obj/2").await.unwrap().unwrap().metadata, "meta:two");
+    let empty = d.get(b"obj/empty").await.unwrap().unwrap();
+    assert!(empty.body.is_empty());
+    // Damage one record on disk: the read fails its check, counts an error, and is a miss afterwards.
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    assert_eq!(files.len(), 3);
+    for f in &files {
+        let mut bytes = std::fs::read(f).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(f, bytes).unwrap();
+    }
+    assert!(d.get(b"obj/1").await.is_err());
+    assert!(d.get(b"obj/1").await.unwrap().is_none());
+    assert!(d.stats().errors >= 1);
+}
+
+#[tokio::test]
+async fn disk_tier_evicts_least_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = 5_000u64;
+    let d = DiskTier::open(dir.path(), 4 * (record + 100), 1 << 20)
+        .await
+        .unwrap();
+    for i in 0..4 {
+        d.put(
+            format!("k{i}").as_bytes(),
+            CacheEntry::new("", vec![0u8; record as usize], None),
+        )
+        .await
+        .unwrap();
+    }
+    // Use k0 so that k1 is now the least recently used.
+    assert!(d.get(b"k0").await.unwrap().is_some());
+    d.put(b"k4", CacheEntry::new("", vec![0u8; record as usize], None))
+        .await
+        .unwrap();
+    assert!(
+        d.get(b"k0").await.unwrap().is_some(),
+        "recently used survives"
+    );
+    assert!(
+        d.get(b"k1").await.unwrap().is_none(),
+        "least recently used goes first"
+    );
+    assert!(d.stats().evictions >= 1);
+    assert!(d.stats().bytes <= 4 * (record + 100));
+}
+
+#[tokio::test]
+async fn torn_temporary_files_are_ignored_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+        d.put(b"good", entry("good", None)).await.unwrap();
+    }
+    // What a kill -9 mid-write leaves: a partial temporary file, and a partial record in place.
+    std::fs::write(dir.path().join("tmp").join("partial.tmp"), b"YCE1garbage").unwrap();
+    let stray = dir.path().join("objects").join("00");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("00deadbeef"), b"YCE1\x00\x00").unwrap();
+    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    assert_eq!(d.stats().entries, 1);
+    assert_eq!(d.get(b"good").await.unwrap().unwrap().body, "good");
+    assert!(!stray.join("00deadbeef").exists());
+}
+
+#[tokio::test]
+async fn tiered_reads_fastest_first_promotes_and_respects_item_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Arc::new(MemoryTier::new(1 << 20, 100));
+    let disk = Arc::new(DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap());
+    let cache = TieredCache::new(vec![memory.clone(), disk.clone()]);
+
+    // Too big for memory: still goes to disk.
+    let big = CacheEntry::new("m", vec![7u8; 1000], None);
+    cache.insert(b"big", big).await;
+    assert!(memory.get(b"big").await.unwrap().is_none());
+    let hit = cache.get(b"big").await.unwrap();
+    assert_eq!(hit.tier, "disk");
+
+    // A small entry only on disk is promoted to memory after a hit.
+    disk.put(b"small", entry("s", None)).await.unwrap();
+    let hit = cache.get(b"small").await.unwrap();
+    assert_eq!((hit.tier, hit.level), ("disk", 1));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while memory.get(b"small").await.unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(cache.get(b"small").await.unwrap().tier, "memory");
+
+    // Purge across tiers.
+    cache.insert(b"p/1", entry("1", None)).await;
+    cache.insert(b"p/2", entry("2", None)).await;
+    let removed = cache.delete_prefix(b"p/").await;
+    assert!(
+        removed.iter().all(|(_, r)| *r.as_ref().unwrap() == 2),
+        "{removed:?}"
+    );
+    assert!(cache.get(b"p/1").await.is_none());
+}
