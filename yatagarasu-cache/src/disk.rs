@@ -190,7 +190,9 @@ fn scan(dir: &Path) -> Result<Index, CacheError> {
     }
     std::fs::create_dir_all(&tmp)?;
     let now = SystemTime::now();
-    let mut found: Vec<(SystemTime, Hash, Vec<u8>, u64, Option<SystemTime>)> = Vec::new();
+    // (modified, hash, key, size, expires_at) of each valid record.
+    type Found = (SystemTime, Hash, Vec<u8>, u64, Option<SystemTime>);
+    let mut found: Vec<Found> = Vec::new();
     for sub in std::fs::read_dir(dir.join("objects"))? {
         let sub = sub?.path();
         if !sub.is_dir() {
@@ -199,7 +201,7 @@ fn scan(dir: &Path) -> Result<Index, CacheError> {
         for file in std::fs::read_dir(&sub)? {
             let path = file?.path();
             match read_header(&path) {
-                Some((key, size, expires_at, mtime)) if !expires_at.is_some_and(|e| e <= now) => {
+                Some((key, size, expires_at, mtime)) if expires_at.is_none_or(|e| e > now) => {
                     let h = hash(&key);
                     if path == DiskTier::path_for(dir, &h) {
                         found.push((mtime, h, key, size, expires_at));
