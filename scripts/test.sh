@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------------
+# redis-server: the Redis cache tier is tested against a real one (each test starts its own).
+if ! command -v redis-server >/dev/null 2>&1; then
+    say "installing redis-server"
+    if ! apt-get install -y redis-server >/dev/null 2>&1; then
+        apt-get update >/dev/null && apt-get install -y redis-server >/dev/null
+    fi
+fi
+# A thousand concurrent client connections in one test process need the file descriptors.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Rust components (a rustup toolchain without them gets them added).
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     say "installing rustfmt and clippy"

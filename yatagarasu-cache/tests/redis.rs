@@ -1,0 +1,201 @@
+//! The Redis tier against a real `redis-server` started by the test on a free loopback port
+//! (`scripts/test.sh` installs it). Redis going away is a real kill of that process.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use yatagarasu_cache::{CacheEntry, CacheTier, MemoryTier, RedisOptions, RedisTier, TieredCache};
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tier(url: &str, prefix: &str) -> RedisTier {
+    RedisTier::new(RedisOptions {
+        key_prefix: prefix.into(),
+        op_timeout: Duration::from_millis(300),
+        open_for: Duration::from_secs(60),
+        ..RedisOptions::new(url)
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn stores_entries_with_ttl_prefix_and_empty_bodies() {
+    let server = RedisServer::start();
+    let t = tier(&server.url(), "test-a:");
+    t.put(
+        b"k1",
+        CacheEntry::new("meta", "body", Some(Duration::from_secs(30))),
+    )
+    .await
+    .unwrap();
+    t.put(b"empty", CacheEntry::new("meta", "", None))
+        .await
+        .unwrap();
+    let got = t.get(b"k1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.metadata.as_ref(), got.body.as_ref()),
+        (&b"meta"[..], &b"body"[..])
+    );
+    assert!(t.get(b"empty").await.unwrap().unwrap().body.is_empty());
+    assert!(t.get(b"absent").await.unwrap().is_none());
+
+    // TTL set from the entry, key under the prefix: check with Redis itself.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("test-a:k1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((1..=30_000).contains(&ttl), "{ttl}");
+    let no_ttl: i64 = redis::cmd("PTTL")
+        .arg("test-a:empty")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(no_ttl, -1);
+
+    // Another prefix does not see these; a second instance with the same prefix does.
+    assert!(
+        tier(&server.url(), "test-b:")
+            .get(b"k1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        tier(&server.url(), "test-a:")
+            .get(b"k1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Prefix purge, with glob characters in keys taken literally.
+    t.put(b"b/x*1", CacheEntry::new("", "1", None))
+        .await
+        .unwrap();
+    t.put(b"b/x*2", CacheEntry::new("", "2", None))
+        .await
+        .unwrap();
+    t.put(b"b/xy", CacheEntry::new("", "3", None))
+        .await
+        .unwrap();
+    assert_eq!(t.delete_prefix(b"b/x*").await.unwrap(), 2);
+    assert!(t.get(b"b/xy").await.unwrap().is_some());
+    t.delete(b"b/xy").await.unwrap();
+    assert!(t.get(b"b/xy").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_dead_redis_degrades_to_misses_and_opens_the_circuit() {
+    let mut server = RedisServer::start();
+    let t = tier(&server.url(), "test-c:");
+    t.put(b"k", CacheEntry::new("m", "v", None)).await.unwrap();
+    assert!(t.get(b"k").await.unwrap().is_some());
+    server.kill();
+    // Failures are errors (callers treat them as misses), never hangs: bounded by the op timeout.
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(5), t.get(b"k"))
+            .await
+            .unwrap();
+        assert!(r.is_err());
+    }
+    assert!(t.circuit_open(), "three failures open the circuit");
+    // With the circuit open Redis is not even tried.
+    let r = tokio::time::timeout(Duration::from_millis(50), t.get(b"k"))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(yatagarasu_cache::CacheError::Redis(m)) if m.contains("circuit open")));
+    assert!(t.stats().errors >= 3);
+}
+
+#[tokio::test]
+async fn redis_down_at_start_is_only_misses() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = tier(&format!("redis://127.0.0.1:{port}/"), "x:");
+    assert!(t.get(b"k").await.is_err());
+    // Through the tiered cache the caller just sees a miss, and the memory tier still works.
+    let memory = Arc::new(MemoryTier::new(1 << 20, 1 << 20));
+    let cache = TieredCache::new(vec![memory, Arc::new(t)]);
+    assert!(cache.get(b"k").await.is_none());
+    cache.insert(b"k", CacheEntry::new("m", "v", None)).await;
+    assert_eq!(cache.get(b"k").await.unwrap().tier, "memory");
+}
+
+#[tokio::test]
+async fn two_caches_share_entries_through_redis() {
+    let server = RedisServer::start();
+    let instance = |url: &str| {
+        TieredCache::new(vec![
+            Arc::new(MemoryTier::new(1 << 20, 1 << 20)),
+            Arc::new(tier(url, "shared:")),
+        ])
+    };
+    let a = instance(&server.url());
+    let b = instance(&server.url());
+    a.insert(b"obj", CacheEntry::new("m", "from instance a", None))
+        .await;
+    let hit = b.get(b"obj").await.unwrap();
+    assert_eq!(hit.tier, "redis");
+    assert_eq!(hit.entry.body, "from instance a");
+}
