@@ -35,7 +35,9 @@ use md5::Digest as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+mod redis;
 mod stub;
+pub use redis::RedisServer;
 pub use stub::{StubRequest, StubServer, response};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -352,6 +354,23 @@ impl TestOrigin {
         }
         f.flush().expect("flush object");
         let info = serde_json::json!({ "e_tag": hex::encode(md5.finalize()) });
+        std::fs::write(self.sidecar(bucket, key, "internal"), info.to_string())
+            .expect("write internal info");
+    }
+
+    /// Store a huge object cheaply: a sparse file of `len` zero bytes with the given ETag (no hashing),
+    /// for tests about which byte ranges are fetched rather than what they hold.
+    ///
+    /// # Panics
+    /// If the files cannot be written.
+    pub fn put_sparse_object(&self, bucket: &str, key: &str, len: u64, etag: &str) {
+        let path = self.root.join(bucket).join(key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create object dir");
+        }
+        let f = std::fs::File::create(&path).expect("create object");
+        f.set_len(len).expect("size sparse object");
+        let info = serde_json::json!({ "e_tag": etag });
         std::fs::write(self.sidecar(bucket, key, "internal"), info.to_string())
             .expect("write internal info");
     }

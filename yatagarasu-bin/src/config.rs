@@ -16,6 +16,11 @@ use yatagarasu_s3::{
     AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
 };
 
+use std::sync::Arc;
+
+use yatagarasu_cache::{CacheTier, DiskTier, MemoryTier, RedisOptions, RedisTier, TieredCache};
+
+use crate::cache::CachePolicy;
 use crate::cors::CorsPolicy;
 use crate::fetch::{CoalescingOptions, FetchOptions};
 use crate::proxy::Proxy;
@@ -64,9 +69,12 @@ pub struct Config {
     /// JWT authentication (not available yet: only `enabled: false` is accepted).
     #[serde(default)]
     pub jwt: Option<Value>,
-    /// Caching (not available yet: only `enabled: false` is accepted).
+    /// Caching in memory, on disk and in Redis.
     #[serde(default)]
-    pub cache: Option<Value>,
+    pub cache: Option<CacheConfig>,
+    /// The admin API (purge, stats) on its own listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// `server`: the listener and its limits.
@@ -112,6 +120,158 @@ impl Default for ServerConfig {
             ready_cache_seconds: 5,
         }
     }
+}
+
+/// `admin`: the admin API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API (default off).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Listen address (default 127.0.0.1: keep it off public interfaces).
+    #[serde(default = "loopback")]
+    pub address: String,
+    /// Listen port.
+    #[serde(default = "admin_port", deserialize_with = "lenient")]
+    pub port: u16,
+    /// Bearer token every admin request must carry (at least 16 characters).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".to_owned()
+}
+
+fn admin_port() -> u16 {
+    9091
+}
+
+/// `cache`: the cache tiers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache at all.
+    #[serde(default = "yes", deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Tiers, fastest first: any of `memory`, `disk`, `redis`.
+    #[serde(default = "memory_only")]
+    pub cache_layers: Vec<String>,
+    /// Seconds stale records and slices are kept past freshness, for revalidation without bodies.
+    #[serde(default = "one_day", deserialize_with = "lenient")]
+    pub stale_retention_seconds: u64,
+    /// The memory tier.
+    #[serde(default)]
+    pub memory: MemoryCacheConfig,
+    /// The disk tier.
+    #[serde(default)]
+    pub disk: Option<DiskCacheConfig>,
+    /// The Redis tier.
+    #[serde(default)]
+    pub redis: Option<RedisCacheConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn memory_only() -> Vec<String> {
+    vec!["memory".to_owned()]
+}
+
+fn one_day() -> u64 {
+    86_400
+}
+
+/// `cache.memory`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryCacheConfig {
+    /// Capacity in MiB.
+    #[serde(deserialize_with = "lenient")]
+    pub max_cache_size_mb: u64,
+    /// Largest entry in MiB (larger entries skip memory but still go to disk and Redis).
+    #[serde(deserialize_with = "lenient")]
+    pub max_item_size_mb: u64,
+    /// Freshness when an object's `Cache-Control` gives none (buckets may override).
+    #[serde(deserialize_with = "lenient")]
+    pub default_ttl_seconds: u64,
+}
+
+impl Default for MemoryCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_cache_size_mb: 256,
+            max_item_size_mb: 16,
+            default_ttl_seconds: 3600,
+        }
+    }
+}
+
+/// `cache.disk`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCacheConfig {
+    /// Directory of the disk tier (created if missing).
+    pub cache_dir: String,
+    /// Capacity in MiB.
+    #[serde(default = "one_gib_in_mb", deserialize_with = "lenient")]
+    pub max_disk_cache_size_mb: u64,
+    /// Largest entry in MiB.
+    #[serde(default = "default_item_mb", deserialize_with = "lenient")]
+    pub max_item_size_mb: u64,
+}
+
+fn one_gib_in_mb() -> u64 {
+    1024
+}
+
+fn default_item_mb() -> u64 {
+    64
+}
+
+/// `cache.redis`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisCacheConfig {
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// Prefix of every key written.
+    #[serde(default = "default_prefix")]
+    pub redis_key_prefix: String,
+    /// Retention for entries without their own deadline.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub redis_ttl_seconds: Option<u64>,
+    /// Milliseconds one Redis operation may take before it counts as a miss.
+    #[serde(default = "default_redis_timeout", deserialize_with = "lenient")]
+    pub operation_timeout_ms: u64,
+    /// Largest entry in MiB.
+    #[serde(default = "default_item_mb", deserialize_with = "lenient")]
+    pub max_item_size_mb: u64,
+}
+
+fn default_prefix() -> String {
+    "yatagarasu:".to_owned()
+}
+
+fn default_redis_timeout() -> u64 {
+    200
+}
+
+/// `buckets[].cache`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketCacheConfig {
+    /// Cache this bucket's objects (default: on when `cache.enabled`).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub enabled: Option<bool>,
+    /// Freshness when an object's `Cache-Control` gives none.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub ttl_seconds: Option<u64>,
+    /// Cache responses to requests that carry credentials (`Authorization`, cookies).
+    #[serde(default, deserialize_with = "lenient")]
+    pub cache_authenticated: bool,
 }
 
 /// `coalescing`: how origin fetches are sliced and shared between concurrent requests.
@@ -183,6 +343,9 @@ pub struct BucketConfig {
     /// Coalescing overrides for this bucket.
     #[serde(default)]
     pub coalescing: Option<BucketCoalescingConfig>,
+    /// Cache settings for this bucket.
+    #[serde(default)]
+    pub cache: Option<BucketCacheConfig>,
 }
 
 /// `buckets[].s3`: where and how to reach the bucket.
@@ -336,7 +499,28 @@ impl Config {
         if s.max_header_bytes < 8192 {
             p.push("server.max_header_bytes: must be at least 8192".to_owned());
         }
-        for (section, v) in [("jwt", &self.jwt), ("cache", &self.cache)] {
+        if let Some(c) = self.cache.as_ref().filter(|c| c.enabled) {
+            validate_cache(c, &mut p);
+        }
+        if let Some(a) = self.admin.as_ref().filter(|a| a.enabled) {
+            if a.address.parse::<std::net::IpAddr>().is_err() {
+                p.push(format!(
+                    "admin.address: `{}` is not an IP address",
+                    a.address
+                ));
+            }
+            match &a.token {
+                None => p.push("admin.token: required when the admin API is enabled".to_owned()),
+                Some(t) if t.trim().len() < 16 => {
+                    p.push("admin.token: must be at least 16 characters".to_owned())
+                }
+                _ => {}
+            }
+            if a.address == self.server.address && a.port == self.server.port && a.port != 0 {
+                p.push("admin.port: must differ from server.port".to_owned());
+            }
+        }
+        for (section, v) in [("jwt", &self.jwt)] {
             if let Some(v) = v
                 && v.get("enabled").and_then(Value::as_bool) != Some(false)
             {
@@ -472,8 +656,61 @@ impl Config {
         }
     }
 
-    /// Build the proxy: one S3 client per bucket, sharing one connection pool.
-    pub fn build_proxy(&self) -> Result<Proxy, ConfigError> {
+    /// Build the cache tiers named in `cache.cache_layers`, fastest first (`None` without a cache).
+    pub async fn build_cache(&self) -> Result<Option<TieredCache>, ConfigError> {
+        let Some(c) = self.cache.as_ref().filter(|c| c.enabled) else {
+            return Ok(None);
+        };
+        let mib = |n: u64| n.saturating_mul(1024 * 1024);
+        let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
+        for layer in &c.cache_layers {
+            match layer.as_str() {
+                "memory" => tiers.push(Arc::new(MemoryTier::new(
+                    mib(c.memory.max_cache_size_mb),
+                    mib(c.memory.max_item_size_mb),
+                ))),
+                "disk" => {
+                    let d = c
+                        .disk
+                        .as_ref()
+                        .ok_or_else(|| ConfigError::one("cache.disk: required"))?;
+                    let tier = DiskTier::open(
+                        &d.cache_dir,
+                        mib(d.max_disk_cache_size_mb),
+                        mib(d.max_item_size_mb),
+                    )
+                    .await
+                    .map_err(|e| {
+                        ConfigError::one(format!("cache.disk.cache_dir: `{}`: {e}", d.cache_dir))
+                    })?;
+                    tiers.push(Arc::new(tier));
+                }
+                "redis" => {
+                    let r = c
+                        .redis
+                        .as_ref()
+                        .ok_or_else(|| ConfigError::one("cache.redis: required"))?;
+                    let mut o = RedisOptions::new(r.redis_url.clone());
+                    o.key_prefix = r.redis_key_prefix.clone();
+                    o.default_ttl = r.redis_ttl_seconds.map(Duration::from_secs);
+                    o.op_timeout = Duration::from_millis(r.operation_timeout_ms);
+                    o.max_item_bytes = mib(r.max_item_size_mb);
+                    let tier = RedisTier::new(o)
+                        .map_err(|e| ConfigError::one(format!("cache.redis.redis_url: {e}")))?;
+                    tiers.push(Arc::new(tier));
+                }
+                other => {
+                    return Err(ConfigError::one(format!(
+                        "cache.cache_layers: unknown layer `{other}`"
+                    )));
+                }
+            }
+        }
+        Ok(Some(TieredCache::new(tiers)))
+    }
+
+    /// Build the proxy: one S3 client per bucket sharing one connection pool, and the cache tiers.
+    pub async fn build_proxy(&self) -> Result<Proxy, ConfigError> {
         let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
             .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
         let co = &self.coalescing;
@@ -485,6 +722,17 @@ impl Config {
             })
             .max_uri_bytes(self.server.max_uri_bytes)
             .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));
+        if let Some(tiers) = self.build_cache().await? {
+            let retention = self
+                .cache
+                .as_ref()
+                .map_or(86_400, |c| c.stale_retention_seconds);
+            builder = builder.cache(tiers, Duration::from_secs(retention));
+        }
+        let default_ttl = self
+            .cache
+            .as_ref()
+            .map_or(3600, |c| c.memory.default_ttl_seconds);
         for (i, b) in self.buckets.iter().enumerate() {
             let s3 = &b.s3;
             let mut c = S3Client::builder(s3.bucket.clone()).http_client(http.clone());
@@ -539,6 +787,12 @@ impl Config {
             let mut route = BucketRoute::new(b.name.clone(), b.path_prefix.clone(), client);
             route.expose_user_metadata = b.expose_user_metadata;
             route.cors = cors;
+            let bucket_cache = b.cache.clone().unwrap_or_default();
+            route.cache = CachePolicy {
+                enabled: bucket_cache.enabled.unwrap_or(true),
+                ttl: Duration::from_secs(bucket_cache.ttl_seconds.unwrap_or(default_ttl)),
+                cache_authenticated: bucket_cache.cache_authenticated,
+            };
             route.coalescing = CoalescingOptions {
                 enabled: overrides.enabled.unwrap_or(co.enabled),
                 wait_timeout: Duration::from_millis(
@@ -548,6 +802,72 @@ impl Config {
             builder = builder.route(route);
         }
         Ok(builder.build())
+    }
+}
+
+fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
+    if c.cache_layers.is_empty() {
+        p.push("cache.cache_layers: list at least one of memory, disk, redis".to_owned());
+    }
+    let mut seen = Vec::new();
+    for (i, layer) in c.cache_layers.iter().enumerate() {
+        if !matches!(layer.as_str(), "memory" | "disk" | "redis") {
+            p.push(format!(
+                "cache.cache_layers[{i}]: `{layer}` is not one of memory, disk, redis"
+            ));
+        } else if seen.contains(layer) {
+            p.push(format!(
+                "cache.cache_layers[{i}]: `{layer}` is listed twice"
+            ));
+        }
+        seen.push(layer.clone());
+    }
+    let m = &c.memory;
+    if m.max_cache_size_mb == 0 || m.max_item_size_mb == 0 {
+        p.push(
+            "cache.memory: max_cache_size_mb and max_item_size_mb must be greater than 0"
+                .to_owned(),
+        );
+    }
+    if seen.iter().any(|l| l == "disk") {
+        match &c.disk {
+            None => p.push("cache.disk: required when cache_layers lists disk".to_owned()),
+            Some(d) if d.cache_dir.trim().is_empty() => {
+                p.push("cache.disk.cache_dir: must not be empty".to_owned())
+            }
+            Some(d) if d.max_disk_cache_size_mb == 0 => {
+                p.push("cache.disk.max_disk_cache_size_mb: must be greater than 0".to_owned());
+            }
+            _ => {}
+        }
+    }
+    if seen.iter().any(|l| l == "redis") {
+        match &c.redis {
+            None => p.push("cache.redis: required when cache_layers lists redis".to_owned()),
+            Some(r) => {
+                if redis_url_problem(&r.redis_url).is_some() {
+                    p.push(format!(
+                        "cache.redis.redis_url: `{}` is not a redis:// or rediss:// URL",
+                        r.redis_url
+                    ));
+                }
+                if r.operation_timeout_ms == 0 {
+                    p.push("cache.redis.operation_timeout_ms: must be at least 1".to_owned());
+                }
+            }
+        }
+    }
+}
+
+fn redis_url_problem(u: &str) -> Option<()> {
+    match url::Url::parse(u) {
+        Ok(url)
+            if matches!(url.scheme(), "redis" | "rediss" | "valkey" | "valkeys")
+                && url.host_str().is_some() =>
+        {
+            None
+        }
+        _ => Some(()),
     }
 }
 
@@ -777,7 +1097,11 @@ mod tests {
         assert_eq!(c.server.port, 8080);
         assert_eq!(c.server.address, "0.0.0.0");
         assert_eq!(c.buckets[0].s3.bucket, "media-bucket");
-        assert!(c.build_proxy().is_ok());
+        assert!(
+            futures_util::FutureExt::now_or_never(c.build_proxy())
+                .expect("no cache: builds without awaiting")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -897,10 +1221,45 @@ mod tests {
             err.to_string().starts_with("jwt: jwt is not available"),
             "{err}"
         );
-        let err = parse(&format!("{MINIMAL}cache:\n  cache_layers: [memory]\n")).unwrap_err();
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  cache_layers: [memory, tape, memory]\n"
+        ))
+        .unwrap_err();
+        let text = err.to_string();
         assert!(
-            err.to_string().starts_with("cache: cache is not available"),
+            text.contains("cache.cache_layers[1]: `tape` is not one of memory, disk, redis"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache.cache_layers[2]: `memory` is listed twice"),
+            "{text}"
+        );
+        let err = parse(&format!("{MINIMAL}cache:\n  cache_layers: [disk, redis]\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cache.disk: required when cache_layers lists disk"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache.redis: required when cache_layers lists redis"),
+            "{text}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  cache_layers: [redis]\n  redis: {{redis_url: 'http://x'}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cache.redis.redis_url: `http://x` is not a redis://"),
             "{err}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  memory: {{max_cache_size: 1}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cache.memory.max_cache_size: unknown field, did you mean max_cache_size_mb?"
         );
         assert!(parse(&format!("{MINIMAL}cache:\n  enabled: false\n")).is_ok());
     }
@@ -936,13 +1295,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.coalescing.slice_size, 1_048_576);
         assert!(c.coalescing.enabled);
-        let proxy = c.build_proxy().unwrap();
+        let proxy = futures_util::FutureExt::now_or_never(c.build_proxy())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             proxy.routes()[0].coalescing.wait_timeout,
             Duration::from_millis(500)
         );
         let c = parse("buckets:\n  - name: m\n    path_prefix: /m\n    s3: {bucket: b}\n    coalescing: {enabled: false}\n").unwrap();
-        assert!(!c.build_proxy().unwrap().routes()[0].coalescing.enabled);
+        assert!(
+            !futures_util::FutureExt::now_or_never(c.build_proxy())
+                .unwrap()
+                .unwrap()
+                .routes()[0]
+                .coalescing
+                .enabled
+        );
         let err = parse(&format!("{MINIMAL}coalescing:\n  slice_size: 100\n")).unwrap_err();
         assert!(
             err.to_string()

@@ -25,6 +25,7 @@ use yatagarasu_coalesce::{
 use yatagarasu_core::{ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, Result};
 use yatagarasu_s3::{GetObjectRequest, HeadObjectRequest, ObjectBody, S3Client};
 
+use crate::cache::{ObjectCache, freshness};
 use crate::router::BucketRoute;
 
 /// A response body as the proxy streams it.
@@ -201,6 +202,66 @@ fn changed_mid_read(client: &S3Client, key: &str) -> Error {
     .with_upstream_code("PreconditionFailed")
 }
 
+/// Where a fetch stores what it reads: the object's record once its metadata is known, and every
+/// complete slice as it finishes. A slice cut short by an error is never stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Fill {
+    pub(crate) cache: ObjectCache,
+    pub(crate) route: String,
+    pub(crate) key: String,
+    pub(crate) default_ttl: Duration,
+}
+
+impl Fill {
+    /// Store the record; returns how long slices of this version are kept, or `None` when the object
+    /// must not be stored (`no-store`, `private`).
+    async fn record(&self, meta: &ObjectMeta) -> Option<Duration> {
+        let fresh_for = freshness(meta, self.default_ttl)?;
+        self.cache
+            .store_record(&self.route, &self.key, meta, fresh_for)
+            .await;
+        Some(self.cache.slice_retention(fresh_for))
+    }
+}
+
+/// Re-chunks a body into slices and stores each complete one.
+#[derive(Clone)]
+struct SliceSink {
+    fill: Fill,
+    etag: EntityTag,
+    keep: Duration,
+    size: u64,
+    slice_size: u64,
+    index: u64,
+    buf: Vec<u8>,
+}
+
+impl SliceSink {
+    async fn push(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let slice_len = self
+                .slice_size
+                .min(self.size.saturating_sub(self.index * self.slice_size));
+            let room = usize::try_from(slice_len)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(self.buf.len());
+            let take = room.min(chunk.len());
+            self.buf.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.buf.len() as u64 == slice_len && slice_len > 0 {
+                let body = Bytes::from(std::mem::take(&mut self.buf));
+                let f = &self.fill;
+                f.cache
+                    .store_slice(&f.route, &f.key, &self.etag, self.index, body, self.keep)
+                    .await;
+                self.index += 1;
+            } else if take == 0 {
+                return; // more bytes than the object has: never store them
+            }
+        }
+    }
+}
+
 /// Aborts a spawned task when dropped (a read-ahead nobody will read).
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
@@ -215,6 +276,7 @@ async fn whole_object(
     client: S3Client,
     key: String,
     slice_size: u64,
+    fill: Option<Fill>,
 ) -> Result<(Head, BodyStream)> {
     let first = match client
         .get_object(&key, &slice_request(0, slice_size, None, None))
@@ -226,6 +288,11 @@ async fn whole_object(
             let out = client
                 .get_object(&key, &GetObjectRequest::default())
                 .await?;
+            if let Some(f) = &fill
+                && out.meta.size == 0
+            {
+                f.record(&out.meta).await;
+            }
             return Ok((Arc::new(out.meta), object_body_stream(out.body)));
         }
         Err(e) => return Err(e),
@@ -233,6 +300,18 @@ async fn whole_object(
     let size = first.meta.size;
     let head = Arc::new(first.meta.clone());
     let slices = size.div_ceil(slice_size).max(1);
+    let sink = match (&fill, &first.meta.etag) {
+        (Some(f), Some(etag)) => f.record(&first.meta).await.map(|keep| SliceSink {
+            fill: f.clone(),
+            etag: etag.clone(),
+            keep,
+            size,
+            slice_size,
+            index: 0,
+            buf: Vec::new(),
+        }),
+        _ => None,
+    };
     let Some(etag) = first.meta.etag.clone() else {
         if slices == 1 {
             return Ok((head, object_body_stream(first.body)));
@@ -255,6 +334,7 @@ async fn whole_object(
         current: Option<ObjectBody>,
         ahead: Option<AbortOnDrop<Result<yatagarasu_s3::GetObjectOutput>>>,
         failed: bool,
+        sink: Option<SliceSink>,
     }
     let state = State {
         client,
@@ -267,6 +347,7 @@ async fn whole_object(
         current: Some(first.body),
         ahead: None,
         failed: false,
+        sink,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if st.failed {
@@ -283,7 +364,12 @@ async fn whole_object(
                     })));
                 }
                 match body.next().await {
-                    Some(Ok(chunk)) => return Some((Ok(chunk), st)),
+                    Some(Ok(chunk)) => {
+                        if let Some(sink) = st.sink.as_mut() {
+                            sink.push(&chunk).await;
+                        }
+                        return Some((Ok(chunk), st));
+                    }
                     Some(Err(e)) => {
                         st.failed = true;
                         return Some((Err(e), st));
@@ -405,11 +491,12 @@ impl Fetcher {
         &self,
         route: &BucketRoute,
         key: &str,
+        fill: Option<Fill>,
     ) -> Result<(Head, BodyStream)> {
         let (client, slice_size) = (route.client.clone(), self.options.slice_size);
         if route.coalescing.enabled {
-            let owned = (client.clone(), key.to_owned());
-            let start = move || whole_object(owned.0, owned.1, slice_size);
+            let owned = (client.clone(), key.to_owned(), fill.clone());
+            let start = move || whole_object(owned.0, owned.1, slice_size, owned.2);
             if let Some((mut sub, _role)) = self
                 .objects
                 .subscribe((route.name.clone(), key.to_owned()), start)
@@ -418,7 +505,7 @@ impl Fetcher {
                 return Ok((head?, sub_stream(sub)));
             }
         }
-        whole_object(client, key.to_owned(), slice_size).await
+        whole_object(client, key.to_owned(), slice_size, fill).await
     }
 
     /// The metadata only: from an object flight under way, else one shared HEAD.
@@ -479,13 +566,14 @@ impl Fetcher {
         route: &BucketRoute,
         key: &str,
         head: &Head,
-        start: u64,
-        end: u64,
+        (start, end): (u64, u64),
+        source: SliceSource,
     ) -> Result<BodyStream> {
         let s = self.options.slice_size;
         let (first, last) = (start / s, end / s);
         let coalesce = route.coalescing.enabled;
-        let first_body = open_slice(&self.slices, route, key, head, first, s, coalesce).await?;
+        let first_body =
+            open_slice(&self.slices, route, key, head, first, s, coalesce, &source).await?;
         let stream = if first == last {
             first_body
         } else {
@@ -498,6 +586,7 @@ impl Fetcher {
                 slice_size: s,
                 group: self.slices.clone(),
                 coalesce,
+                source,
             };
             Box::pin(first_body.chain(rest.into_stream()))
         };
@@ -514,7 +603,16 @@ fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
         }
 }
 
-/// Open slice `index` of the version described by `head`, through a slice flight when coalescing.
+/// Where the slices of a range read come from besides the origin.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SliceSource {
+    /// The cache to read slices from first and to store fetched slices in, and how long to keep them.
+    pub(crate) cache: Option<(Fill, Duration)>,
+}
+
+/// Open slice `index` of the version described by `head`: from the cache when it holds it, else
+/// from the origin, through a slice flight when coalescing (stored in the cache once complete).
+#[allow(clippy::too_many_arguments)]
 async fn open_slice(
     group: &StreamGroup<SliceKey, Head, Bytes, Error>,
     route: &BucketRoute,
@@ -523,16 +621,53 @@ async fn open_slice(
     index: u64,
     slice_size: u64,
     coalesce: bool,
+    source: &SliceSource,
 ) -> Result<BodyStream> {
+    if let (Some((fill, _)), Some(etag)) = (&source.cache, &head.etag)
+        && let Some(body) = fill.cache.slice(&fill.route, key, etag, index).await
+    {
+        let expected = slice_size.min(head.size.saturating_sub(index * slice_size));
+        if body.len() as u64 == expected {
+            return Ok(Box::pin(futures_util::stream::once(
+                async move { Ok(body) },
+            )));
+        }
+    }
     let client = route.client.clone();
     let size = head.size;
     let etag = head.etag.clone();
+    let sink = match (&source.cache, &etag) {
+        (Some((fill, keep)), Some(etag)) => Some(SliceSink {
+            fill: fill.clone(),
+            etag: etag.clone(),
+            keep: *keep,
+            size,
+            slice_size,
+            index,
+            buf: Vec::new(),
+        }),
+        _ => None,
+    };
     let fetch = {
         let (client, key, etag) = (client.clone(), key.to_owned(), etag.clone());
         move || async move {
             let out =
                 fetch_slice(&client, &key, index, slice_size, Some(size), etag.as_ref()).await?;
-            Ok::<_, Error>((Arc::new(out.meta), object_body_stream(out.body)))
+            let body = object_body_stream(out.body);
+            let body: BodyStream = match sink {
+                None => body,
+                Some(sink) => Box::pin(futures_util::stream::unfold(
+                    (body, sink),
+                    |(mut body, mut sink)| async move {
+                        let item = body.next().await?;
+                        if let Ok(chunk) = &item {
+                            sink.push(chunk).await;
+                        }
+                        Some((item, (body, sink)))
+                    },
+                )),
+            };
+            Ok::<_, Error>((Arc::new(out.meta), body))
         }
     };
     if coalesce
@@ -563,6 +698,7 @@ struct SliceChain {
     slice_size: u64,
     group: StreamGroup<SliceKey, Head, Bytes, Error>,
     coalesce: bool,
+    source: SliceSource,
 }
 
 impl SliceChain {
@@ -580,6 +716,7 @@ impl SliceChain {
                 st.next,
                 st.slice_size,
                 st.coalesce,
+                &st.source,
             )
             .await;
             let next = SliceChain {

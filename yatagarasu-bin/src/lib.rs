@@ -37,6 +37,8 @@
 //! # }
 //! ```
 
+mod admin;
+mod cache;
 pub mod config;
 mod cors;
 mod fetch;
@@ -44,10 +46,12 @@ mod proxy;
 mod router;
 mod server;
 
+pub use admin::{AdminApi, serve_admin};
+pub use cache::CachePolicy;
 pub use config::{Config, ConfigError};
 pub use cors::CorsPolicy;
 pub use fetch::{CoalescingOptions, CoalescingStats, FetchOptions};
-pub use proxy::{Proxy, ProxyBody, ProxyBuilder};
+pub use proxy::{Proxy, ProxyBody, ProxyBuilder, PurgeTarget};
 pub use router::{BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, serve};
 

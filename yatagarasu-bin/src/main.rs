@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use yatagarasu::{Config, serve};
+use yatagarasu::{AdminApi, Config, serve, serve_admin};
 
 const USAGE: &str = "\
 usage: yatagarasu --config FILE [--check]
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let proxy = config.build_proxy()?;
+    let proxy = config.build_proxy().await?;
     let addr = (config.server.address.as_str(), config.server.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -115,7 +115,24 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     for r in proxy.routes() {
         tracing::info!(bucket = %r.name, prefix = %r.path_prefix, "serving bucket");
     }
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(admin) = config.admin.as_ref().filter(|a| a.enabled) {
+        let token = admin.token.clone().unwrap_or_default();
+        let addr = (admin.address.as_str(), admin.port);
+        let admin_listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "cannot listen on {}:{} for the admin API: {e}",
+                addr.0, addr.1
+            )
+        })?;
+        tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
+        let api = AdminApi::new(proxy.clone(), token);
+        tokio::spawn(serve_admin(admin_listener, api, async {
+            let _ = admin_stopped.await;
+        }));
+    }
     serve(listener, proxy, config.server_options(), shutdown_signal()).await?;
+    let _ = stop_admin.send(());
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
@@ -19,8 +19,9 @@ use yatagarasu_core::{
     RangeResolution, coalesce_ranges, format_http_date,
 };
 
+use crate::cache::{ObjectCache, freshness};
 use crate::cors::Preflight;
-use crate::fetch::{BodyStream, CoalescingStats, FetchOptions, Fetcher, Head};
+use crate::fetch::{BodyStream, CoalescingStats, FetchOptions, Fetcher, Fill, Head, SliceSource};
 use crate::router::{BucketRoute, Router};
 
 /// The body type of every proxy response.
@@ -37,11 +38,13 @@ pub struct ProxyBuilder {
     ready_cache: Duration,
     probe_timeout: Duration,
     fetch: FetchOptions,
+    cache: Option<ObjectCache>,
 }
 
 impl Default for ProxyBuilder {
     fn default() -> Self {
         Self {
+            cache: None,
             fetch: FetchOptions::default(),
             routes: Vec::new(),
             max_uri_bytes: 8 * 1024,
@@ -76,6 +79,17 @@ impl ProxyBuilder {
         self
     }
 
+    /// Cache objects in these tiers (see `yatagarasu_cache`). Stale records and their slices are kept
+    /// `stale_retention` past freshness so they can be revalidated without moving bodies.
+    pub fn cache(
+        mut self,
+        tiers: yatagarasu_cache::TieredCache,
+        stale_retention: Duration,
+    ) -> Self {
+        self.cache = Some(ObjectCache::new(tiers, stale_retention));
+        self
+    }
+
     /// Slice size, flight buffer and subscriber limit of origin fetches.
     pub fn fetch_options(mut self, options: FetchOptions) -> Self {
         self.fetch = options;
@@ -86,6 +100,7 @@ impl ProxyBuilder {
     pub fn build(self) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
+                cache: self.cache,
                 fetcher: Fetcher::new(self.fetch),
                 router: Router::new(self.routes),
                 max_uri_bytes: self.max_uri_bytes,
@@ -102,6 +117,7 @@ type ReadyReport = (Instant, Vec<(String, Option<String>)>);
 
 #[derive(Debug)]
 struct Inner {
+    cache: Option<ObjectCache>,
     fetcher: Fetcher,
     router: Router,
     max_uri_bytes: usize,
@@ -132,6 +148,35 @@ impl Proxy {
     /// Counters of shared origin fetches (flights started, joined, timed out, failed).
     pub fn coalescing_stats(&self) -> CoalescingStats {
         self.inner.fetcher.stats()
+    }
+
+    /// Each cache tier's counters (`None` without a cache).
+    pub fn cache_stats(&self) -> Option<Vec<(&'static str, yatagarasu_cache::TierStats)>> {
+        self.inner.cache.as_ref().map(|c| c.tiers().stats())
+    }
+
+    /// Remove cached objects across all tiers; returns how many entries were removed.
+    pub async fn purge(&self, target: &PurgeTarget) -> Result<u64, Error> {
+        let cache = self
+            .inner
+            .cache
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "this proxy has no cache"))?;
+        let route = |name: &str| {
+            self.inner
+                .router
+                .routes()
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.name.clone())
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no bucket named `{name}`")))
+        };
+        Ok(match target {
+            PurgeTarget::All => cache.purge_all().await,
+            PurgeTarget::Bucket(b) => cache.purge_prefix(&route(b)?, "").await,
+            PurgeTarget::Prefix(b, p) => cache.purge_prefix(&route(b)?, p).await,
+            PurgeTarget::Object(b, k) => cache.purge_object(&route(b)?, k).await,
+        })
     }
 
     /// The mounted routes, longest prefix first.
@@ -302,21 +347,89 @@ impl Proxy {
             .map_err(|e| (bucket, e.with_bucket(route.name.clone())))
     }
 
+    /// The cache for this request, unless the bucket does not cache or the request carries
+    /// credentials the bucket does not allow caching for.
+    fn cache_for(&self, route: &BucketRoute, headers: &HeaderMap) -> Option<&ObjectCache> {
+        let cache = self.inner.cache.as_ref()?;
+        let credentials =
+            headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE);
+        (route.cache.enabled && (!credentials || route.cache.cache_authenticated)).then_some(cache)
+    }
+
+    fn fill(&self, route: &BucketRoute, key: &str, cache: Option<&ObjectCache>) -> Option<Fill> {
+        cache.map(|c| Fill {
+            cache: c.clone(),
+            route: route.name.clone(),
+            key: key.to_owned(),
+            default_ttl: route.cache.ttl,
+        })
+    }
+
+    /// The object's metadata from a cached record: fresh (`HIT`) or revalidated with a HEAD whose
+    /// ETag still matches (`REVALIDATED`, no body moved). `None` when there is no usable record.
+    async fn cached_meta(
+        &self,
+        route: &BucketRoute,
+        key: &str,
+        cache: &ObjectCache,
+    ) -> Result<Option<(Head, CacheStatus)>, Error> {
+        let Some(record) = cache.record(&route.name, key).await else {
+            return Ok(None);
+        };
+        if record.is_fresh(SystemTime::now()) {
+            return Ok(Some((Arc::new(record.meta), CacheStatus::Hit)));
+        }
+        match self.inner.fetcher.head(route, key).await {
+            Ok(meta) if same_version(&meta, &record.meta) => {
+                if let Some(fresh_for) = freshness(&meta, route.cache.ttl) {
+                    cache.store_record(&route.name, key, &meta, fresh_for).await;
+                }
+                Ok(Some((meta, CacheStatus::Revalidated)))
+            }
+            Ok(_) => Ok(None), // a new version: fetch it
+            Err(e) => {
+                if e.kind() == ErrorKind::NotFound {
+                    cache.purge_object(&route.name, key).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn head(
         &self,
         route: &BucketRoute,
         key: &str,
         headers: &HeaderMap,
     ) -> Result<Response<ProxyBody>, Error> {
-        let meta = self.inner.fetcher.head(route, key).await?;
-        match preconditions(headers).evaluate(&meta.validators(), true) {
-            Precondition::NotModified => return Ok(not_modified(&meta)),
+        let cache = self.cache_for(route, headers);
+        let (meta, status) = match cache {
+            Some(c) => match self.cached_meta(route, key, c).await? {
+                Some(found) => found,
+                None => {
+                    let meta = self.inner.fetcher.head(route, key).await?;
+                    if let Some(fresh_for) = freshness(&meta, route.cache.ttl) {
+                        c.store_record(&route.name, key, &meta, fresh_for).await;
+                    }
+                    (meta, CacheStatus::Miss)
+                }
+            },
+            None => (
+                self.inner.fetcher.head(route, key).await?,
+                CacheStatus::Bypass,
+            ),
+        };
+        let mut resp = match preconditions(headers).evaluate(&meta.validators(), true) {
+            Precondition::NotModified => not_modified(&meta),
             Precondition::Failed => return Err(precondition_failed(key)),
-            Precondition::Proceed => {}
-        }
-        let mut resp = empty_response(StatusCode::OK);
-        object_headers(resp.headers_mut(), &meta, route.expose_user_metadata);
-        set_u64(resp.headers_mut(), header::CONTENT_LENGTH, meta.size);
+            Precondition::Proceed => {
+                let mut resp = empty_response(StatusCode::OK);
+                object_headers(resp.headers_mut(), &meta, route.expose_user_metadata);
+                set_u64(resp.headers_mut(), header::CONTENT_LENGTH, meta.size);
+                resp
+            }
+        };
+        status.set(&mut resp);
         Ok(resp)
     }
 
@@ -332,36 +445,167 @@ impl Proxy {
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| RangeHeader::parse(v).ok());
+        let cache = self.cache_for(route, headers);
+
+        // A cached (or revalidated) record: the body comes from cached slices, missing ones from the origin.
+        if let Some(c) = cache
+            && let Some((head, status)) = self.cached_meta(route, key, c).await?
+        {
+            let mut resp = self
+                .serve_cached(route, key, c, &conditions, range.as_ref(), head)
+                .await?;
+            status.set(&mut resp);
+            return Ok(resp);
+        }
+        let status = if cache.is_some() {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Bypass
+        };
+        let fill = self.fill(route, key, cache);
 
         // A full-object fetch under way serves everything: conditions, ranges, the whole body.
         if let Some(joined) = fetcher.join_object(route, key).await {
             let (head, body) = joined?;
-            return respond(route, key, &conditions, range.as_ref(), head, body);
+            return respond(route, key, &conditions, range.as_ref(), head, body)
+                .map(|r| status.with(r));
         }
         if range.is_none() && conditions.is_empty() {
-            let (head, body) = fetcher.object(route, key).await?;
-            return respond(route, key, &conditions, None, head, body);
+            let (head, body) = fetcher.object(route, key, fill).await?;
+            return respond(route, key, &conditions, None, head, body).map(|r| status.with(r));
         }
         // The decision needs the metadata first: one (shared) HEAD, no body moved.
         let head = fetcher.head(route, key).await?;
+        let keep = match (&fill, freshness(&head, route.cache.ttl)) {
+            (Some(f), Some(fresh_for)) => {
+                f.cache
+                    .store_record(&route.name, key, &head, fresh_for)
+                    .await;
+                Some(f.cache.slice_retention(fresh_for))
+            }
+            _ => None,
+        };
         match conditions.evaluate(&head.validators(), true) {
-            Precondition::NotModified => return Ok(not_modified(&head)),
+            Precondition::NotModified => return Ok(status.with(not_modified(&head))),
             Precondition::Failed => return Err(precondition_failed(key)),
             Precondition::Proceed => {}
         }
         match single_range(&conditions, range.as_ref(), &head) {
             RangePlan::Unsatisfiable => Err(unsatisfiable(key, head.size)),
             RangePlan::Whole => {
-                let (head, body) = fetcher.object(route, key).await?;
+                let (head, body) = fetcher.object(route, key, fill).await?;
                 // The object may have changed since the HEAD: decide on what is being sent.
-                respond(route, key, &conditions, range.as_ref(), head, body)
+                respond(route, key, &conditions, range.as_ref(), head, body).map(|r| status.with(r))
             }
             RangePlan::Bytes(start, end) => {
-                let body = fetcher.range(route, key, &head, start, end).await?;
+                let source = SliceSource {
+                    cache: fill.zip(keep),
+                };
+                let body = fetcher
+                    .range(route, key, &head, (start, end), source)
+                    .await?;
+                Ok(status.with(partial_response(route, &head, start, end, body)))
+            }
+        }
+    }
+
+    /// Answer from a cached record: conditions and ranges decided on its metadata, the body read
+    /// slice by slice from the cache (slices it lacks are fetched, pinned to the record's ETag, and stored).
+    async fn serve_cached(
+        &self,
+        route: &BucketRoute,
+        key: &str,
+        cache: &ObjectCache,
+        conditions: &Preconditions,
+        range: Option<&RangeHeader>,
+        head: Head,
+    ) -> Result<Response<ProxyBody>, Error> {
+        match conditions.evaluate(&head.validators(), true) {
+            Precondition::NotModified => return Ok(not_modified(&head)),
+            Precondition::Failed => return Err(precondition_failed(key)),
+            Precondition::Proceed => {}
+        }
+        let keep = cache.slice_retention(freshness(&head, route.cache.ttl).unwrap_or_default());
+        let source = SliceSource {
+            cache: self.fill(route, key, Some(cache)).map(|f| (f, keep)),
+        };
+        match single_range(conditions, range, &head) {
+            RangePlan::Unsatisfiable => Err(unsatisfiable(key, head.size)),
+            RangePlan::Whole if head.size == 0 => {
+                let empty: BodyStream = Box::pin(futures_util::stream::empty());
+                Ok(full_response(route, &head, empty))
+            }
+            RangePlan::Whole => {
+                let body = self
+                    .inner
+                    .fetcher
+                    .range(route, key, &head, (0, head.size - 1), source)
+                    .await?;
+                Ok(full_response(route, &head, body))
+            }
+            RangePlan::Bytes(start, end) => {
+                let body = self
+                    .inner
+                    .fetcher
+                    .range(route, key, &head, (start, end), source)
+                    .await?;
                 Ok(partial_response(route, &head, start, end, body))
             }
         }
     }
+}
+
+/// What to purge from the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// Everything.
+    All,
+    /// Every object of a bucket (by its config name).
+    Bucket(String),
+    /// Objects of a bucket whose key starts with a prefix.
+    Prefix(String, String),
+    /// One object of a bucket.
+    Object(String, String),
+}
+
+/// Whether a response came from the cache (`x-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheStatus {
+    /// Answered from a fresh cached record.
+    Hit,
+    /// Fetched from the origin (and stored when cacheable).
+    Miss,
+    /// A stale record revalidated with the origin (ETag unchanged) and served from the cache.
+    Revalidated,
+    /// The cache was not used for this request.
+    Bypass,
+}
+
+impl CacheStatus {
+    fn set(self, resp: &mut Response<ProxyBody>) {
+        let v = match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Revalidated => "REVALIDATED",
+            Self::Bypass => "BYPASS",
+        };
+        resp.headers_mut()
+            .insert("x-cache", HeaderValue::from_static(v));
+    }
+
+    fn with(self, mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+        self.set(&mut resp);
+        resp
+    }
+}
+
+fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    a.size == b.size
+        && match (&a.etag, &b.etag) {
+            (Some(x), Some(y)) => x.strong_eq(y),
+            (None, None) => a.last_modified == b.last_modified,
+            _ => false,
+        }
 }
 
 /// What to send for a Range request, given the object's metadata.

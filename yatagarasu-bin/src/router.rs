@@ -4,6 +4,7 @@ use percent_encoding::percent_decode;
 use yatagarasu_core::{Error, ErrorKind};
 use yatagarasu_s3::S3Client;
 
+use crate::cache::CachePolicy;
 use crate::cors::CorsPolicy;
 use crate::fetch::CoalescingOptions;
 
@@ -22,6 +23,8 @@ pub struct BucketRoute {
     pub cors: Option<CorsPolicy>,
     /// Sharing of origin fetches between concurrent requests.
     pub coalescing: CoalescingOptions,
+    /// Caching of this bucket's objects (when the proxy has a cache).
+    pub cache: CachePolicy,
 }
 
 impl BucketRoute {
@@ -35,6 +38,7 @@ impl BucketRoute {
             expose_user_metadata: false,
             cors: None,
             coalescing: CoalescingOptions::default(),
+            cache: CachePolicy::default(),
         }
     }
 }

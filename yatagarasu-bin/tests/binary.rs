@@ -269,3 +269,154 @@ async fn big_download_has_flat_memory_and_survives_sigterm() {
     let status = proxy.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_tiers_from_config_and_admin_purge_across_them() {
+    let origin = TestOrigin::start("AKIDADMIN", "admin-secret").await;
+    origin.create_bucket("media");
+    origin.put_pattern_object("media", "a.bin", 300_000);
+    origin.put_pattern_object("media", "b.bin", 1000);
+    let redis = yatagarasu_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("disk-cache");
+    let config = format!(
+        "{}cache:\n  cache_layers: [memory, disk, redis]\n  memory: {{max_cache_size_mb: 16, max_item_size_mb: 4, default_ttl_seconds: 600}}\n  disk: {{cache_dir: '{}', max_disk_cache_size_mb: 64}}\n  redis: {{redis_url: '{}', redis_key_prefix: 'bintest:'}}\nadmin:\n  enabled: true\n  port: 0\n  token: ${{ADMIN_TOKEN}}\ncoalescing:\n  slice_size: 65536\n",
+        config_for(&origin, ""),
+        cache_dir.display(),
+        redis.url()
+    );
+    let cfg = write_config(&dir, &config);
+    let check = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .env("TEST_ORIGIN_SECRET", "admin-secret")
+        .env("ADMIN_TOKEN", "admin-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .env("TEST_ORIGIN_SECRET", "admin-secret")
+        .env("ADMIN_TOKEN", "admin-token-0123456789")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let admin = line.contains("admin API");
+                let _ = tx.send((admin, addr));
+            }
+        }
+    });
+    let mut proxy_addr = None;
+    let mut admin_addr = None;
+    while proxy_addr.is_none() || admin_addr.is_none() {
+        let (admin, addr) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("both listeners are logged");
+        if admin {
+            admin_addr = Some(addr);
+        } else {
+            proxy_addr = Some(addr);
+        }
+    }
+    let mut guard = ProxyProcess {
+        child,
+        base: format!("http://{}", proxy_addr.unwrap()),
+    };
+    let admin = format!("http://{}", admin_addr.unwrap());
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", guard.base)).send();
+
+    let r = get("/media/a.bin").await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    r.bytes().await.unwrap();
+    assert_eq!(
+        get("/media/b.bin").await.unwrap().headers()["x-cache"],
+        "MISS"
+    );
+    let r = get("/media/a.bin").await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    assert_eq!(r.bytes().await.unwrap().len(), 300_000);
+
+    // The admin API wants its token.
+    let r = http
+        .post(format!("{admin}/admin/purge?bucket=media&key=a.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let auth = "Bearer admin-token-0123456789";
+    let r = http
+        .get(format!("{admin}/admin/stats"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let tiers: Vec<&str> = stats["cache"]["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiers, ["memory", "disk", "redis"]);
+
+    // Purge one object: gone from every tier (a hit in any of them would say HIT).
+    let r = http
+        .post(format!("{admin}/admin/purge?bucket=media&key=a.bin"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let before = origin.stats().requests();
+    assert_eq!(
+        get("/media/a.bin").await.unwrap().headers()["x-cache"],
+        "MISS"
+    );
+    assert!(origin.stats().requests() > before);
+    assert_eq!(
+        get("/media/b.bin").await.unwrap().headers()["x-cache"],
+        "HIT",
+        "other objects stay"
+    );
+    // Purge the bucket.
+    let r = http
+        .post(format!("{admin}/admin/purge?bucket=media"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        get("/media/b.bin").await.unwrap().headers()["x-cache"],
+        "MISS"
+    );
+    let r = http
+        .post(format!("{admin}/admin/purge?bucket=nope"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    guard.signal("-TERM");
+    assert!(guard.wait_exit(Duration::from_secs(30)).success());
+}

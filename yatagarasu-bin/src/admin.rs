@@ -1,0 +1,195 @@
+//! The admin API, on its own listener and off by default: purge the cache (one object, a prefix, a
+//! bucket, everything, across all tiers) and read counters. Every request needs
+//! `Authorization: Bearer <token>`.
+//!
+//! - `POST /admin/purge?bucket=NAME&key=KEY`: one object (its record and all its slices)
+//! - `POST /admin/purge?bucket=NAME&prefix=P`: every object of the bucket whose key starts with P
+//! - `POST /admin/purge?bucket=NAME`: the whole bucket
+//! - `POST /admin/purge`: everything
+//! - `GET /admin/stats`: per-tier cache counters and coalescing counters
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::proxy::{Proxy, PurgeTarget};
+
+/// The admin service.
+#[derive(Clone)]
+pub struct AdminApi {
+    proxy: Proxy,
+    token: Arc<str>,
+}
+
+impl std::fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminApi").finish_non_exhaustive()
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json(
+        status,
+        &serde_json::json!({ "error": { "code": code, "message": message } }),
+    )
+}
+
+/// Compare without leaking the position of the first difference through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AdminApi {
+    /// Admin API for `proxy`, accepting `token`.
+    pub fn new(proxy: Proxy, token: impl Into<Arc<str>>) -> Self {
+        Self {
+            proxy,
+            token: token.into(),
+        }
+    }
+
+    /// Answer one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        let authorized = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.token.as_bytes()));
+        if !authorized {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthenticated",
+                "a valid admin bearer token is required",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/admin/stats") => json(StatusCode::OK, &self.stats()),
+            (&Method::POST, "/admin/purge") => {
+                let q: Vec<(String, String)> =
+                    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect();
+                let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let target = match (get("bucket"), get("key"), get("prefix")) {
+                    (None, None, None) => PurgeTarget::All,
+                    (Some(b), None, None) => PurgeTarget::Bucket(b),
+                    (Some(b), Some(k), None) => PurgeTarget::Object(b, k),
+                    (Some(b), None, Some(p)) => PurgeTarget::Prefix(b, p),
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            "use bucket, bucket+key or bucket+prefix (key and prefix need a bucket; not both)",
+                        );
+                    }
+                };
+                match self.proxy.purge(&target).await {
+                    Ok(n) => json(StatusCode::OK, &serde_json::json!({ "purged": n })),
+                    Err(e) => {
+                        let status = StatusCode::from_u16(e.status())
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        json(
+                            status,
+                            &serde_json::from_str(&e.to_json()).unwrap_or_default(),
+                        )
+                    }
+                }
+            }
+            (_, "/admin/stats" | "/admin/purge") => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "wrong method",
+            ),
+            _ => error(StatusCode::NOT_FOUND, "NotFound", "no such admin endpoint"),
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let tiers: Vec<serde_json::Value> = self
+            .proxy
+            .cache_stats()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, s)| {
+                serde_json::json!({
+                    "tier": name, "hits": s.hits, "misses": s.misses, "inserts": s.inserts,
+                    "evictions": s.evictions, "errors": s.errors, "entries": s.entries, "bytes": s.bytes,
+                })
+            })
+            .collect();
+        let c = self.proxy.coalescing_stats();
+        let flights = |s: yatagarasu_coalesce::FlightStatsSnapshot| {
+            serde_json::json!({
+                "started": s.started, "joined": s.joined, "timed_out": s.timed_out,
+                "failed": s.failed, "lagged": s.lagged, "refused_full": s.refused_full,
+            })
+        };
+        serde_json::json!({
+            "cache": { "tiers": tiers },
+            "coalescing": {
+                "objects": flights(c.objects),
+                "slices": flights(c.slices),
+                "heads": flights(c.heads),
+                "wait_timeouts": c.wait_timeouts,
+            }
+        })
+    }
+}
+
+impl<B: Send + 'static> hyper::service::Service<Request<B>> for AdminApi {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// Serve the admin API on `listener` until `shutdown` completes.
+pub async fn serve_admin(listener: TcpListener, api: AdminApi, shutdown: impl Future<Output = ()>) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return,
+        };
+        let conn = builder
+            .serve_connection(TokioIo::new(socket), api.clone())
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}

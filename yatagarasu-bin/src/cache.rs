@@ -1,0 +1,331 @@
+//! The proxy's object cache on top of `yatagarasu-cache` tiers.
+//!
+//! Two kinds of entries:
+//! - an object *record* per (bucket, key): the object's metadata and its freshness, no body;
+//! - body *slices* per (bucket, key, ETag, slice index), exactly the slices origin fetches use.
+//!
+//! Slices are keyed by ETag, so a new version of an object never mixes with cached slices of the old
+//! one. Freshness lives in the record only: revalidating an object (a HEAD whose ETag still matches)
+//! refreshes one small record and moves no body bytes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use yatagarasu_cache::{CacheEntry, TieredCache};
+use yatagarasu_core::{EntityTag, ObjectMeta};
+
+/// Per-bucket cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Whether this bucket's objects are cached.
+    pub enabled: bool,
+    /// Freshness when the object's `Cache-Control` gives none.
+    pub ttl: Duration,
+    /// Cache responses to requests that carry credentials (`Authorization`, cookies). Off by default.
+    pub cache_authenticated: bool,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: Duration::from_secs(3600),
+            cache_authenticated: false,
+        }
+    }
+}
+
+/// An object's cached metadata and freshness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) meta: ObjectMeta,
+    pub(crate) fresh_until: SystemTime,
+}
+
+impl Record {
+    pub(crate) fn is_fresh(&self, now: SystemTime) -> bool {
+        now < self.fresh_until
+    }
+}
+
+/// How long an object may be served without asking the origin, from its `Cache-Control`
+/// (RFC 9111 5.2.2): `no-store` and `private` are never stored by this shared cache (`None`);
+/// `no-cache` is stored but revalidated on every use; `s-maxage` wins over `max-age`, which wins over
+/// the configured TTL.
+pub(crate) fn freshness(meta: &ObjectMeta, default_ttl: Duration) -> Option<Duration> {
+    let Some(cc) = meta.cache_control.as_deref() else {
+        return Some(default_ttl);
+    };
+    let mut max_age = None;
+    let mut s_maxage = None;
+    for directive in cc.split(',') {
+        let d = directive.trim();
+        let (name, value) = match d.split_once('=') {
+            Some((n, v)) => (
+                n.trim().to_ascii_lowercase(),
+                Some(v.trim().trim_matches('"')),
+            ),
+            None => (d.to_ascii_lowercase(), None),
+        };
+        match (name.as_str(), value) {
+            ("no-store" | "private", _) => return None,
+            ("no-cache", None) => return Some(Duration::ZERO),
+            ("max-age", Some(v)) => max_age = v.parse::<u64>().ok(),
+            ("s-maxage", Some(v)) => s_maxage = v.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    Some(
+        s_maxage
+            .or(max_age)
+            .map_or(default_ttl, Duration::from_secs),
+    )
+}
+
+/// The cache as the proxy uses it.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectCache {
+    tiers: TieredCache,
+    /// How long stale records and their slices are kept for revalidation.
+    stale_retention: Duration,
+}
+
+fn record_key(route: &str, key: &str) -> Vec<u8> {
+    format!("r\0{route}\0{key}").into_bytes()
+}
+
+fn slice_key(route: &str, key: &str, etag: &EntityTag, index: u64) -> Vec<u8> {
+    format!("s\0{route}\0{key}\0{etag}\0{index}").into_bytes()
+}
+
+fn millis(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn encode_record(r: &Record) -> Bytes {
+    let m = &r.meta;
+    let v = serde_json::json!({
+        "v": 1,
+        "fresh_until": millis(r.fresh_until),
+        "size": m.size,
+        "etag": m.etag.as_ref().map(ToString::to_string),
+        "last_modified": m.last_modified.map(millis),
+        "content_type": m.content_type,
+        "cache_control": m.cache_control,
+        "content_encoding": m.content_encoding,
+        "content_disposition": m.content_disposition,
+        "content_language": m.content_language,
+        "expires": m.expires,
+        "version_id": m.version_id,
+        "user_metadata": m.user_metadata,
+    });
+    Bytes::from(v.to_string())
+}
+
+fn decode_record(b: &[u8]) -> Option<Record> {
+    let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+    if v.get("v")?.as_u64()? != 1 {
+        return None;
+    }
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let mut meta = ObjectMeta::with_size(v.get("size")?.as_u64()?);
+    meta.etag = s("etag").and_then(|t| EntityTag::parse(&t));
+    meta.last_modified = v
+        .get("last_modified")
+        .and_then(serde_json::Value::as_u64)
+        .map(from_millis);
+    meta.content_type = s("content_type");
+    meta.cache_control = s("cache_control");
+    meta.content_encoding = s("content_encoding");
+    meta.content_disposition = s("content_disposition");
+    meta.content_language = s("content_language");
+    meta.expires = s("expires");
+    meta.version_id = s("version_id");
+    if let Some(um) = v.get("user_metadata").and_then(|u| u.as_object()) {
+        for (k, val) in um {
+            if let Some(val) = val.as_str() {
+                meta.user_metadata.insert(k.clone(), val.to_owned());
+            }
+        }
+    }
+    Some(Record {
+        meta,
+        fresh_until: from_millis(v.get("fresh_until")?.as_u64()?),
+    })
+}
+
+impl ObjectCache {
+    pub(crate) fn new(tiers: TieredCache, stale_retention: Duration) -> Self {
+        Self {
+            tiers,
+            stale_retention,
+        }
+    }
+
+    pub(crate) fn tiers(&self) -> &TieredCache {
+        &self.tiers
+    }
+
+    /// The object's record, fresh or stale.
+    pub(crate) async fn record(&self, route: &str, key: &str) -> Option<Record> {
+        let hit = self.tiers.get(&record_key(route, key)).await?;
+        decode_record(&hit.entry.metadata)
+    }
+
+    /// Store (or refresh) an object's record, fresh for `fresh_for`, kept `stale_retention` longer.
+    pub(crate) async fn store_record(
+        &self,
+        route: &str,
+        key: &str,
+        meta: &ObjectMeta,
+        fresh_for: Duration,
+    ) {
+        let now = SystemTime::now();
+        let record = Record {
+            meta: meta.clone(),
+            fresh_until: now + fresh_for,
+        };
+        let entry = CacheEntry::new(
+            encode_record(&record),
+            Bytes::new(),
+            Some(fresh_for + self.stale_retention),
+        );
+        self.tiers.insert(&record_key(route, key), entry).await;
+    }
+
+    /// One body slice of a version, if cached.
+    pub(crate) async fn slice(
+        &self,
+        route: &str,
+        key: &str,
+        etag: &EntityTag,
+        index: u64,
+    ) -> Option<Bytes> {
+        Some(
+            self.tiers
+                .get(&slice_key(route, key, etag, index))
+                .await?
+                .entry
+                .body,
+        )
+    }
+
+    /// Store one complete slice of a version (every tier written before this returns, so a response
+    /// that has ended has its slices in the cache).
+    pub(crate) async fn store_slice(
+        &self,
+        route: &str,
+        key: &str,
+        etag: &EntityTag,
+        index: u64,
+        body: Bytes,
+        keep: Duration,
+    ) {
+        let entry = CacheEntry::new(Bytes::new(), body, Some(keep));
+        self.tiers
+            .insert(&slice_key(route, key, etag, index), entry)
+            .await;
+    }
+
+    /// How long slices of a version fresh for `fresh_for` are kept.
+    pub(crate) fn slice_retention(&self, fresh_for: Duration) -> Duration {
+        fresh_for + self.stale_retention
+    }
+
+    /// Remove an object (record and all its slices).
+    pub(crate) async fn purge_object(&self, route: &str, key: &str) -> u64 {
+        self.tiers.delete(&record_key(route, key)).await;
+        let removed = self
+            .tiers
+            .delete_prefix(format!("s\0{route}\0{key}\0").as_bytes())
+            .await;
+        1 + removed
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .sum::<u64>()
+    }
+
+    /// Remove every object whose key starts with `prefix` in `route` (all of the bucket for "").
+    pub(crate) async fn purge_prefix(&self, route: &str, prefix: &str) -> u64 {
+        let mut n = 0;
+        for kind in ["r", "s"] {
+            let removed = self
+                .tiers
+                .delete_prefix(format!("{kind}\0{route}\0{prefix}").as_bytes())
+                .await;
+            n += removed
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().ok())
+                .sum::<u64>();
+        }
+        n
+    }
+
+    /// Remove everything.
+    pub(crate) async fn purge_all(&self) -> u64 {
+        let mut n = 0;
+        for kind in ["r\0", "s\0"] {
+            let removed = self.tiers.delete_prefix(kind.as_bytes()).await;
+            n += removed
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().ok())
+                .sum::<u64>();
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(cc: Option<&str>) -> ObjectMeta {
+        let mut m = ObjectMeta::with_size(10);
+        m.cache_control = cc.map(str::to_owned);
+        m
+    }
+
+    #[test]
+    fn freshness_follows_cache_control() {
+        let d = Duration::from_secs(100);
+        assert_eq!(freshness(&meta(None), d), Some(d));
+        assert_eq!(
+            freshness(&meta(Some("max-age=60")), d),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            freshness(&meta(Some("max-age=60, s-maxage=5")), d),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            freshness(&meta(Some("public, no-cache")), d),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(freshness(&meta(Some("no-store")), d), None);
+        assert_eq!(freshness(&meta(Some("private, max-age=60")), d), None);
+        assert_eq!(freshness(&meta(Some("public")), d), Some(d));
+        assert_eq!(
+            freshness(&meta(Some("MAX-AGE=\"7\"")), d),
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut m = ObjectMeta::with_size(1234);
+        m.etag = EntityTag::parse("\"abc\"");
+        m.last_modified = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        m.content_type = Some("image/png".into());
+        m.user_metadata.insert("owner".into(), "alice".into());
+        let r = Record {
+            meta: m,
+            fresh_until: UNIX_EPOCH + Duration::from_millis(1_800_000_000_123),
+        };
+        assert_eq!(decode_record(&encode_record(&r)), Some(r));
+        assert_eq!(decode_record(b"not json"), None);
+    }
+}

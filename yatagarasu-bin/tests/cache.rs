@@ -1,0 +1,272 @@
+//! The cache on the request path: real sockets, s3s-fs origin (SigV4 on), real disk, real
+//! `redis-server`. Origin requests and body bytes are counted by the origin itself.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use yatagarasu::{BucketRoute, FetchOptions, Proxy, ServerOptions, serve};
+use yatagarasu_cache::{CacheTier, DiskTier, MemoryTier, RedisOptions, RedisTier, TieredCache};
+use yatagarasu_s3::{Credentials, S3Client};
+use yatagarasu_testkit::{ObjectAttributes, RedisServer, TestOrigin, pattern_byte};
+
+const SLICE: u64 = 64 * 1024;
+
+async fn origin() -> TestOrigin {
+    let o = TestOrigin::start("AKIDCACHE", "cache-secret").await;
+    o.create_bucket("media");
+    o
+}
+
+fn route(o: &TestOrigin) -> BucketRoute {
+    let client = S3Client::builder("media")
+        .endpoint(o.endpoint())
+        .credentials(Credentials::new("AKIDCACHE", "cache-secret"))
+        .build()
+        .unwrap();
+    BucketRoute::new("media", "/media", client)
+}
+
+/// Serve a proxy over `tiers`; returns its base URL and the proxy.
+async fn proxy(
+    o: &TestOrigin,
+    tiers: Vec<Arc<dyn CacheTier>>,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let proxy = Proxy::builder()
+        .fetch_options(FetchOptions {
+            slice_size: SLICE,
+            ..FetchOptions::default()
+        })
+        .cache(TieredCache::new(tiers), Duration::from_secs(3600))
+        .route(route(o))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, proxy, ServerOptions::default(), async {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+fn memory() -> Arc<dyn CacheTier> {
+    Arc::new(MemoryTier::new(64 << 20, 16 << 20))
+}
+
+async fn get(url: &str) -> (u16, String, bytes::Bytes) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    let x = r
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, x, r.bytes().await.unwrap())
+}
+
+fn check(body: &[u8], offset: u64) {
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern_byte(offset + i as u64)),
+        "wrong bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_second_get_never_reaches_the_origin() {
+    let o = origin().await;
+    o.put_pattern_object("media", "a.bin", 3 * SLICE + 100);
+    let (base, _stop) = proxy(&o, vec![memory()]).await;
+    let url = format!("{base}/media/a.bin");
+    let (s, x, body) = get(&url).await;
+    assert_eq!((s, x.as_str()), (200, "MISS"));
+    check(&body, 0);
+    let after_first = o.stats().requests();
+    for _ in 0..3 {
+        let (s, x, body) = get(&url).await;
+        assert_eq!((s, x.as_str()), (200, "HIT"));
+        assert_eq!(body.len() as u64, 3 * SLICE + 100);
+        check(&body, 0);
+    }
+    // Ranges, HEADs and conditionals are answered from the cache too.
+    let r = reqwest::Client::new()
+        .get(&url)
+        .header("range", "bytes=70000-70099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    check(&r.bytes().await.unwrap(), 70_000);
+    let r = reqwest::Client::new().head(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let r = reqwest::Client::new()
+        .get(&url)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(
+        o.stats().requests(),
+        after_first,
+        "no origin request after the first GET"
+    );
+}
+
+#[tokio::test]
+async fn disk_hits_survive_a_proxy_restart() {
+    let o = origin().await;
+    o.put_pattern_object("media", "d.bin", 2 * SLICE + 5);
+    let dir = tempfile::tempdir().unwrap();
+    let url;
+    {
+        let disk: Arc<dyn CacheTier> = Arc::new(
+            DiskTier::open(dir.path(), 64 << 20, 16 << 20)
+                .await
+                .unwrap(),
+        );
+        let (base, stop) = proxy(&o, vec![memory(), disk]).await;
+        url = "/media/d.bin".to_owned();
+        let (_, x, body) = get(&format!("{base}{url}")).await;
+        assert_eq!(x, "MISS");
+        check(&body, 0);
+        drop(stop);
+    }
+    let before = o.stats().requests();
+    // A new proxy (empty memory) over the same directory.
+    let disk: Arc<dyn CacheTier> = Arc::new(
+        DiskTier::open(dir.path(), 64 << 20, 16 << 20)
+            .await
+            .unwrap(),
+    );
+    let (base, _stop) = proxy(&o, vec![memory(), disk]).await;
+    let (s, x, body) = get(&format!("{base}{url}")).await;
+    assert_eq!((s, x.as_str()), (200, "HIT"));
+    check(&body, 0);
+    assert_eq!(o.stats().requests(), before);
+}
+
+#[tokio::test]
+async fn unchanged_objects_revalidate_without_a_body_and_changed_ones_are_refetched() {
+    let o = origin().await;
+    // no-cache: stored, but revalidated on every use (no waiting for a TTL).
+    let attrs = ObjectAttributes {
+        cache_control: Some("no-cache".into()),
+        ..ObjectAttributes::default()
+    };
+    o.put_object_with("media", "r.txt", &vec![b'v'; 100_000], &attrs);
+    let (base, _stop) = proxy(&o, vec![memory()]).await;
+    let url = format!("{base}/media/r.txt");
+    let (_, x, _) = get(&url).await;
+    assert_eq!(x, "MISS");
+    let (requests, bytes) = (o.stats().requests(), o.stats().body_bytes());
+    let (s, x, body) = get(&url).await;
+    assert_eq!((s, x.as_str()), (200, "REVALIDATED"));
+    assert_eq!(body.len(), 100_000);
+    assert_eq!(o.stats().requests(), requests + 1, "one HEAD");
+    assert_eq!(o.stats().heads(), 1);
+    assert_eq!(o.stats().body_bytes(), bytes, "no body bytes moved");
+
+    o.put_object_with("media", "r.txt", &vec![b'w'; 50_000], &attrs);
+    let (s, x, body) = get(&url).await;
+    assert_eq!((s, x.as_str()), (200, "MISS"));
+    assert_eq!(body, vec![b'w'; 50_000]);
+}
+
+#[tokio::test]
+async fn objects_that_must_not_be_stored_are_not() {
+    let o = origin().await;
+    let attrs = ObjectAttributes {
+        cache_control: Some("private, max-age=600".into()),
+        ..ObjectAttributes::default()
+    };
+    o.put_object_with("media", "p.txt", b"personal", &attrs);
+    let (base, _stop) = proxy(&o, vec![memory()]).await;
+    let url = format!("{base}/media/p.txt");
+    assert_eq!(get(&url).await.1, "MISS");
+    assert_eq!(get(&url).await.1, "MISS");
+    assert_eq!(o.stats().gets(), 2);
+    // Requests with credentials bypass the cache unless the bucket opts in.
+    o.put_object("media", "q.txt", b"q");
+    let r = reqwest::Client::new()
+        .get(format!("{base}/media/q.txt"))
+        .header("authorization", "Bearer x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "BYPASS");
+}
+
+#[tokio::test]
+async fn a_range_on_a_huge_object_fetches_only_the_slices_it_needs() {
+    let o = origin().await;
+    const GIB: u64 = 1024 * 1024 * 1024;
+    o.put_sparse_object("media", "huge.bin", GIB, "huge-v1");
+    let (base, _stop) = proxy(&o, vec![memory()]).await;
+    let client = reqwest::Client::new();
+    let range = |a: u64, b: u64| {
+        client
+            .get(format!("{base}/media/huge.bin"))
+            .header("range", format!("bytes={a}-{b}"))
+            .send()
+    };
+    let start = 700 * 1024 * 1024 + 12_345;
+    let r = range(start, start + 99).await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes {start}-{}/{GIB}", start + 99)
+    );
+    assert_eq!(r.bytes().await.unwrap().len(), 100);
+    assert_eq!(o.stats().heads(), 1, "metadata");
+    assert_eq!(o.stats().gets(), 1, "one slice");
+    assert!(
+        o.stats().body_bytes() <= SLICE,
+        "{} bytes moved for a 100-byte range",
+        o.stats().body_bytes()
+    );
+    // The same slice again: from the cache. A range across two slices fetches just the second.
+    let r = range(start + 10, start + 20).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    let slice_end = (start / SLICE + 1) * SLICE;
+    let r = range(slice_end - 10, slice_end + 10).await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), 21);
+    assert_eq!(o.stats().gets(), 2);
+}
+
+fn redis_tier(server: &RedisServer) -> Arc<dyn CacheTier> {
+    Arc::new(RedisTier::new(RedisOptions::new(server.url())).unwrap())
+}
+
+#[tokio::test]
+async fn a_second_instance_hits_redis_and_a_dead_redis_fails_no_request() {
+    let o = origin().await;
+    o.put_pattern_object("media", "shared.bin", SLICE + 7);
+    let mut redis = RedisServer::start();
+    let (a, _stop_a) = proxy(&o, vec![memory(), redis_tier(&redis)]).await;
+    let (b, _stop_b) = proxy(&o, vec![memory(), redis_tier(&redis)]).await;
+    assert_eq!(get(&format!("{a}/media/shared.bin")).await.1, "MISS");
+    let before = o.stats().requests();
+    let (s, x, body) = get(&format!("{b}/media/shared.bin")).await;
+    assert_eq!(
+        (s, x.as_str()),
+        (200, "HIT"),
+        "instance b found instance a's entry in Redis"
+    );
+    check(&body, 0);
+    assert_eq!(o.stats().requests(), before);
+
+    redis.kill();
+    o.put_pattern_object("media", "later.bin", 1000);
+    for _ in 0..5 {
+        let (s, _, body) = get(&format!("{b}/media/later.bin")).await;
+        assert_eq!(s, 200);
+        check(&body, 0);
+    }
+    // Memory still serves what it holds.
+    assert_eq!(get(&format!("{b}/media/shared.bin")).await.1, "HIT");
+}
