@@ -40,12 +40,36 @@ impl Default for CachePolicy {
 pub(crate) struct Record {
     pub(crate) meta: ObjectMeta,
     pub(crate) fresh_until: SystemTime,
+    /// Until when a stale record may be served while it is revalidated in the background (RFC 5861).
+    pub(crate) stale_while_revalidate_until: SystemTime,
+    /// Until when a stale record may be served when revalidation fails (RFC 5861).
+    pub(crate) stale_if_error_until: SystemTime,
+    /// A cached 404: the object did not exist.
+    pub(crate) missing: bool,
 }
 
 impl Record {
     pub(crate) fn is_fresh(&self, now: SystemTime) -> bool {
         now < self.fresh_until
     }
+}
+
+/// `stale-while-revalidate` and `stale-if-error` of an object's `Cache-Control`, in seconds (RFC 5861).
+pub(crate) fn stale_windows(meta: &ObjectMeta) -> (Duration, Duration) {
+    let mut swr = Duration::ZERO;
+    let mut sie = Duration::ZERO;
+    for directive in meta.cache_control.as_deref().unwrap_or("").split(',') {
+        if let Some((name, value)) = directive.trim().split_once('=')
+            && let Ok(secs) = value.trim().trim_matches('"').parse::<u64>()
+        {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "stale-while-revalidate" => swr = Duration::from_secs(secs),
+                "stale-if-error" => sie = Duration::from_secs(secs),
+                _ => {}
+            }
+        }
+    }
+    (swr, sie)
 }
 
 /// How long an object may be served without asking the origin, from its `Cache-Control`
@@ -86,6 +110,8 @@ pub(crate) fn freshness(meta: &ObjectMeta, default_ttl: Duration) -> Option<Dura
 #[derive(Debug, Clone)]
 pub(crate) struct ObjectCache {
     tiers: TieredCache,
+    /// How long a 404 is remembered (zero: never).
+    negative_ttl: Duration,
     /// How long stale records and their slices are kept for revalidation.
     stale_retention: Duration,
 }
@@ -111,6 +137,9 @@ fn encode_record(r: &Record) -> Bytes {
     let v = serde_json::json!({
         "v": 1,
         "fresh_until": millis(r.fresh_until),
+        "swr_until": millis(r.stale_while_revalidate_until),
+        "sie_until": millis(r.stale_if_error_until),
+        "missing": r.missing,
         "size": m.size,
         "etag": m.etag.as_ref().map(ToString::to_string),
         "last_modified": m.last_modified.map(millis),
@@ -152,16 +181,33 @@ fn decode_record(b: &[u8]) -> Option<Record> {
             }
         }
     }
+    let fresh_until = from_millis(v.get("fresh_until")?.as_u64()?);
+    let at = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_u64)
+            .map_or(fresh_until, from_millis)
+    };
     Some(Record {
         meta,
-        fresh_until: from_millis(v.get("fresh_until")?.as_u64()?),
+        fresh_until,
+        stale_while_revalidate_until: at("swr_until"),
+        stale_if_error_until: at("sie_until"),
+        missing: v
+            .get("missing")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
 impl ObjectCache {
-    pub(crate) fn new(tiers: TieredCache, stale_retention: Duration) -> Self {
+    pub(crate) fn new(
+        tiers: TieredCache,
+        stale_retention: Duration,
+        negative_ttl: Duration,
+    ) -> Self {
         Self {
             tiers,
+            negative_ttl,
             stale_retention,
         }
     }
@@ -185,14 +231,37 @@ impl ObjectCache {
         fresh_for: Duration,
     ) {
         let now = SystemTime::now();
+        let (swr, sie) = stale_windows(meta);
+        let fresh_until = now + fresh_for;
         let record = Record {
             meta: meta.clone(),
-            fresh_until: now + fresh_for,
+            fresh_until,
+            stale_while_revalidate_until: fresh_until + swr,
+            stale_if_error_until: fresh_until + sie,
+            missing: false,
+        };
+        let keep = fresh_for + self.stale_retention.max(swr).max(sie);
+        let entry = CacheEntry::new(encode_record(&record), Bytes::new(), Some(keep));
+        self.tiers.insert(&record_key(route, key), entry).await;
+    }
+
+    /// Remember for `ttl` that an object does not exist (negative caching of 404).
+    pub(crate) async fn store_missing(&self, route: &str, key: &str) {
+        if self.negative_ttl.is_zero() {
+            return;
+        }
+        let fresh_until = SystemTime::now() + self.negative_ttl;
+        let record = Record {
+            meta: ObjectMeta::with_size(0),
+            fresh_until,
+            stale_while_revalidate_until: fresh_until,
+            stale_if_error_until: fresh_until,
+            missing: true,
         };
         let entry = CacheEntry::new(
             encode_record(&record),
             Bytes::new(),
-            Some(fresh_for + self.stale_retention),
+            Some(self.negative_ttl),
         );
         self.tiers.insert(&record_key(route, key), entry).await;
     }
@@ -321,9 +390,13 @@ mod tests {
         m.last_modified = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         m.content_type = Some("image/png".into());
         m.user_metadata.insert("owner".into(), "alice".into());
+        let fresh_until = UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
         let r = Record {
             meta: m,
-            fresh_until: UNIX_EPOCH + Duration::from_millis(1_800_000_000_123),
+            fresh_until,
+            stale_while_revalidate_until: fresh_until + Duration::from_secs(60),
+            stale_if_error_until: fresh_until + Duration::from_secs(600),
+            missing: false,
         };
         assert_eq!(decode_record(&encode_record(&r)), Some(r));
         assert_eq!(decode_record(b"not json"), None);

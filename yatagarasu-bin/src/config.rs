@@ -161,6 +161,9 @@ pub struct CacheConfig {
     /// Seconds stale records and slices are kept past freshness, for revalidation without bodies.
     #[serde(default = "one_day", deserialize_with = "lenient")]
     pub stale_retention_seconds: u64,
+    /// Seconds a 404 (NoSuchKey) is remembered; 0 (the default) never caches errors.
+    #[serde(default, deserialize_with = "lenient")]
+    pub negative_ttl_seconds: u64,
     /// The memory tier.
     #[serde(default)]
     pub memory: MemoryCacheConfig,
@@ -727,7 +730,12 @@ impl Config {
                 .cache
                 .as_ref()
                 .map_or(86_400, |c| c.stale_retention_seconds);
-            builder = builder.cache(tiers, Duration::from_secs(retention));
+            let negative = self.cache.as_ref().map_or(0, |c| c.negative_ttl_seconds);
+            builder = builder.cache_with_negative_ttl(
+                tiers,
+                Duration::from_secs(retention),
+                Duration::from_secs(negative),
+            );
         }
         let default_ttl = self
             .cache

@@ -86,7 +86,18 @@ impl ProxyBuilder {
         tiers: yatagarasu_cache::TieredCache,
         stale_retention: Duration,
     ) -> Self {
-        self.cache = Some(ObjectCache::new(tiers, stale_retention));
+        self.cache = Some(ObjectCache::new(tiers, stale_retention, Duration::ZERO));
+        self
+    }
+
+    /// Like [`cache`](Self::cache), and remember 404 answers for `negative_ttl` (zero: never).
+    pub fn cache_with_negative_ttl(
+        mut self,
+        tiers: yatagarasu_cache::TieredCache,
+        stale_retention: Duration,
+        negative_ttl: Duration,
+    ) -> Self {
+        self.cache = Some(ObjectCache::new(tiers, stale_retention, negative_ttl));
         self
     }
 
@@ -101,6 +112,7 @@ impl ProxyBuilder {
         Proxy {
             inner: Arc::new(Inner {
                 cache: self.cache,
+                revalidations: yatagarasu_coalesce::Group::new(),
                 fetcher: Fetcher::new(self.fetch),
                 router: Router::new(self.routes),
                 max_uri_bytes: self.max_uri_bytes,
@@ -118,6 +130,8 @@ type ReadyReport = (Instant, Vec<(String, Option<String>)>);
 #[derive(Debug)]
 struct Inner {
     cache: Option<ObjectCache>,
+    /// Background revalidations, one per object at a time.
+    revalidations: yatagarasu_coalesce::Group<(String, String), (), Error>,
     fetcher: Fetcher,
     router: Router,
     max_uri_bytes: usize,
@@ -342,6 +356,13 @@ impl Proxy {
         } else {
             self.get(route, &key, &req.headers).await
         };
+        if let Err(e) = &result
+            && e.kind() == ErrorKind::NotFound
+            && e.context().upstream_code.as_deref() == Some("NoSuchKey")
+            && let Some(cache) = self.cache_for(route, &req.headers)
+        {
+            cache.store_missing(&route.name, &key).await;
+        }
         result
             .map(|r| (bucket, r))
             .map_err(|e| (bucket, e.with_bucket(route.name.clone())))
@@ -376,20 +397,70 @@ impl Proxy {
         let Some(record) = cache.record(&route.name, key).await else {
             return Ok(None);
         };
-        if record.is_fresh(SystemTime::now()) {
+        let now = SystemTime::now();
+        if record.is_fresh(now) {
+            if record.missing {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "the object does not exist (cached answer)",
+                )
+                .with_key(key)
+                .with_upstream_code("NoSuchKey"));
+            }
             return Ok(Some((Arc::new(record.meta), CacheStatus::Hit)));
         }
+        if record.missing {
+            return Ok(None);
+        }
+        if now < record.stale_while_revalidate_until {
+            // Serve the stale copy now; one revalidation per object runs in the background.
+            let (this, route_owned, key_owned, cache_owned) =
+                (self.clone(), route.clone(), key.to_owned(), cache.clone());
+            let flight = (route.name.clone(), key.to_owned());
+            let revalidations = self.inner.revalidations.clone();
+            tokio::spawn(async move {
+                let _ = revalidations
+                    .run(flight, move || async move {
+                        this.revalidate(&route_owned, &key_owned, &cache_owned)
+                            .await
+                            .map(|_| ())
+                    })
+                    .await;
+            });
+            return Ok(Some((Arc::new(record.meta), CacheStatus::Stale)));
+        }
+        match self.revalidate(route, key, cache).await {
+            Ok(Some(meta)) if same_version(&meta, &record.meta) => {
+                Ok(Some((meta, CacheStatus::Revalidated)))
+            }
+            Ok(_) => Ok(None), // a new version (or gone): fetch it
+            Err(e) if e.kind() != ErrorKind::NotFound && now < record.stale_if_error_until => {
+                tracing::warn!(bucket = %route.name, key, error = %e, "origin failed; serving stale (stale-if-error)");
+                Ok(Some((Arc::new(record.meta), CacheStatus::Stale)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ask the origin for the current metadata and update the record: renewed when the ETag holds,
+    /// replaced by the new version's otherwise, removed when the object is gone.
+    async fn revalidate(
+        &self,
+        route: &BucketRoute,
+        key: &str,
+        cache: &ObjectCache,
+    ) -> Result<Option<Head>, Error> {
         match self.inner.fetcher.head(route, key).await {
-            Ok(meta) if same_version(&meta, &record.meta) => {
+            Ok(meta) => {
                 if let Some(fresh_for) = freshness(&meta, route.cache.ttl) {
                     cache.store_record(&route.name, key, &meta, fresh_for).await;
                 }
-                Ok(Some((meta, CacheStatus::Revalidated)))
+                Ok(Some(meta))
             }
-            Ok(_) => Ok(None), // a new version: fetch it
             Err(e) => {
                 if e.kind() == ErrorKind::NotFound {
                     cache.purge_object(&route.name, key).await;
+                    cache.store_missing(&route.name, key).await;
                 }
                 Err(e)
             }
@@ -577,6 +648,9 @@ enum CacheStatus {
     Miss,
     /// A stale record revalidated with the origin (ETag unchanged) and served from the cache.
     Revalidated,
+    /// A stale record served without waiting for the origin (stale-while-revalidate, or
+    /// stale-if-error when the origin failed).
+    Stale,
     /// The cache was not used for this request.
     Bypass,
 }
@@ -587,6 +661,7 @@ impl CacheStatus {
             Self::Hit => "HIT",
             Self::Miss => "MISS",
             Self::Revalidated => "REVALIDATED",
+            Self::Stale => "STALE",
             Self::Bypass => "BYPASS",
         };
         resp.headers_mut()

@@ -270,3 +270,112 @@ async fn a_second_instance_hits_redis_and_a_dead_redis_fails_no_request() {
     // Memory still serves what it holds.
     assert_eq!(get(&format!("{b}/media/shared.bin")).await.1, "HIT");
 }
+
+async fn proxy_with(o: &TestOrigin, negative_ttl: Duration) -> String {
+    let proxy = Proxy::builder()
+        .fetch_options(FetchOptions {
+            slice_size: SLICE,
+            ..FetchOptions::default()
+        })
+        .cache_with_negative_ttl(
+            TieredCache::new(vec![memory()]),
+            Duration::from_secs(3600),
+            negative_ttl,
+        )
+        .route(route(o))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    base
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_revalidates_in_the_background() {
+    let o = origin().await;
+    let attrs = ObjectAttributes {
+        cache_control: Some("max-age=0, stale-while-revalidate=600".into()),
+        ..ObjectAttributes::default()
+    };
+    o.put_object_with("media", "swr.txt", b"stale is fine", &attrs);
+    let base = proxy_with(&o, Duration::ZERO).await;
+    let url = format!("{base}/media/swr.txt");
+    assert_eq!(get(&url).await.1, "MISS");
+    let (gets, bytes) = (o.stats().gets(), o.stats().body_bytes());
+    let (s, x, body) = get(&url).await;
+    assert_eq!(
+        (s, x.as_str(), &body[..]),
+        (200, "STALE", &b"stale is fine"[..])
+    );
+    // The revalidation happens after the answer, in the background: wait for it (bounded).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while o.stats().heads() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a background revalidation reaches the origin");
+    assert_eq!(o.stats().gets(), gets, "no body fetched");
+    assert_eq!(o.stats().body_bytes(), bytes);
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_cached_copy_while_the_origin_is_down() {
+    let o = origin().await;
+    let lasting = ObjectAttributes {
+        cache_control: Some("max-age=0, stale-if-error=600".into()),
+        ..ObjectAttributes::default()
+    };
+    o.put_object_with("media", "sie.txt", b"still here", &lasting);
+    o.put_object_with(
+        "media",
+        "plain.txt",
+        b"no grace",
+        &ObjectAttributes {
+            cache_control: Some("max-age=0".into()),
+            ..ObjectAttributes::default()
+        },
+    );
+    let base = proxy_with(&o, Duration::ZERO).await;
+    assert_eq!(get(&format!("{base}/media/sie.txt")).await.1, "MISS");
+    assert_eq!(get(&format!("{base}/media/plain.txt")).await.1, "MISS");
+    o.stop();
+    let (s, x, body) = get(&format!("{base}/media/sie.txt")).await;
+    assert_eq!(
+        (s, x.as_str(), &body[..]),
+        (200, "STALE", &b"still here"[..])
+    );
+    let (s, _, _) = get(&format!("{base}/media/plain.txt")).await;
+    assert_eq!(s, 503, "without stale-if-error the origin's failure shows");
+}
+
+#[tokio::test]
+async fn a_404_is_remembered_for_the_negative_ttl_only_when_configured() {
+    let o = origin().await;
+    let base = proxy_with(&o, Duration::from_secs(600)).await;
+    let url = format!("{base}/media/nothing.txt");
+    assert_eq!(get(&url).await.0, 404);
+    let seen = o.stats().requests();
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "NoSuchKey");
+    assert_eq!(
+        o.stats().requests(),
+        seen,
+        "the second 404 came from the cache"
+    );
+
+    // Without a negative TTL errors are never cached.
+    let o2 = origin().await;
+    let base2 = proxy_with(&o2, Duration::ZERO).await;
+    let url2 = format!("{base2}/media/nothing.txt");
+    assert_eq!(get(&url2).await.0, 404);
+    assert_eq!(get(&url2).await.0, 404);
+    assert_eq!(o2.stats().requests(), 2);
+}
