@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Loopback benchmark of cache hits: the proxy's memory tier against nginx's proxy_cache (Debian's
+# nginx-light, cache lock on), both in front of the same s3s-fs origin, in the same run, for 1 KiB and
+# 64 KiB objects at 64 connections. Both are warmed first, so every measured request is a hit.
+# nginx reaches the SigV4-protected origin through presigned URLs.
+#
+#   bash scripts/bench-cache.sh
+#
+# Needs wrk and nginx (installed with apt-get when missing). Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
+NGINX_PORT=${NGINX_PORT:-9190}
+
+need nginx nginx-light
+bench_setup
+start_proxy "cache:
+  cache_layers: [memory]
+  memory: {max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600}"
+
+mkdir -p "$work/nginx-cache"
+{
+    echo "worker_processes $(nproc); daemon off; pid $work/nginx.pid; error_log $work/nginx-error.log warn;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    echo "  proxy_cache_path $work/nginx-cache levels=1:2 keys_zone=s3:64m max_size=1g inactive=60m use_temp_path=off;"
+    echo "  server {"
+    echo "    listen 127.0.0.1:$NGINX_PORT;"
+    echo "    proxy_cache s3; proxy_cache_lock on; proxy_cache_valid 200 60m; proxy_cache_key \$uri;"
+    echo "    proxy_http_version 1.1; proxy_set_header Connection \"\";"
+    for key in obj-1k obj-64k; do
+        echo "    location = /bench/$key { proxy_pass $(presigned "$key"); }"
+    done
+    echo "  }"
+    echo "}"
+} >"$work/nginx.conf"
+nginx -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
+
+echo "| object | server | req/s | p50 | p99 | throughput |"
+echo "|---|---|---|---|---|---|"
+for key in obj-1k obj-64k; do
+    for server in yatagarasu nginx; do
+        port=$PROXY_PORT; [ "$server" = nginx ] && port=$NGINX_PORT
+        url="http://127.0.0.1:$port/bench/$key"
+        for _ in 1 2 3; do curl -sf -o /dev/null "$url"; done # warm: every measured request is a hit
+        IFS='|' read -r rps mbs p50 p99 <<<"$(run "$url")"
+        echo "| $key | $server | $rps | $p50 | $p99 | $mbs/s |"
+    done
+done
+echo
+machine

@@ -1,0 +1,64 @@
+# Shared pieces of the loopback benchmarks (sourced, not run).
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+ORIGIN_PORT=${ORIGIN_PORT:-9100}
+PROXY_PORT=${PROXY_PORT:-9180}
+
+need() { # command, Debian package
+    command -v "$1" >/dev/null 2>&1 && return
+    apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
+}
+
+bench_setup() {
+    need wrk wrk
+    cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu
+    work=$(mktemp -d)
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+    ./target/release/examples/bench_origin "$ORIGIN_PORT" >"$work/origin.out" 2>"$work/origin.err" &
+    pids+=($!)
+    for _ in $(seq 1 100); do grep -q '^ready' "$work/origin.out" 2>/dev/null && break; sleep 0.1; done
+    grep -q '^ready' "$work/origin.out" || { cat "$work/origin.err"; echo "origin did not start" >&2; exit 1; }
+}
+
+presigned() { awk -v k="$1" '$1==k {print $2}' "$work/origin.out"; }
+
+# start_proxy EXTRA_YAML: the proxy on PROXY_PORT in front of the bench origin.
+start_proxy() {
+    cat >"$work/config.yaml" <<YAML
+server:
+  address: 127.0.0.1
+  port: $PROXY_PORT
+buckets:
+  - name: bench
+    path_prefix: /bench
+    s3:
+      bucket: bench
+      endpoint: http://127.0.0.1:$ORIGIN_PORT
+      region: us-east-1
+      access_key: AKIDBENCH
+      secret_key: bench-secret-key
+$1
+YAML
+    RUST_LOG=warn ./target/release/yatagarasu --config "$work/config.yaml" >"$work/proxy.out" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PROXY_PORT/health" >/dev/null && break; sleep 0.1; done
+}
+
+# run URL -> "req/s|MB/s|p50|p99"
+run() {
+    local out rps mbs p50 p99
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$1")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    mbs=$(awk '/Transfer\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in run against $1" >&2; grep "Non-2xx" <<<"$out" >&2; fi
+    echo "$rps|$mbs|$p50|$p99"
+}
+
+machine() {
+    echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)); load generator, proxies and origin share the machine."
+}
