@@ -594,7 +594,9 @@ impl Fetcher {
     }
 }
 
-fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+/// Whether two metadata describe the same version of an object (strong ETag match, else size and
+/// modification time).
+pub(crate) fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
     a.size == b.size
         && match (&a.etag, &b.etag) {
             (Some(x), Some(y)) => x.strong_eq(y),

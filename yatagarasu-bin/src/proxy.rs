@@ -21,7 +21,9 @@ use yatagarasu_core::{
 
 use crate::cache::{ObjectCache, freshness};
 use crate::cors::Preflight;
-use crate::fetch::{BodyStream, CoalescingStats, FetchOptions, Fetcher, Fill, Head, SliceSource};
+use crate::fetch::{
+    BodyStream, CoalescingStats, FetchOptions, Fetcher, Fill, Head, SliceSource, same_version,
+};
 use crate::router::{BucketRoute, Router};
 
 /// The body type of every proxy response.
@@ -672,15 +674,6 @@ impl CacheStatus {
         self.set(&mut resp);
         resp
     }
-}
-
-fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
-    a.size == b.size
-        && match (&a.etag, &b.etag) {
-            (Some(x), Some(y)) => x.strong_eq(y),
-            (None, None) => a.last_modified == b.last_modified,
-            _ => false,
-        }
 }
 
 /// What to send for a Range request, given the object's metadata.

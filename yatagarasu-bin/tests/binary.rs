@@ -35,11 +35,22 @@ struct ProxyProcess {
 impl ProxyProcess {
     /// Start the binary and wait (bounded) for its "listening" log line to learn the port.
     fn start(config: &std::path::Path, secret: &str) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .env("TEST_ORIGIN_SECRET", secret)
-            .env("RUST_LOG", "info")
+        Self::start_with(config, &[("TEST_ORIGIN_SECRET", secret)], false).0
+    }
+
+    /// Start the binary with extra environment variables and wait (bounded) for its "listening" log
+    /// lines: the proxy's address, and the admin API's when `admin` is expected.
+    fn start_with(
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+        admin: bool,
+    ) -> (Self, Option<String>) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -54,17 +65,23 @@ impl ProxyProcess {
                         .next()
                         .unwrap_or_default()
                         .to_owned();
-                    let _ = tx.send(addr);
+                    let _ = tx.send((line.contains("admin API"), addr));
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the proxy logs its address");
-        Self {
-            child,
-            base: format!("http://{addr}"),
+        let (mut proxy, mut admin_addr) = (None, None);
+        while proxy.is_none() || (admin && admin_addr.is_none()) {
+            let (is_admin, addr) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the listeners are logged");
+            if is_admin {
+                admin_addr = Some(format!("http://{addr}"));
+            } else {
+                proxy = Some(format!("http://{addr}"));
+            }
         }
+        let base = proxy.unwrap_or_default();
+        (Self { child, base }, admin_addr)
     }
 
     fn rss_bytes(&self) -> u64 {
@@ -300,48 +317,15 @@ async fn cache_tiers_from_config_and_admin_purge_across_them() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .env("TEST_ORIGIN_SECRET", "admin-secret")
-        .env("ADMIN_TOKEN", "admin-token-0123456789")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let admin = line.contains("admin API");
-                let _ = tx.send((admin, addr));
-            }
-        }
-    });
-    let mut proxy_addr = None;
-    let mut admin_addr = None;
-    while proxy_addr.is_none() || admin_addr.is_none() {
-        let (admin, addr) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("both listeners are logged");
-        if admin {
-            admin_addr = Some(addr);
-        } else {
-            proxy_addr = Some(addr);
-        }
-    }
-    let mut guard = ProxyProcess {
-        child,
-        base: format!("http://{}", proxy_addr.unwrap()),
-    };
-    let admin = format!("http://{}", admin_addr.unwrap());
+    let (mut guard, admin) = ProxyProcess::start_with(
+        &cfg,
+        &[
+            ("TEST_ORIGIN_SECRET", "admin-secret"),
+            ("ADMIN_TOKEN", "admin-token-0123456789"),
+        ],
+        true,
+    );
+    let admin = admin.unwrap();
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", guard.base)).send();
 
