@@ -19,6 +19,7 @@ start_proxy "cache:
   memory: {max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600}"
 
 mkdir -p "$work/nginx-cache"
+chmod 755 "$work" # nginx workers run as an unprivileged user
 {
     echo "worker_processes $(nproc); daemon off; pid $work/nginx.pid; error_log $work/nginx-error.log warn;"
     echo "events { worker_connections 4096; }"

@@ -132,70 +132,106 @@ fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// Records are read on every cache hit, so they use a compact binary layout rather than JSON:
+/// `R2`, four u64 times (ms since the epoch; fresh, stale-while-revalidate, stale-if-error, last
+/// modified with `u64::MAX` for none), a missing flag, the size, eight optional strings (u32 length,
+/// `u32::MAX` for none), then the user metadata as a count and pairs.
 fn encode_record(r: &Record) -> Bytes {
     let m = &r.meta;
-    let v = serde_json::json!({
-        "v": 1,
-        "fresh_until": millis(r.fresh_until),
-        "swr_until": millis(r.stale_while_revalidate_until),
-        "sie_until": millis(r.stale_if_error_until),
-        "missing": r.missing,
-        "size": m.size,
-        "etag": m.etag.as_ref().map(ToString::to_string),
-        "last_modified": m.last_modified.map(millis),
-        "content_type": m.content_type,
-        "cache_control": m.cache_control,
-        "content_encoding": m.content_encoding,
-        "content_disposition": m.content_disposition,
-        "content_language": m.content_language,
-        "expires": m.expires,
-        "version_id": m.version_id,
-        "user_metadata": m.user_metadata,
-    });
-    Bytes::from(v.to_string())
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"R2");
+    for t in [
+        millis(r.fresh_until),
+        millis(r.stale_while_revalidate_until),
+        millis(r.stale_if_error_until),
+        m.last_modified.map_or(u64::MAX, millis),
+    ] {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    out.push(u8::from(r.missing));
+    out.extend_from_slice(&m.size.to_le_bytes());
+    let etag = m.etag.as_ref().map(ToString::to_string);
+    let mut put = |v: Option<&str>| match v {
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        Some(v) => {
+            out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+    };
+    for v in [
+        etag.as_deref(),
+        m.content_type.as_deref(),
+        m.cache_control.as_deref(),
+        m.content_encoding.as_deref(),
+        m.content_disposition.as_deref(),
+        m.content_language.as_deref(),
+        m.expires.as_deref(),
+        m.version_id.as_deref(),
+    ] {
+        put(v);
+    }
+    put(Some(&m.user_metadata.len().to_string()));
+    for (k, v) in &m.user_metadata {
+        put(Some(k));
+        put(Some(v));
+    }
+    Bytes::from(out)
 }
 
+/// Reads what [`encode_record`] wrote; `None` for anything else (a record from another version is a miss).
 fn decode_record(b: &[u8]) -> Option<Record> {
-    let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-    if v.get("v")?.as_u64()? != 1 {
-        return None;
-    }
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let mut meta = ObjectMeta::with_size(v.get("size")?.as_u64()?);
-    meta.etag = s("etag").and_then(|t| EntityTag::parse(&t));
-    meta.last_modified = v
-        .get("last_modified")
-        .and_then(serde_json::Value::as_u64)
-        .map(from_millis);
-    meta.content_type = s("content_type");
-    meta.cache_control = s("cache_control");
-    meta.content_encoding = s("content_encoding");
-    meta.content_disposition = s("content_disposition");
-    meta.content_language = s("content_language");
-    meta.expires = s("expires");
-    meta.version_id = s("version_id");
-    if let Some(um) = v.get("user_metadata").and_then(|u| u.as_object()) {
-        for (k, val) in um {
-            if let Some(val) = val.as_str() {
-                meta.user_metadata.insert(k.clone(), val.to_owned());
+    struct Cursor<'a>(&'a [u8]);
+    impl Cursor<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            if self.0.len() < n {
+                return None;
             }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn u64(&mut self) -> Option<u64> {
+            Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        }
+        fn string(&mut self) -> Option<Option<String>> {
+            let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+            if len == u32::MAX {
+                return Some(None);
+            }
+            let bytes = self.take(usize::try_from(len).ok()?)?;
+            Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
         }
     }
-    let fresh_until = from_millis(v.get("fresh_until")?.as_u64()?);
-    let at = |k: &str| {
-        v.get(k)
-            .and_then(serde_json::Value::as_u64)
-            .map_or(fresh_until, from_millis)
-    };
+    let mut c = Cursor(b);
+    if c.take(2)? != b"R2" {
+        return None;
+    }
+    let (fresh, swr, sie, lm) = (c.u64()?, c.u64()?, c.u64()?, c.u64()?);
+    let missing = c.take(1)?[0] == 1;
+    let mut meta = ObjectMeta::with_size(c.u64()?);
+    meta.etag = c.string()?.and_then(|t| EntityTag::parse(&t));
+    meta.last_modified = (lm != u64::MAX).then(|| from_millis(lm));
+    meta.content_type = c.string()?;
+    meta.cache_control = c.string()?;
+    meta.content_encoding = c.string()?;
+    meta.content_disposition = c.string()?;
+    meta.content_language = c.string()?;
+    meta.expires = c.string()?;
+    meta.version_id = c.string()?;
+    let pairs: usize = c.string()??.parse().ok()?;
+    for _ in 0..pairs {
+        let (k, v) = (c.string()??, c.string()??);
+        meta.user_metadata.insert(k, v);
+    }
+    if !c.0.is_empty() {
+        return None;
+    }
     Some(Record {
         meta,
-        fresh_until,
-        stale_while_revalidate_until: at("swr_until"),
-        stale_if_error_until: at("sie_until"),
-        missing: v
-            .get("missing")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
+        fresh_until: from_millis(fresh),
+        stale_while_revalidate_until: from_millis(swr),
+        stale_if_error_until: from_millis(sie),
+        missing,
     })
 }
 
