@@ -379,3 +379,110 @@ async fn a_404_is_remembered_for_the_negative_ttl_only_when_configured() {
     assert_eq!(get(&url2).await.0, 404);
     assert_eq!(o2.stats().requests(), 2);
 }
+
+/// Runs a command that must succeed (file-system fault injection needs root, as CI has).
+fn sh(cmd: &str, args: &[&str]) {
+    let ok = std::process::Command::new(cmd).args(args).status().unwrap();
+    assert!(
+        ok.success(),
+        "{cmd} {args:?} failed: fault injection needs root"
+    );
+}
+
+/// Undoes `chattr +i` and unmounts, whatever happens in the test.
+struct FsFault {
+    immutable: Option<std::path::PathBuf>,
+    mounted: Option<std::path::PathBuf>,
+}
+
+impl Drop for FsFault {
+    fn drop(&mut self) {
+        if let Some(p) = &self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-R")
+                .arg("-i")
+                .arg(p)
+                .status();
+        }
+        if let Some(p) = &self.mounted {
+            let _ = std::process::Command::new("umount").arg(p).status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_or_full_disk_never_fails_a_request() {
+    let o = origin().await;
+    o.put_pattern_object("media", "before.bin", 2 * SLICE);
+    o.put_pattern_object("media", "after.bin", 2 * SLICE);
+    o.put_pattern_object("media", "big.bin", 20 * SLICE);
+
+    // Read-only: the directory (and everything in it) made immutable mid-test.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(
+        DiskTier::open(dir.path(), 64 << 20, 16 << 20)
+            .await
+            .unwrap(),
+    );
+    let (base, _stop) = proxy(&o, vec![memory(), disk.clone()]).await;
+    assert_eq!(get(&format!("{base}/media/before.bin")).await.1, "MISS");
+    let mut fault = FsFault {
+        immutable: None,
+        mounted: None,
+    };
+    sh("chattr", &["-R", "+i", dir.path().to_str().unwrap()]);
+    fault.immutable = Some(dir.path().to_path_buf());
+    let (s, x, body) = get(&format!("{base}/media/after.bin")).await;
+    assert_eq!((s, x.as_str()), (200, "MISS"));
+    check(&body, 0);
+    assert!(
+        disk.stats().errors >= 1,
+        "the failed disk writes are counted: {:?}",
+        disk.stats()
+    );
+    for name in ["before.bin", "after.bin"] {
+        let (s, x, body) = get(&format!("{base}/media/{name}")).await;
+        assert_eq!((s, x.as_str()), (200, "HIT"), "{name}");
+        check(&body, 0);
+    }
+    drop(fault);
+
+    // Full: a 256 KiB file system under a tier that believes it has 64 MiB.
+    let full = tempfile::tempdir().unwrap();
+    let mut fault = FsFault {
+        immutable: None,
+        mounted: None,
+    };
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            full.path().to_str().unwrap(),
+        ],
+    );
+    fault.mounted = Some(full.path().to_path_buf());
+    let disk = Arc::new(
+        DiskTier::open(full.path(), 64 << 20, 16 << 20)
+            .await
+            .unwrap(),
+    );
+    let (base, _stop2) = proxy(&o, vec![disk.clone()]).await;
+    let (s, _, body) = get(&format!("{base}/media/big.bin")).await;
+    assert_eq!(s, 200);
+    assert_eq!(body.len() as u64, 20 * SLICE);
+    check(&body, 0);
+    assert!(
+        disk.stats().errors >= 1,
+        "ENOSPC writes are counted: {:?}",
+        disk.stats()
+    );
+    // What did fit is served; the rest comes from the origin again, correctly.
+    let (s, _, body) = get(&format!("{base}/media/big.bin")).await;
+    assert_eq!(s, 200);
+    check(&body, 0);
+    drop(fault);
+}
