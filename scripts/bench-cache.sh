@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Loopback benchmark of cache hits: the proxy's memory tier against nginx's proxy_cache (Debian's
 # nginx-light, cache lock on), both in front of the same s3s-fs origin, in the same run, for 1 KiB and
-# 64 KiB objects at 64 connections. Both are warmed first, so every measured request is a hit.
-# nginx reaches the SigV4-protected origin through presigned URLs.
+# 64 KiB objects at 64 connections; and the proxy with a disk tier only (disk hits). All are warmed
+# first, so every measured request is a hit. nginx reaches the SigV4-protected origin through
+# presigned URLs.
 #
 #   bash scripts/bench-cache.sh
 #
@@ -11,12 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 NGINX_PORT=${NGINX_PORT:-9190}
+DISK_PORT=${DISK_PORT:-9181}
 
 need nginx nginx-light
 bench_setup
-start_proxy "cache:
+start_proxy "$PROXY_PORT" "cache:
   cache_layers: [memory]
   memory: {max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600}"
+start_proxy "$DISK_PORT" "cache:
+  cache_layers: [disk]
+  disk: {cache_dir: '$work/disk-cache', max_disk_cache_size_mb: 1024}"
 
 mkdir -p "$work/nginx-cache"
 chmod 755 "$work" # nginx workers run as an unprivileged user
@@ -43,8 +48,10 @@ for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/be
 echo "| object | server | req/s | p50 | p99 | throughput |"
 echo "|---|---|---|---|---|---|"
 for key in obj-1k obj-64k; do
-    for server in yatagarasu nginx; do
-        port=$PROXY_PORT; [ "$server" = nginx ] && port=$NGINX_PORT
+    for server in yatagarasu nginx "yatagarasu (disk tier only)"; do
+        port=$PROXY_PORT
+        [ "$server" = nginx ] && port=$NGINX_PORT
+        [ "$server" = "yatagarasu (disk tier only)" ] && port=$DISK_PORT
         url="http://127.0.0.1:$port/bench/$key"
         for _ in 1 2 3; do curl -sf -o /dev/null "$url"; done # warm: every measured request is a hit
         IFS='|' read -r rps mbs p50 p99 <<<"$(run "$url")"

@@ -25,12 +25,13 @@ bench_setup() {
 
 presigned() { awk -v k="$1" '$1==k {print $2}' "$work/origin.out"; }
 
-# start_proxy EXTRA_YAML: the proxy on PROXY_PORT in front of the bench origin.
+# start_proxy PORT EXTRA_YAML: a proxy on PORT in front of the bench origin.
 start_proxy() {
-    cat >"$work/config.yaml" <<YAML
+    local port=$1 extra=$2 cfg="$work/config-$1.yaml"
+    cat >"$cfg" <<YAML
 server:
   address: 127.0.0.1
-  port: $PROXY_PORT
+  port: $port
 buckets:
   - name: bench
     path_prefix: /bench
@@ -40,11 +41,11 @@ buckets:
       region: us-east-1
       access_key: AKIDBENCH
       secret_key: bench-secret-key
-$1
+$extra
 YAML
-    RUST_LOG=warn ./target/release/yatagarasu --config "$work/config.yaml" >"$work/proxy.out" 2>&1 &
+    RUST_LOG=warn ./target/release/yatagarasu --config "$cfg" >"$work/proxy-$port.out" 2>&1 &
     pids+=($!)
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PROXY_PORT/health" >/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 }
 
 # run URL -> "req/s|MB/s|p50|p99"

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
 
 bench_setup
-start_proxy ""
+start_proxy "$PROXY_PORT" ""
 
 echo "| object | origin direct req/s | proxy req/s | proxy / origin | origin p50 / p99 | proxy p50 / p99 | proxy throughput |"
 echo "|---|---|---|---|---|---|---|"
