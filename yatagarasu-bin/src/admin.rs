@@ -150,8 +150,20 @@ impl AdminApi {
                 "failed": s.failed, "lagged": s.lagged, "refused_full": s.refused_full,
             })
         };
+        let buckets: serde_json::Map<String, serde_json::Value> = self
+            .proxy
+            .bucket_cache_stats()
+            .into_iter()
+            .map(|(name, s)| {
+                let v = serde_json::json!({
+                    "hit": s.hit, "miss": s.miss, "revalidated": s.revalidated,
+                    "stale": s.stale, "bypass": s.bypass,
+                });
+                (name, v)
+            })
+            .collect();
         serde_json::json!({
-            "cache": { "tiers": tiers },
+            "cache": { "tiers": tiers, "buckets": buckets },
             "coalescing": {
                 "objects": flights(c.objects),
                 "slices": flights(c.slices),

@@ -51,7 +51,7 @@ pub use cache::CachePolicy;
 pub use config::{Config, ConfigError};
 pub use cors::CorsPolicy;
 pub use fetch::{CoalescingOptions, CoalescingStats, FetchOptions};
-pub use proxy::{Proxy, ProxyBody, ProxyBuilder, PurgeTarget};
+pub use proxy::{BucketCacheStats, Proxy, ProxyBody, ProxyBuilder, PurgeTarget};
 pub use router::{BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, serve};
 

@@ -113,6 +113,11 @@ impl ProxyBuilder {
     pub fn build(self) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
+                bucket_stats: self
+                    .routes
+                    .iter()
+                    .map(|r| (r.name.clone(), BucketCounters::default()))
+                    .collect(),
                 cache: self.cache,
                 revalidations: yatagarasu_coalesce::Group::new(),
                 fetcher: Fetcher::new(self.fetch),
@@ -129,8 +134,34 @@ impl ProxyBuilder {
 /// One readiness check of every bucket: when, and each bucket's error if it failed.
 type ReadyReport = (Instant, Vec<(String, Option<String>)>);
 
+/// Per-bucket cache outcomes, counted from each response's `x-cache`.
+#[derive(Debug, Default)]
+struct BucketCounters {
+    hit: std::sync::atomic::AtomicU64,
+    miss: std::sync::atomic::AtomicU64,
+    revalidated: std::sync::atomic::AtomicU64,
+    stale: std::sync::atomic::AtomicU64,
+    bypass: std::sync::atomic::AtomicU64,
+}
+
+/// How one bucket's requests used the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketCacheStats {
+    /// Answered from a fresh record.
+    pub hit: u64,
+    /// Fetched from the origin.
+    pub miss: u64,
+    /// Revalidated with the origin, body from the cache.
+    pub revalidated: u64,
+    /// Stale copy served (stale-while-revalidate or stale-if-error).
+    pub stale: u64,
+    /// Cache not used.
+    pub bypass: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
+    bucket_stats: std::collections::HashMap<String, BucketCounters>,
     cache: Option<ObjectCache>,
     /// Background revalidations, one per object at a time.
     revalidations: yatagarasu_coalesce::Group<(String, String), (), Error>,
@@ -164,6 +195,28 @@ impl Proxy {
     /// Counters of shared origin fetches (flights started, joined, timed out, failed).
     pub fn coalescing_stats(&self) -> CoalescingStats {
         self.inner.fetcher.stats()
+    }
+
+    /// Cache outcomes per bucket (by config name), from the `x-cache` of every object response.
+    pub fn bucket_cache_stats(&self) -> Vec<(String, BucketCacheStats)> {
+        let l = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out: Vec<(String, BucketCacheStats)> = self
+            .inner
+            .bucket_stats
+            .iter()
+            .map(|(name, c)| {
+                let s = BucketCacheStats {
+                    hit: l(&c.hit),
+                    miss: l(&c.miss),
+                    revalidated: l(&c.revalidated),
+                    stale: l(&c.stale),
+                    bypass: l(&c.bypass),
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Each cache tier's counters (`None` without a cache).
@@ -358,6 +411,19 @@ impl Proxy {
         } else {
             self.get(route, &key, &req.headers).await
         };
+        if let (Ok(resp), Some(counters)) = (&result, self.inner.bucket_stats.get(&route.name)) {
+            let counter = match resp.headers().get("x-cache").map(HeaderValue::as_bytes) {
+                Some(b"HIT") => Some(&counters.hit),
+                Some(b"MISS") => Some(&counters.miss),
+                Some(b"REVALIDATED") => Some(&counters.revalidated),
+                Some(b"STALE") => Some(&counters.stale),
+                Some(b"BYPASS") => Some(&counters.bypass),
+                _ => None,
+            };
+            if let Some(c) = counter {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if let Err(e) = &result
             && e.kind() == ErrorKind::NotFound
             && e.context().upstream_code.as_deref() == Some("NoSuchKey")

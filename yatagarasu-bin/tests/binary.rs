@@ -362,6 +362,8 @@ async fn cache_tiers_from_config_and_admin_purge_across_them() {
         .map(|t| t["tier"].as_str().unwrap())
         .collect();
     assert_eq!(tiers, ["memory", "disk", "redis"]);
+    assert_eq!(stats["cache"]["buckets"]["media"]["miss"], 2);
+    assert_eq!(stats["cache"]["buckets"]["media"]["hit"], 1);
 
     // Purge one object: gone from every tier (a hit in any of them would say HIT).
     let r = http

@@ -145,3 +145,30 @@ async fn two_caches_share_entries_through_redis() {
     assert_eq!(hit.tier, "redis");
     assert_eq!(hit.entry.body, "from instance a");
 }
+
+#[tokio::test]
+async fn a_slow_redis_costs_one_operation_timeout_not_a_hang() {
+    let server = RedisServer::start();
+    let t = tier(&server.url(), "slow:");
+    t.put(b"k", CacheEntry::new("m", "v", None)).await.unwrap();
+    // Pause every client for 3 s (the reply comes once the pause is in force): Redis answers nothing.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3000)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = t.get(b"k").await;
+    assert!(
+        r.is_err(),
+        "a stalled Redis is an error (a miss), not a late answer"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by the 300 ms operation timeout"
+    );
+}

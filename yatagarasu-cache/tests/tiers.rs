@@ -203,3 +203,92 @@ async fn tiered_reads_fastest_first_promotes_and_respects_item_limits() {
     );
     assert!(cache.get(b"p/1").await.is_none());
 }
+
+/// The deterministic content every writer process stores under `key`.
+fn body_for(key: &str) -> Vec<u8> {
+    key.bytes()
+        .cycle()
+        .take(20_000 + key.len() * 97 % 5_000)
+        .collect()
+}
+
+/// Not a test on its own: the writer process `kill_9_during_writes_never_leaves_a_torn_entry` starts
+/// and kills. Writes entries as fast as it can for at most 60 s.
+#[tokio::test]
+#[ignore = "helper process for kill_9_during_writes_never_leaves_a_torn_entry"]
+async fn disk_writer_child() {
+    let Ok(dir) = std::env::var("YATAGARASU_DISK_WRITER_DIR") else {
+        return;
+    };
+    let d = DiskTier::open(&dir, 1 << 30, 1 << 20).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut i = 0u64;
+    while std::time::Instant::now() < deadline {
+        let key = format!("key-{}", i % 500);
+        d.put(
+            key.as_bytes(),
+            CacheEntry::new(key.clone(), body_for(&key), None),
+        )
+        .await
+        .unwrap();
+        i += 1;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_writes_never_leaves_a_torn_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "disk_writer_child", "--nocapture"])
+            .env("YATAGARASU_DISK_WRITER_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it write for a while (an observable amount: files on disk), then SIGKILL mid-stream.
+        let objects = dir.path().join("objects");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let files: usize = std::fs::read_dir(&objects)
+                .map(|subs| {
+                    subs.filter_map(Result::ok)
+                        .map(|s| std::fs::read_dir(s.path()).map_or(0, Iterator::count))
+                        .sum()
+                })
+                .unwrap_or(0);
+            if files >= 100 * (round + 1) || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let d = DiskTier::open(dir.path(), 1 << 30, 1 << 20).await.unwrap();
+        let entries = d.stats().entries;
+        assert!(
+            entries >= 100,
+            "round {round}: only {entries} entries were written before the kill"
+        );
+        let mut checked = 0;
+        for i in 0..500 {
+            let key = format!("key-{i}");
+            if let Some(e) = d.get(key.as_bytes()).await.unwrap() {
+                assert_eq!(
+                    e.body,
+                    body_for(&key),
+                    "round {round}: {key} holds another key's or a torn body"
+                );
+                assert_eq!(e.metadata, key.as_bytes());
+                checked += 1;
+            }
+        }
+        assert_eq!(checked as u64, entries);
+        assert_eq!(
+            d.stats().errors,
+            0,
+            "round {round}: no damaged record survives a restart"
+        );
+    }
+}
