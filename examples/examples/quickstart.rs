@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Starts an in-process S3 server (s3s-fs over a temporary directory, SigV4 verification on), fills a
-//! bucket with sample objects, and serves it through the proxy under `/demo` on
+//! bucket with sample objects, and serves it through the proxy (with a 64 MiB memory cache) under `/demo` on
 //! `127.0.0.1:8080` (`PORT` overrides). Nothing else needs to be installed. Ctrl-C stops it.
 
 use yatagarasu::{ServerOptions, serve};
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  proxy: {base}  (bucket `demo` under /demo)");
     println!();
     println!("Try:");
-    println!("  curl -i {base}/demo/hello.txt");
+    println!("  curl -i {base}/demo/hello.txt          # x-cache: MISS, then HIT");
     println!("  curl -i {base}/demo/data/catalog.json");
     println!("  curl -i '{base}/demo/docs/file%20with%20spaces.txt'");
     println!("  curl -i {base}/demo/docs/%E6%97%A5%E6%9C%AC%E8%AA%9E.txt");

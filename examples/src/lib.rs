@@ -16,7 +16,11 @@ pub fn app_with_proxy(proxy: Proxy) -> Router {
         .fallback_service(proxy)
 }
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use yatagarasu::BucketRoute;
+use yatagarasu_cache::{CacheTier, MemoryTier, TieredCache};
 use yatagarasu_s3::{Credentials, S3Client};
 use yatagarasu_testkit::{ObjectAttributes, TestOrigin};
 
@@ -72,7 +76,10 @@ pub async fn demo() -> Result<Demo, yatagarasu_core::Error> {
         .region("us-east-1")
         .credentials(Credentials::new(access_key, secret_key))
         .build()?;
+    // A 64 MiB memory cache: the second request for an object says `x-cache: HIT`.
+    let memory: Arc<dyn CacheTier> = Arc::new(MemoryTier::new(64 << 20, 16 << 20));
     let proxy = Proxy::builder()
+        .cache(TieredCache::new(vec![memory]), Duration::from_secs(3600))
         .route(BucketRoute::new("demo", "/demo", client))
         .build();
     Ok(Demo { origin, proxy })

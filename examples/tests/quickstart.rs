@@ -19,7 +19,10 @@ async fn quickstart_urls_answer() {
 
     let r = get("/demo/hello.txt").await.unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.text().await.unwrap(), "Hello from Yatagarasu!\n");
+    let r = get("/demo/hello.txt").await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
     assert_eq!(get("/demo/data/catalog.json").await.unwrap().status(), 200);
     assert_eq!(
         get("/demo/docs/file%20with%20spaces.txt")
