@@ -21,10 +21,18 @@ struct Slot {
     size: u64,
     tick: u64,
     expires_at: Option<SystemTime>,
+    /// The whole record, for small records (object metadata, small bodies): a hit needs no I/O.
+    inline: Option<Bytes>,
 }
+
+/// Records up to this size are also kept in memory, within [`INLINE_BUDGET`] bytes in total.
+const INLINE_MAX: usize = 4 * 1024;
+const INLINE_BUDGET: u64 = 32 * 1024 * 1024;
 
 #[derive(Default)]
 struct Index {
+    /// Bytes of records held inline.
+    inline_bytes: u64,
     slots: HashMap<Hash, Slot>,
     /// Last use → entry, oldest first.
     lru: BTreeMap<u64, Hash>,
@@ -55,14 +63,32 @@ impl Index {
                 size,
                 tick: self.tick,
                 expires_at,
+                inline: None,
             },
         );
+    }
+
+    /// Keep a small record in memory too, within the budget.
+    fn inline(&mut self, h: &Hash, record: &Bytes) {
+        if record.len() > INLINE_MAX || self.inline_bytes + record.len() as u64 > INLINE_BUDGET {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(h)
+            && slot.inline.is_none()
+            && slot.size == record.len() as u64
+        {
+            slot.inline = Some(record.clone());
+            self.inline_bytes += record.len() as u64;
+        }
     }
 
     fn remove(&mut self, h: &Hash) -> Option<Slot> {
         let slot = self.slots.remove(h)?;
         self.lru.remove(&slot.tick);
         self.bytes -= slot.size;
+        if let Some(i) = &slot.inline {
+            self.inline_bytes -= i.len() as u64;
+        }
         Some(slot)
     }
 }
@@ -250,10 +276,25 @@ impl CacheTier for DiskTier {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>> {
         Box::pin(async move {
             let h = hash(key);
-            let known = lock(&self.inner.index).slots.contains_key(&h);
-            if !known {
-                Counters::inc(&self.inner.counters.misses);
-                return Ok(None);
+            let inline = {
+                let idx = lock(&self.inner.index);
+                match idx.slots.get(&h) {
+                    None => {
+                        drop(idx);
+                        Counters::inc(&self.inner.counters.misses);
+                        return Ok(None);
+                    }
+                    Some(slot) => slot.inline.clone(),
+                }
+            };
+            if let Some(record) = inline
+                && let Ok((k, e)) = entry::decode(&record)
+                && k.as_ref() == key
+                && !e.is_expired_at(SystemTime::now())
+            {
+                lock(&self.inner.index).touch(&h);
+                Counters::inc(&self.inner.counters.hits);
+                return Ok(Some(e));
             }
             let path = Self::path_for(&self.inner.dir, &h);
             let read = blocking(move || match std::fs::read(&path) {
@@ -277,7 +318,10 @@ impl CacheTier for DiskTier {
             };
             match entry::decode(&record) {
                 Ok((k, e)) if k.as_ref() == key && !e.is_expired_at(SystemTime::now()) => {
-                    lock(&self.inner.index).touch(&h);
+                    let mut idx = lock(&self.inner.index);
+                    idx.touch(&h);
+                    idx.inline(&h, &record);
+                    drop(idx);
                     Counters::inc(&self.inner.counters.hits);
                     Ok(Some(e))
                 }
@@ -312,9 +356,10 @@ impl CacheTier for DiskTier {
                 });
             }
             let h = hash(key);
-            let record = entry::encode(key, &entry);
+            let record = Bytes::from(entry::encode(key, &entry));
             let size = record.len() as u64;
             let dir = self.inner.dir.clone();
+            let written_record = record.clone();
             let written = blocking(move || {
                 let final_path = Self::path_for(&dir, &h);
                 if let Some(parent) = final_path.parent() {
@@ -337,7 +382,11 @@ impl CacheTier for DiskTier {
                 Counters::inc(&self.inner.counters.errors);
                 return Err(e);
             }
-            lock(&self.inner.index).insert(h, key.to_vec(), size, entry.expires_at);
+            {
+                let mut idx = lock(&self.inner.index);
+                idx.insert(h, key.to_vec(), size, entry.expires_at);
+                idx.inline(&h, &written_record);
+            }
             Counters::inc(&self.inner.counters.inserts);
             self.evict_over_budget().await;
             Ok(())

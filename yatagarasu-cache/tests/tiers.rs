@@ -97,7 +97,9 @@ async fn disk_tier_survives_restart_and_detects_damage() {
     assert_eq!(d.get(b"obj/2").await.unwrap().unwrap().metadata, "meta:two");
     let empty = d.get(b"obj/empty").await.unwrap().unwrap();
     assert!(empty.body.is_empty());
-    // Damage one record on disk: the read fails its check, counts an error, and is a miss afterwards.
+    // Damage every record on disk (while no tier has it open): a read fails its check, counts an
+    // error, and is a miss afterwards. (A running tier keeps small records it has read in memory.)
+    drop(d);
     let mut files = Vec::new();
     for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
         for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
@@ -111,9 +113,25 @@ async fn disk_tier_survives_restart_and_detects_damage() {
         bytes[last] ^= 0xff;
         std::fs::write(f, bytes).unwrap();
     }
+    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
     assert!(d.get(b"obj/1").await.is_err());
     assert!(d.get(b"obj/1").await.unwrap().is_none());
     assert!(d.stats().errors >= 1);
+}
+
+#[tokio::test]
+async fn small_records_are_served_from_memory_after_their_first_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    d.put(b"small", entry("tiny", None)).await.unwrap();
+    d.put(b"large", CacheEntry::new("m", vec![7u8; 10_000], None))
+        .await
+        .unwrap();
+    // Remove the files behind the tier's back: the small record still answers (held in memory),
+    // the large one is gone (read from disk every time).
+    std::fs::remove_dir_all(dir.path().join("objects")).unwrap();
+    assert_eq!(d.get(b"small").await.unwrap().unwrap().body, "tiny");
+    assert!(d.get(b"large").await.unwrap().is_none());
 }
 
 #[tokio::test]
