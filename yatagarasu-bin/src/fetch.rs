@@ -672,22 +672,38 @@ async fn open_slice(
             Ok::<_, Error>((Arc::new(out.meta), body))
         }
     };
-    if coalesce
-        && let Some((mut sub, _)) =
-            group.subscribe((route.name.clone(), key.to_owned(), index), fetch.clone())
-    {
-        match tokio::time::timeout(route.coalescing.wait_timeout, sub.head()).await {
-            Ok(Ok(slice_head)) => {
-                if !same_version(&slice_head, head) {
-                    return Err(changed_mid_read(&client, key));
+    let opened = async {
+        if coalesce
+            && let Some((mut sub, _)) =
+                group.subscribe((route.name.clone(), key.to_owned(), index), fetch.clone())
+        {
+            match tokio::time::timeout(route.coalescing.wait_timeout, sub.head()).await {
+                Ok(Ok(slice_head)) => {
+                    if !same_version(&slice_head, head) {
+                        return Err(changed_mid_read(&client, key));
+                    }
+                    return Ok(sub_stream(sub));
                 }
-                return Ok(sub_stream(sub));
+                Ok(Err(e)) => return Err(flight_error(e)),
+                Err(_) => {}
             }
-            Ok(Err(e)) => return Err(flight_error(e)),
-            Err(_) => {}
         }
+        fetch().await.map(|(_, body)| body)
     }
-    fetch().await.map(|(_, body)| body)
+    .await;
+    // The origin no longer has the version a cached record describes: forget the record, so the
+    // next request fetches the current version instead of failing until the record expires.
+    if let (Err(e), Some((fill, _))) = (&opened, &source.cache)
+        && is_version_change(e)
+    {
+        fill.cache.purge_object(&fill.route, key).await;
+    }
+    opened
+}
+
+/// Whether an error says the object is no longer the version being read.
+pub(crate) fn is_version_change(e: &Error) -> bool {
+    e.context().upstream_code.as_deref() == Some("PreconditionFailed")
 }
 
 /// The slices after the first of a Range read, each opened when the previous one is exhausted.

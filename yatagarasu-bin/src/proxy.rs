@@ -22,7 +22,8 @@ use yatagarasu_core::{
 use crate::cache::{ObjectCache, freshness};
 use crate::cors::Preflight;
 use crate::fetch::{
-    BodyStream, CoalescingStats, FetchOptions, Fetcher, Fill, Head, SliceSource, same_version,
+    BodyStream, CoalescingStats, FetchOptions, Fetcher, Fill, Head, SliceSource, is_version_change,
+    same_version,
 };
 use crate::router::{BucketRoute, Router};
 
@@ -590,11 +591,21 @@ impl Proxy {
         if let Some(c) = cache
             && let Some((head, status)) = self.cached_meta(route, key, c).await?
         {
-            let mut resp = self
+            match self
                 .serve_cached(route, key, c, &conditions, range.as_ref(), head)
-                .await?;
-            status.set(&mut resp);
-            return Ok(resp);
+                .await
+            {
+                Ok(mut resp) => {
+                    status.set(&mut resp);
+                    return Ok(resp);
+                }
+                // The cached record described a version the origin no longer has (its slices were
+                // evicted meanwhile): the record is gone now; fetch the current version below.
+                Err(e) if is_version_change(&e) => {
+                    tracing::info!(bucket = %route.name, key, "cached record outdated; refetching");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let status = if cache.is_some() {
             CacheStatus::Miss

@@ -510,3 +510,21 @@ async fn a_changed_object_is_seen_after_its_ttl_and_not_before() {
     let (_, x, body) = get(&url).await;
     assert_eq!((x.as_str(), &body[..]), ("MISS", &b"version two!"[..]));
 }
+
+#[tokio::test]
+async fn a_fresh_record_whose_version_is_gone_is_dropped_not_served_as_errors() {
+    let o = origin().await;
+    o.put_pattern_object("media", "v.bin", 2 * SLICE);
+    // A memory tier that keeps records but not slices (they exceed its item limit): the state a
+    // cache reaches when slices were evicted and the record was not.
+    let (base, _stop) = proxy(&o, vec![Arc::new(MemoryTier::new(64 << 20, 1024))]).await;
+    let url = format!("{base}/media/v.bin");
+    assert_eq!(get(&url).await.1, "MISS");
+    // The object changes at the origin while the record is still fresh.
+    o.put_object("media", "v.bin", b"a new, shorter version");
+    let (s, _, body) = get(&url).await;
+    assert_eq!(s, 200, "served, not a 502 for the outdated record");
+    assert_eq!(&body[..], b"a new, shorter version");
+    let (s, _, body) = get(&url).await;
+    assert_eq!((s, &body[..]), (200, &b"a new, shorter version"[..]));
+}
