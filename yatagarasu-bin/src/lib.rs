@@ -15,9 +15,18 @@
 //!   metadata, so the answer is right whatever the origin does with those headers.
 //! - Every error is JSON: `{"error":{"code":…,"message":…,"bucket":…,"key":…,"request_id":…}}`, and
 //!   every response carries `x-request-id`.
+//! - Origin fetches are sliced ([`FetchOptions::slice_size`]) and shared: concurrent requests for one
+//!   object ride on one fetch ([`CoalescingOptions`]), late joiners included.
+//! - With a cache ([`ProxyBuilder::cache`], tiers from [`yatagarasu_cache`]), objects are served
+//!   from memory, disk or Redis while fresh, revalidated without moving bodies when stale, and every
+//!   object response says how in `x-cache`.
+//! - [`Config`] reads the YAML file the binary uses; [`AdminApi`] serves purge and stats.
 //!
 //! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
 //! use yatagarasu::{BucketRoute, Proxy, ServerOptions, serve};
+//! use yatagarasu_cache::{MemoryTier, TieredCache};
 //! use yatagarasu_s3::{Credentials, S3Client};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +34,9 @@
 //!     .endpoint("http://127.0.0.1:9000")
 //!     .credentials(Credentials::new("minioadmin", "minioadmin"))
 //!     .build()?;
+//! let memory = TieredCache::new(vec![Arc::new(MemoryTier::new(256 << 20, 16 << 20))]);
 //! let proxy = Proxy::builder()
+//!     .cache(memory, Duration::from_secs(86_400))
 //!     .route(BucketRoute::new("media", "/media", client))
 //!     .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
