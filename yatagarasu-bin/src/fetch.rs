@@ -706,7 +706,9 @@ pub(crate) fn is_version_change(e: &Error) -> bool {
     e.context().upstream_code.as_deref() == Some("PreconditionFailed")
 }
 
-/// The slices after the first of a Range read, each opened when the previous one is exhausted.
+/// The slices after the first of a Range read. Each slice is opened (its origin request sent, or its
+/// cache entry read) while the one before it streams: one slice of read-ahead, as full GETs have.
+#[derive(Clone)]
 struct SliceChain {
     route: BucketRoute,
     key: String,
@@ -719,30 +721,48 @@ struct SliceChain {
     source: SliceSource,
 }
 
+type Opening = AbortOnDrop<Result<BodyStream>>;
+
 impl SliceChain {
-    fn into_stream(self) -> BodyStream {
-        let s = futures_util::stream::unfold(Some(self), |state| async move {
-            let st = state?;
-            if st.next > st.last {
-                return None;
-            }
-            let opened = open_slice(
-                &st.group,
-                &st.route,
-                &st.key,
-                &st.head,
-                st.next,
-                st.slice_size,
-                st.coalesce,
-                &st.source,
+    /// Start opening slice `index` in the background.
+    fn open_ahead(&self, index: u64) -> Opening {
+        let c = self.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            open_slice(
+                &c.group,
+                &c.route,
+                &c.key,
+                &c.head,
+                index,
+                c.slice_size,
+                c.coalesce,
+                &c.source,
             )
-            .await;
+            .await
+        }))
+    }
+
+    /// The stream of slices `next..=last`; the first of them starts opening now.
+    fn into_stream(self) -> BodyStream {
+        let ahead = (self.next <= self.last).then(|| self.open_ahead(self.next));
+        let s = futures_util::stream::unfold(Some((self, ahead)), |state| async move {
+            let (st, ahead) = state?;
+            let mut task = ahead?;
+            let opened = match (&mut task.0).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Internal,
+                    "slice read-ahead task failed",
+                )),
+            };
+            let following = st.next + 1;
+            let ahead = (following <= st.last).then(|| st.open_ahead(following));
             let next = SliceChain {
-                next: st.next + 1,
+                next: following,
                 ..st
             };
             match opened {
-                Ok(body) => Some((body, Some(next))),
+                Ok(body) => Some((body, Some((next, ahead)))),
                 Err(e) => Some((
                     Box::pin(futures_util::stream::once(async move { Err(e) })) as BodyStream,
                     None,

@@ -349,3 +349,30 @@ async fn an_object_replaced_mid_read_aborts_instead_of_splicing() {
     assert!((received.len() as u64) < LEN);
     check_bytes(&received, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_over_several_slices_reads_one_slice_ahead() {
+    let s = setup().await;
+    // The HEAD passes; the first slice's body stalls after 1,000 bytes; the next slice passes.
+    s.origin.inject(Fault::Pass, 1);
+    s.origin.inject(Fault::StallBodyAfter(1000), 1);
+    s.origin.inject(Fault::Pass, 1);
+    let resp = http()
+        .get(format!("{}/media/cold.bin", s.base))
+        .header("range", format!("bytes=10-{}", 2 * SLICE + 500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 206);
+    // While the first slice is stuck, the next slice's request has already gone out: without
+    // read-ahead it would wait for the first slice to finish.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while s.origin.stats().requests() < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the next slice is requested while the first one still streams");
+    assert_eq!(s.origin.stats().gets(), 2);
+    drop(resp);
+}
