@@ -365,6 +365,24 @@ async fn cache_tiers_from_config_and_admin_purge_across_them() {
     assert_eq!(stats["cache"]["buckets"]["media"]["miss"], 2);
     assert_eq!(stats["cache"]["buckets"]["media"]["hit"], 1);
 
+    // Redis is written in the background: wait until it holds both objects (records and slices:
+    // a.bin has 5 slices of 64 KiB, b.bin 1) before purging, so no late write lands after the purge.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let r = http
+                .get(format!("{admin}/admin/stats"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            if v["cache"]["tiers"][2]["inserts"].as_u64().unwrap_or(0) >= 8 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the Redis writes complete");
     // Purge one object: gone from every tier (a hit in any of them would say HIT).
     let r = http
         .post(format!("{admin}/admin/purge?bucket=media&key=a.bin"))

@@ -247,9 +247,18 @@ async fn a_second_instance_hits_redis_and_a_dead_redis_fails_no_request() {
     let o = origin().await;
     o.put_pattern_object("media", "shared.bin", SLICE + 7);
     let mut redis = RedisServer::start();
-    let (a, _stop_a) = proxy(&o, vec![memory(), redis_tier(&redis)]).await;
+    let redis_a = redis_tier(&redis);
+    let (a, _stop_a) = proxy(&o, vec![memory(), redis_a.clone()]).await;
     let (b, _stop_b) = proxy(&o, vec![memory(), redis_tier(&redis)]).await;
     assert_eq!(get(&format!("{a}/media/shared.bin")).await.1, "MISS");
+    // Redis is written in the background: wait for the record and both slices.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while redis_a.stats().inserts < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
     let before = o.stats().requests();
     let (s, x, body) = get(&format!("{b}/media/shared.bin")).await;
     assert_eq!(

@@ -61,6 +61,12 @@ pub trait CacheTier: Send + Sync + std::fmt::Debug {
     /// Largest entry (metadata + body bytes) the tier stores.
     fn max_item_bytes(&self) -> u64;
 
+    /// Whether the tier is across a network. [`TieredCache::insert`] writes such tiers in the
+    /// background, so a slow one never slows the caller.
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Look an entry up. Expired entries are never returned.
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>>;
 

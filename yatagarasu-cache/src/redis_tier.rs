@@ -179,6 +179,10 @@ impl CacheTier for RedisTier {
         self.options.max_item_bytes
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>> {
         Box::pin(async move {
             let k = self.full_key(key);

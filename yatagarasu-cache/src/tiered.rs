@@ -72,12 +72,26 @@ impl TieredCache {
         None
     }
 
-    /// Write `entry` to every tier that admits its size (concurrently); errors are logged.
+    /// Write `entry` to every tier that admits its size; errors are logged. Local tiers (memory,
+    /// disk) are written before this returns; remote ones (Redis) in the background, so a slow
+    /// network never slows the caller.
     pub async fn insert(&self, key: &[u8], entry: CacheEntry) {
+        for t in self
+            .tiers
+            .iter()
+            .filter(|t| t.is_remote() && entry.weight() <= t.max_item_bytes())
+        {
+            let (t, key, e) = (Arc::clone(t), key.to_vec(), entry.clone());
+            tokio::spawn(async move {
+                if let Err(err) = t.put(&key, e).await {
+                    tracing::warn!(tier = t.name(), error = %err, "cache write failed; skipped");
+                }
+            });
+        }
         let writes = self
             .tiers
             .iter()
-            .filter(|t| entry.weight() <= t.max_item_bytes())
+            .filter(|t| !t.is_remote() && entry.weight() <= t.max_item_bytes())
             .map(|t| {
                 let e = entry.clone();
                 async move {

@@ -141,6 +141,20 @@ async fn two_caches_share_entries_through_redis() {
     let b = instance(&server.url());
     a.insert(b"obj", CacheEntry::new("m", "from instance a", None))
         .await;
+    // Redis is written in the background (a slow network never slows the caller): wait for it.
+    let redis_inserts = |c: &TieredCache| {
+        c.stats()
+            .iter()
+            .find(|(n, _)| *n == "redis")
+            .map_or(0, |(_, s)| s.inserts)
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while redis_inserts(&a) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
     let hit = b.get(b"obj").await.unwrap();
     assert_eq!(hit.tier, "redis");
     assert_eq!(hit.entry.body, "from instance a");
