@@ -349,12 +349,7 @@ impl CacheTier for DiskTier {
         entry: CacheEntry,
     ) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move {
-            if entry.weight() > self.inner.max_item_bytes {
-                return Err(CacheError::TooLarge {
-                    size: entry.weight(),
-                    limit: self.inner.max_item_bytes,
-                });
-            }
+            entry.check_fits(self.inner.max_item_bytes)?;
             let h = hash(key);
             let record = Bytes::from(entry::encode(key, &entry));
             let size = record.len() as u64;

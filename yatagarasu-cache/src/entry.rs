@@ -36,6 +36,17 @@ impl CacheEntry {
         (self.metadata.len() + self.body.len()) as u64
     }
 
+    /// `Err(TooLarge)` when the entry weighs more than a tier's item `limit`.
+    pub(crate) fn check_fits(&self, limit: u64) -> Result<(), CacheError> {
+        if self.weight() > limit {
+            return Err(CacheError::TooLarge {
+                size: self.weight(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the entry is past its retention limit at `now`.
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|e| e <= now)

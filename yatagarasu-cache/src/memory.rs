@@ -116,12 +116,7 @@ impl CacheTier for MemoryTier {
         entry: CacheEntry,
     ) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move {
-            if entry.weight() > self.max_item_bytes {
-                return Err(CacheError::TooLarge {
-                    size: entry.weight(),
-                    limit: self.max_item_bytes,
-                });
-            }
+            entry.check_fits(self.max_item_bytes)?;
             if entry.is_expired_at(SystemTime::now()) {
                 return Ok(());
             }

@@ -226,12 +226,7 @@ impl CacheTier for RedisTier {
         entry: CacheEntry,
     ) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move {
-            if entry.weight() > self.options.max_item_bytes {
-                return Err(CacheError::TooLarge {
-                    size: entry.weight(),
-                    limit: self.options.max_item_bytes,
-                });
-            }
+            entry.check_fits(self.options.max_item_bytes)?;
             let ttl = entry
                 .ttl_from(SystemTime::now())
                 .or(self.options.default_ttl);
