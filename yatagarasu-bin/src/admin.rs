@@ -13,13 +13,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use yatagarasu_core::{Error, ErrorKind};
 
 use crate::proxy::{Proxy, PurgeTarget};
+use crate::stages::response::{ProxyBody, error_response, json_response};
 
 /// The admin service.
 #[derive(Clone)]
@@ -34,21 +34,12 @@ impl std::fmt::Debug for AdminApi {
     }
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
+    json_response(status, v.to_string())
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(
-        status,
-        &serde_json::json!({ "error": { "code": code, "message": message } }),
-    )
+fn error(method: &Method, kind: ErrorKind, message: &str) -> Response<ProxyBody> {
+    error_response(method, &Error::new(kind, message))
 }
 
 /// Compare without leaking the position of the first difference through timing.
@@ -69,7 +60,7 @@ impl AdminApi {
     }
 
     /// Answer one request.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
         let authorized = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -78,8 +69,8 @@ impl AdminApi {
             .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.token.as_bytes()));
         if !authorized {
             let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "Unauthenticated",
+                req.method(),
+                ErrorKind::Unauthenticated,
                 "a valid admin bearer token is required",
             );
             r.headers_mut().insert(
@@ -103,30 +94,23 @@ impl AdminApi {
                     (Some(b), None, Some(p)) => PurgeTarget::Prefix(b, p),
                     _ => {
                         return error(
-                            StatusCode::BAD_REQUEST,
-                            "BadRequest",
+                            req.method(),
+                            ErrorKind::BadRequest,
                             "use bucket, bucket+key or bucket+prefix (key and prefix need a bucket; not both)",
                         );
                     }
                 };
                 match self.proxy.purge(&target).await {
                     Ok(n) => json(StatusCode::OK, &serde_json::json!({ "purged": n })),
-                    Err(e) => {
-                        let status = StatusCode::from_u16(e.status())
-                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                        json(
-                            status,
-                            &serde_json::from_str(&e.to_json()).unwrap_or_default(),
-                        )
-                    }
+                    Err(e) => error_response(req.method(), &e),
                 }
             }
-            (_, "/admin/stats" | "/admin/purge") => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                "wrong method",
+            (m, "/admin/stats" | "/admin/purge") => error(
+                m,
+                ErrorKind::MethodNotAllowed,
+                "wrong method for this admin endpoint",
             ),
-            _ => error(StatusCode::NOT_FOUND, "NotFound", "no such admin endpoint"),
+            (m, _) => error(m, ErrorKind::NotFound, "no such admin endpoint"),
         }
     }
 
@@ -157,7 +141,7 @@ impl AdminApi {
             .map(|(name, s)| {
                 let v = serde_json::json!({
                     "hit": s.hit, "miss": s.miss, "revalidated": s.revalidated,
-                    "stale": s.stale, "bypass": s.bypass,
+                    "stale": s.stale, "bypass": s.bypass, "negative_hit": s.negative_hit,
                 });
                 (name, v)
             })
@@ -175,7 +159,7 @@ impl AdminApi {
 }
 
 impl<B: Send + 'static> hyper::service::Service<Request<B>> for AdminApi {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 

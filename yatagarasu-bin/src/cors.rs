@@ -4,7 +4,32 @@
 use http::Method;
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::config::CorsConfig;
+use serde::Deserialize;
+
+use crate::lenient::{lenient, lenient_opt};
+
+/// `buckets[].cors`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed (`*` for any).
+    pub allowed_origins: Vec<String>,
+    /// Methods allowed (default GET, HEAD).
+    #[serde(default)]
+    pub allowed_methods: Option<Vec<String>>,
+    /// Request headers allowed in preflight (`*` for any).
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// Response headers exposed to scripts.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a preflight answer may be cached.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub max_age_seconds: Option<u64>,
+    /// Allow credentialed requests (cookies, Authorization).
+    #[serde(default, deserialize_with = "lenient")]
+    pub allow_credentials: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Allowed {

@@ -53,18 +53,32 @@ mod cache;
 pub mod config;
 mod cors;
 mod fetch;
+mod lenient;
+mod metrics;
+mod outcome;
 mod proxy;
-mod router;
+mod routes;
 mod server;
+mod stages;
+mod state;
 
 pub use admin::{AdminApi, serve_admin};
 pub use cache::CachePolicy;
 pub use config::{Config, ConfigError};
 pub use cors::CorsPolicy;
 pub use fetch::{CoalescingOptions, CoalescingStats, FetchOptions};
-pub use proxy::{BucketCacheStats, Proxy, ProxyBody, ProxyBuilder, PurgeTarget};
-pub use router::{BucketRoute, RESERVED_PATHS};
+pub use metrics::{MetricsRecorder, NoMetrics, RequestRecord};
+pub use outcome::{CacheStatus, Completion};
+pub use proxy::{ClientAddr, Proxy, ProxyBuilder, PurgeTarget};
+pub use routes::{BucketCacheStats, BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, serve};
+pub use stages::response::ProxyBody;
+pub use yatagarasu_s3::Origin;
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The root README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -69,22 +69,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if check {
-        println!(
-            "configuration OK: {} bucket(s), listening on {}:{}",
-            config.buckets.len(),
-            config.server.address,
-            config.server.port
-        );
-        return ExitCode::SUCCESS;
+    if !check {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_ansi(false)
+            .init();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +88,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if check {
+        // The same building as start-up (clients, cache tiers, routes), short of binding sockets.
+        return match runtime.block_on(config.build_proxy()) {
+            Ok(_) => {
+                println!(
+                    "configuration OK: {} bucket(s), listening on {}:{}",
+                    config.buckets.len(),
+                    config.server.address,
+                    config.server.port
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: invalid configuration {}:", config_path.display());
+                for p in e.problems() {
+                    eprintln!("  {p}");
+                }
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -106,13 +120,14 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = config.build_proxy().await?;
+    let routes = proxy.routes();
     let addr = (config.server.address.as_str(), config.server.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, buckets = proxy.routes().len(), "yatagarasu listening");
-    for r in proxy.routes() {
+    tracing::info!(address = %local, buckets = routes.len(), "yatagarasu listening");
+    for r in &routes {
         tracing::info!(bucket = %r.name, prefix = %r.path_prefix, "serving bucket");
     }
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();

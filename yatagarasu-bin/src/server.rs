@@ -10,7 +10,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::proxy::Proxy;
+use crate::proxy::{ClientAddr, Proxy};
+use crate::stages::limits::ListenerUriLimit;
 
 /// Limits and timings of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +23,8 @@ pub struct ServerOptions {
     pub max_header_bytes: usize,
     /// Most header fields in one HTTP/1.1 request; more gets 431.
     pub max_headers: usize,
-    /// Longest request target; enforced by the [`Proxy`] (see `ProxyBuilder::max_uri_bytes`), kept here
-    /// so one settings value describes the listener.
+    /// Longest request target (path and query) this listener accepts; longer gets 414. The
+    /// [`Proxy`] has its own limit (`ProxyBuilder::max_uri_bytes`); the smaller of the two applies.
     pub max_uri_bytes: usize,
     /// Most concurrent connections; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
@@ -86,7 +87,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), proxy.clone());
+        let (proxy, max_uri_bytes) = (proxy.clone(), options.max_uri_bytes);
+        let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
+            let proxy = proxy.clone();
+            async move {
+                req.extensions_mut().insert(ClientAddr(peer));
+                req.extensions_mut().insert(ListenerUriLimit(max_uri_bytes));
+                Ok::<_, std::convert::Infallible>(proxy.handle(req).await)
+            }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

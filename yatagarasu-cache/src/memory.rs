@@ -10,7 +10,19 @@ use crate::error::CacheError;
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
 
-struct PerEntryExpiry;
+/// Each entry lives until its own deadline, and at most `max_ttl` in this tier when one is set.
+struct PerEntryExpiry {
+    max_ttl: Option<Duration>,
+}
+
+impl PerEntryExpiry {
+    fn ttl(&self, value: &CacheEntry) -> Option<Duration> {
+        match (value.ttl_from(SystemTime::now()), self.max_ttl) {
+            (Some(own), Some(cap)) => Some(own.min(cap)),
+            (own, cap) => own.or(cap),
+        }
+    }
+}
 
 impl Expiry<Vec<u8>, Arc<CacheEntry>> for PerEntryExpiry {
     fn expire_after_create(
@@ -19,7 +31,7 @@ impl Expiry<Vec<u8>, Arc<CacheEntry>> for PerEntryExpiry {
         value: &Arc<CacheEntry>,
         _now: Instant,
     ) -> Option<Duration> {
-        value.ttl_from(SystemTime::now())
+        self.ttl(value)
     }
 
     fn expire_after_update(
@@ -29,7 +41,7 @@ impl Expiry<Vec<u8>, Arc<CacheEntry>> for PerEntryExpiry {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        value.ttl_from(SystemTime::now())
+        self.ttl(value)
     }
 }
 
@@ -54,6 +66,12 @@ impl std::fmt::Debug for MemoryTier {
 impl MemoryTier {
     /// A tier holding at most `max_bytes`, refusing entries over `max_item_bytes`.
     pub fn new(max_bytes: u64, max_item_bytes: u64) -> Self {
+        Self::with_max_ttl(max_bytes, max_item_bytes, None)
+    }
+
+    /// Like [`new`](Self::new), and no entry stays longer than `max_ttl` in this tier (it may live
+    /// on in slower tiers): bounds how long memory holds what other tiers keep for days.
+    pub fn with_max_ttl(max_bytes: u64, max_item_bytes: u64, max_ttl: Option<Duration>) -> Self {
         let counters = Arc::new(Counters::default());
         let evictions = Arc::clone(&counters);
         let cache = moka::future::Cache::builder()
@@ -61,7 +79,7 @@ impl MemoryTier {
             .weigher(|k: &Vec<u8>, v: &Arc<CacheEntry>| {
                 u32::try_from(k.len() as u64 + v.weight()).unwrap_or(u32::MAX)
             })
-            .expire_after(PerEntryExpiry)
+            .expire_after(PerEntryExpiry { max_ttl })
             .eviction_listener(move |_k, _v, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     Counters::inc(&evictions.evictions);

@@ -51,6 +51,33 @@ async fn memory_tier_stores_expires_and_respects_limits() {
 }
 
 #[tokio::test]
+async fn memory_tier_max_ttl_caps_how_long_memory_holds_an_entry() {
+    let m = MemoryTier::with_max_ttl(1024 * 1024, 1000, Some(Duration::from_millis(30)));
+    m.put(b"k", entry("v", Some(Duration::from_secs(600))))
+        .await
+        .unwrap();
+    m.put(b"forever", entry("w", None)).await.unwrap();
+    assert!(m.get(b"k").await.unwrap().is_some(), "held right after put");
+    tokio::time::sleep(Duration::from_millis(60)).await; // let the cap pass
+    assert!(
+        m.get(b"k").await.unwrap().is_none(),
+        "gone after the cap although its own TTL is 600 s"
+    );
+    assert!(
+        m.get(b"forever").await.unwrap().is_none(),
+        "the cap applies to entries without a TTL too"
+    );
+    // Without a cap the entry's own deadline rules.
+    let plain = MemoryTier::new(1024 * 1024, 1000);
+    plain
+        .put(b"k", entry("v", Some(Duration::from_secs(600))))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(plain.get(b"k").await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn memory_tier_is_bounded_in_bytes() {
     let m = MemoryTier::new(100_000, 10_000);
     for i in 0..100u32 {

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// What went wrong, coarsely: decides the HTTP status a proxy answers with and whether a retry may help.
+/// What went wrong, coarsely, and whether a retry may help. (The proxy crate maps kinds to HTTP statuses;
+/// the numbers below are the ones it uses.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -33,6 +34,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The origin answered with something unusable (502); retrying may help.
     Upstream,
+    /// The object changed at the origin while it was being read in pieces (its ETag no longer
+    /// matches the one the read started with). Retrying reads the new version whole.
+    ObjectChanged,
     /// A bug or an unexpected local failure (500).
     Internal,
     /// The configuration is invalid (500 if it ever reaches a client; normally fatal at start-up).
@@ -40,35 +44,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The HTTP status code a proxy answers with for this kind.
-    pub const fn status(self) -> u16 {
-        match self {
-            Self::NotFound => 404,
-            Self::AccessDenied => 403,
-            Self::Unauthenticated => 401,
-            Self::InvalidRange => 416,
-            Self::PreconditionFailed => 412,
-            Self::NotModified => 304,
-            Self::BadRequest => 400,
-            Self::MethodNotAllowed => 405,
-            Self::UriTooLong => 414,
-            Self::TooManyRequests => 429,
-            Self::UpstreamTimeout => 504,
-            Self::Unavailable => 503,
-            Self::Upstream => 502,
-            Self::Internal | Self::Config => 500,
-        }
-    }
-
     /// Whether repeating the same idempotent request may succeed.
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::TooManyRequests | Self::UpstreamTimeout | Self::Unavailable | Self::Upstream
+            Self::TooManyRequests
+                | Self::UpstreamTimeout
+                | Self::Unavailable
+                | Self::Upstream
+                | Self::ObjectChanged
         )
     }
 
-    /// The error code used in JSON bodies when no upstream code is known.
+    /// A stable name for the kind (`NotFound`, `BadGateway`, ...): the code clients see when the
+    /// origin gave none.
     pub const fn code(self) -> &'static str {
         match self {
             Self::NotFound => "NotFound",
@@ -84,24 +73,9 @@ impl ErrorKind {
             Self::UpstreamTimeout => "UpstreamTimeout",
             Self::Unavailable => "ServiceUnavailable",
             Self::Upstream => "BadGateway",
+            Self::ObjectChanged => "ObjectChanged",
             Self::Internal => "InternalError",
             Self::Config => "ConfigError",
-        }
-    }
-
-    /// The kind an HTTP status code from an origin maps to, when nothing more specific is known.
-    pub const fn from_upstream_status(status: u16) -> Self {
-        match status {
-            304 => Self::NotModified,
-            400 => Self::BadRequest,
-            401 | 403 => Self::AccessDenied,
-            404 => Self::NotFound,
-            412 => Self::PreconditionFailed,
-            416 => Self::InvalidRange,
-            429 => Self::TooManyRequests,
-            503 => Self::Unavailable,
-            504 => Self::UpstreamTimeout,
-            _ => Self::Upstream,
         }
     }
 }
@@ -114,7 +88,7 @@ impl fmt::Display for ErrorKind {
 
 /// Where an error happened: which object, which operation, which request.
 ///
-/// Every field is optional; the JSON rendering leaves absent ones out.
+/// Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorContext {
@@ -156,8 +130,9 @@ struct Inner {
 ///     .with_key("cats/1.jpg")
 ///     .with_operation("GetObject")
 ///     .with_upstream_code("NoSuchKey");
-/// assert_eq!(err.status(), 404);
-/// assert!(err.to_json().contains(r#""code":"NoSuchKey""#));
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert_eq!(err.code(), "NoSuchKey");
+/// assert!(!err.is_retryable());
 /// ```
 #[derive(Clone)]
 pub struct Error {
@@ -237,11 +212,6 @@ impl Error {
         self.inner.kind
     }
 
-    /// The HTTP status a proxy answers with.
-    pub fn status(&self) -> u16 {
-        self.inner.kind.status()
-    }
-
     /// Whether a retry of the same idempotent request may succeed.
     pub fn is_retryable(&self) -> bool {
         self.inner.kind.is_retryable()
@@ -264,30 +234,6 @@ impl Error {
             .upstream_code
             .as_deref()
             .unwrap_or(self.inner.kind.code())
-    }
-
-    /// The JSON body a proxy sends for this error:
-    /// `{"error":{"code":"…","message":"…","bucket":"…","key":"…","operation":"…","request_id":"…"}}`.
-    pub fn to_json(&self) -> String {
-        let ctx = &self.inner.context;
-        let mut body = serde_json::Map::new();
-        body.insert("code".into(), self.code().into());
-        body.insert("message".into(), self.inner.message.clone().into());
-        if let Some(b) = &ctx.bucket {
-            body.insert("bucket".into(), b.clone().into());
-        }
-        if let Some(k) = &ctx.key {
-            body.insert("key".into(), k.clone().into());
-        }
-        if let Some(op) = ctx.operation {
-            body.insert("operation".into(), op.into());
-        }
-        if let Some(id) = &ctx.request_id {
-            body.insert("request_id".into(), id.clone().into());
-        }
-        let mut root = serde_json::Map::new();
-        root.insert("error".into(), serde_json::Value::Object(body));
-        serde_json::Value::Object(root).to_string()
     }
 }
 
@@ -385,40 +331,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_and_retryability_follow_the_kind() {
-        assert_eq!(ErrorKind::NotFound.status(), 404);
-        assert_eq!(ErrorKind::InvalidRange.status(), 416);
-        assert_eq!(ErrorKind::UpstreamTimeout.status(), 504);
+    fn retryability_follows_the_kind() {
         assert!(ErrorKind::Unavailable.is_retryable());
         assert!(ErrorKind::TooManyRequests.is_retryable());
+        assert!(ErrorKind::ObjectChanged.is_retryable());
         assert!(!ErrorKind::NotFound.is_retryable());
         assert!(!ErrorKind::AccessDenied.is_retryable());
     }
 
     #[test]
-    fn json_carries_context_and_upstream_code() {
-        let err = Error::new(ErrorKind::NotFound, "no such key")
-            .with_bucket("b")
-            .with_key("a \"quoted\" key")
-            .with_operation("GetObject")
-            .with_request_id("req-1")
-            .with_upstream_code("NoSuchKey");
-        let v: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
-        assert_eq!(v["error"]["code"], "NoSuchKey");
-        assert_eq!(v["error"]["message"], "no such key");
-        assert_eq!(v["error"]["bucket"], "b");
-        assert_eq!(v["error"]["key"], "a \"quoted\" key");
-        assert_eq!(v["error"]["operation"], "GetObject");
-        assert_eq!(v["error"]["request_id"], "req-1");
-    }
-
-    #[test]
-    fn json_leaves_out_absent_context_and_uses_kind_code() {
-        let err = Error::new(ErrorKind::Upstream, "origin sent garbage");
-        let v: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
-        assert_eq!(v["error"]["code"], "BadGateway");
-        assert!(v["error"].get("bucket").is_none());
-        assert!(v["error"].get("request_id").is_none());
+    fn code_is_the_upstream_code_else_the_kind() {
+        let err = Error::new(ErrorKind::NotFound, "no such key").with_upstream_code("NoSuchKey");
+        assert_eq!(err.code(), "NoSuchKey");
+        assert_eq!(Error::new(ErrorKind::Upstream, "x").code(), "BadGateway");
     }
 
     #[test]
@@ -446,7 +371,7 @@ mod tests {
         assert!(!s.contains("AKID"), "{s}");
         assert!(!s.contains("eyJhbGciOi"), "{s}");
         assert!(s.contains("x=1"), "{s}");
-        assert!(!err.to_json().contains("abcdef"));
+        assert!(!format!("{err:?}").contains("abcdef"));
     }
 
     #[test]
@@ -463,16 +388,5 @@ mod tests {
         let err = Error::new(ErrorKind::Upstream, "broken").with_source(io);
         let src = std::error::Error::source(&err).unwrap();
         assert_eq!(src.to_string(), "reset");
-    }
-
-    #[test]
-    fn upstream_status_maps_to_kinds() {
-        assert_eq!(ErrorKind::from_upstream_status(404), ErrorKind::NotFound);
-        assert_eq!(
-            ErrorKind::from_upstream_status(403),
-            ErrorKind::AccessDenied
-        );
-        assert_eq!(ErrorKind::from_upstream_status(500), ErrorKind::Upstream);
-        assert_eq!(ErrorKind::from_upstream_status(503), ErrorKind::Unavailable);
     }
 }

@@ -3,9 +3,9 @@
 //! The small shared vocabulary of the [Yatagarasu](https://github.com/yatagarasu-rs/yatagarasu) S3
 //! proxy crates:
 //!
-//! - [`Error`]: one cloneable error type with a kind that decides the HTTP status and whether a retry
-//!   may help, context (bucket, key, operation, request id, upstream S3 code) and a JSON rendering for
-//!   HTTP error bodies. Messages are scrubbed of credential-looking values when built.
+//! - [`Error`]: one cloneable error type with a kind that says what went wrong and whether a retry
+//!   may help, and context (bucket, key, operation, request id, upstream S3 code). Presenting it over
+//!   HTTP (status, JSON body) is left to the proxy crate. Messages are scrubbed of credential-looking values when built.
 //! - HTTP semantics implemented once, following RFC 9110 section by section: [`RangeHeader`]
 //!   (section 14), [`ContentRange`] (14.4), [`EntityTag`] comparison (8.8.3), and [`Preconditions`]
 //!   (section 13), evaluated in the order of 13.2.2, with HTTP-date parsing in all three formats.

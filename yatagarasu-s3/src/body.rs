@@ -80,6 +80,14 @@ impl ObjectBody {
         }
     }
 
+    /// A body over any stream of chunks: for [`Origin`](crate::Origin) decorators that watch or
+    /// transform the bytes of the origin they wrap (count them, time them, fail over mid-body).
+    pub fn from_stream(stream: impl Stream<Item = Result<Bytes>> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(stream),
+        }
+    }
+
     /// Read the whole body into memory. For small objects; large ones should be streamed.
     pub async fn collect(mut self) -> Result<Bytes> {
         let mut chunks = Vec::new();

@@ -4,258 +4,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use url::Url;
 use yatagarasu_core::{ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, RangeSpec, Result};
 
 use crate::body::ObjectBody;
-use crate::config::{AddressingStyle, CredentialsSource, RetryPolicy, Timeouts};
-use crate::credentials::{CachingProvider, ChainProvider, Credentials, Env, StaticProvider};
+use crate::builder::S3ClientBuilder;
+use crate::config::Timeouts;
+use crate::credentials::CachingProvider;
+use crate::errors::{default_code, kind_for_code, kind_for_status};
+use crate::headers::{header_u64, meta_from_headers};
 use crate::list::{ListObjectsV2Page, ListObjectsV2Request, parse_list_objects_v2};
+use crate::retry::{RetryPolicy, retry};
 use crate::sigv4::{
-    EMPTY_PAYLOAD_SHA256, SessionTokenPlacement, SignableRequest, Signer, SigningSettings,
-    UNSIGNED_PAYLOAD, uri_encode,
+    SessionTokenPlacement, SignableRequest, Signer, SigningSettings, UNSIGNED_PAYLOAD, uri_encode,
 };
 use crate::xml;
 
 /// Largest S3 error body read; anything longer is cut (S3's are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Builds an [`S3Client`] for one bucket.
-#[derive(Debug, Clone)]
-pub struct S3ClientBuilder {
-    bucket: String,
-    region: Option<String>,
-    endpoint: Option<String>,
-    addressing: AddressingStyle,
-    credentials: CredentialsSource,
-    http: Option<reqwest::Client>,
-    timeouts: Timeouts,
-    retry: RetryPolicy,
-    unsigned_payload: bool,
-    env: Env,
-}
-
-impl S3ClientBuilder {
-    /// Start building a client for `bucket`.
-    pub fn new(bucket: impl Into<String>) -> Self {
-        Self {
-            bucket: bucket.into(),
-            region: None,
-            endpoint: None,
-            addressing: AddressingStyle::Auto,
-            credentials: CredentialsSource::DefaultChain,
-            http: None,
-            timeouts: Timeouts::default(),
-            retry: RetryPolicy::default(),
-            unsigned_payload: false,
-            env: Env::process(),
-        }
-    }
-
-    /// The region (default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`).
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
-        self
-    }
-
-    /// A custom endpoint, e.g. `http://127.0.0.1:9000` for MinIO. Without one, AWS S3 is used.
-    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-
-    /// Path-style or virtual-hosted addressing (default: [`AddressingStyle::Auto`]).
-    pub fn addressing_style(mut self, style: AddressingStyle) -> Self {
-        self.addressing = style;
-        self
-    }
-
-    /// Fixed credentials.
-    pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = CredentialsSource::Static(credentials);
-        self
-    }
-
-    /// Any credentials source (the default is the AWS default chain).
-    pub fn credentials_source(mut self, source: CredentialsSource) -> Self {
-        self.credentials = source;
-        self
-    }
-
-    /// Send unsigned requests (public buckets).
-    pub fn anonymous(mut self) -> Self {
-        self.credentials = CredentialsSource::Anonymous;
-        self
-    }
-
-    /// Share an HTTP client (and its connection pool) between several S3 clients. Its own connect
-    /// timeout applies instead of [`Timeouts::connect`].
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
-        self
-    }
-
-    /// Time limits.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// Retry and resume policy.
-    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Sign `UNSIGNED-PAYLOAD` instead of the empty-body hash (both are valid for GET and HEAD).
-    pub fn unsigned_payload(mut self, yes: bool) -> Self {
-        self.unsigned_payload = yes;
-        self
-    }
-
-    /// Where the default credentials chain and the region default read variables from.
-    pub fn env(mut self, env: Env) -> Self {
-        self.env = env;
-        self
-    }
-
-    /// Build the client. Fails with [`ErrorKind::Config`] on an empty bucket, a bad endpoint URL, or
-    /// virtual-hosted addressing with a bucket name that cannot be a host name.
-    pub fn build(self) -> Result<S3Client> {
-        let config_err =
-            |m: String| Error::new(ErrorKind::Config, m).with_bucket(self.bucket.clone());
-        if self.bucket.is_empty() {
-            return Err(Error::new(ErrorKind::Config, "bucket name is empty"));
-        }
-        let region = self
-            .region
-            .clone()
-            .or_else(|| self.env.region())
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let dns_safe = is_dns_safe_bucket(&self.bucket);
-        let (endpoint, custom) = match &self.endpoint {
-            Some(e) => {
-                let url = Url::parse(e)
-                    .map_err(|err| config_err(format!("endpoint `{e}` is not a URL: {err}")))?;
-                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(config_err(format!(
-                        "endpoint `{e}` must be an http:// or https:// URL with a host"
-                    )));
-                }
-                if url.query().is_some() || url.fragment().is_some() {
-                    return Err(config_err(format!(
-                        "endpoint `{e}` must not have a query or fragment"
-                    )));
-                }
-                (url, true)
-            }
-            None => (
-                Url::parse(&format!("https://s3.{region}.amazonaws.com")).map_err(|err| {
-                    config_err(format!(
-                        "region `{region}` does not make a valid host: {err}"
-                    ))
-                })?,
-                false,
-            ),
-        };
-        let path_style = match self.addressing {
-            AddressingStyle::Path => true,
-            AddressingStyle::VirtualHosted => {
-                if !dns_safe {
-                    return Err(config_err(format!(
-                        "bucket `{}` is not a valid host name label; use path-style addressing",
-                        self.bucket
-                    )));
-                }
-                false
-            }
-            AddressingStyle::Auto => custom || !dns_safe,
-        };
-        let host = endpoint.host_str().unwrap_or_default();
-        let host = if path_style {
-            host.to_owned()
-        } else {
-            format!("{}.{host}", self.bucket)
-        };
-        let authority = match endpoint.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host,
-        };
-        let mut prefix = endpoint.path().trim_end_matches('/').to_owned();
-        if path_style {
-            prefix.push('/');
-            prefix.push_str(&uri_encode(&self.bucket, false));
-        }
-        let base = format!("{}://{authority}{prefix}", endpoint.scheme());
-
-        let http = match self.http {
-            Some(c) => c,
-            None => default_http_client(self.timeouts.connect)
-                .map_err(|e| config_err(format!("cannot build HTTP client: {e}")))?,
-        };
-        let credentials = match self.credentials {
-            CredentialsSource::Anonymous => None,
-            CredentialsSource::Static(c) => {
-                Some(CachingProvider::new(Arc::new(StaticProvider::new(c))))
-            }
-            CredentialsSource::Provider(p) => Some(CachingProvider::new(p)),
-            CredentialsSource::DefaultChain => Some(CachingProvider::new(Arc::new(
-                ChainProvider::default_chain(self.env.clone(), http.clone()),
-            ))),
-        };
-        Ok(S3Client {
-            inner: Arc::new(Inner {
-                bucket: self.bucket,
-                region,
-                base,
-                credentials,
-                signer: Signer::new(),
-                http,
-                timeouts: self.timeouts,
-                retry: self.retry,
-                payload_hash: if self.unsigned_payload {
-                    UNSIGNED_PAYLOAD
-                } else {
-                    EMPTY_PAYLOAD_SHA256
-                },
-            }),
-        })
-    }
-}
-
-/// A `reqwest` client suited to S3: no automatic decompression (objects are passed through as
-/// stored), no redirects (S3 redirects are errors to report), pooled keep-alive connections, TCP_NODELAY.
-pub fn default_http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-}
-
-/// Bucket names that can be a DNS label (and so virtual-hosted): lowercase letters, digits, hyphens;
-/// no dots (they break TLS wildcard certificates).
-fn is_dns_safe_bucket(b: &str) -> bool {
-    (3..=63).contains(&b.len())
-        && b.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        && !b.starts_with('-')
-        && !b.ends_with('-')
-}
-
-struct Inner {
-    bucket: String,
-    region: String,
+pub(crate) struct Inner {
+    pub(crate) bucket: String,
+    pub(crate) region: String,
     /// `scheme://authority[/prefix][/bucket]`, without a trailing slash.
-    base: String,
-    credentials: Option<CachingProvider>,
-    signer: Signer,
-    http: reqwest::Client,
-    timeouts: Timeouts,
-    retry: RetryPolicy,
-    payload_hash: &'static str,
+    pub(crate) base: String,
+    pub(crate) credentials: Option<CachingProvider>,
+    pub(crate) signer: Signer,
+    pub(crate) http: reqwest::Client,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) payload_hash: &'static str,
 }
 
 /// An S3 client bound to one bucket. Cheap to clone.
@@ -264,7 +43,7 @@ struct Inner {
 /// operation and the S3 error code.
 #[derive(Clone)]
 pub struct S3Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for S3Client {
@@ -688,23 +467,7 @@ impl S3Client {
         let url = self.url_for(op)?;
         let inner = &self.inner;
         let deadline = Instant::now() + inner.timeouts.total;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let err = match self.attempt(op, &url).await {
-                Ok(resp) => return Ok(resp),
-                Err(e) => e,
-            };
-            if !err.is_retryable() || attempt >= inner.retry.max_attempts {
-                return Err(err);
-            }
-            let delay = inner.retry.backoff(attempt);
-            if Instant::now() + delay >= deadline {
-                return Err(err);
-            }
-            tracing::debug!(operation = op.name, bucket = %inner.bucket, attempt, ?delay, error = %err, "retrying S3 request");
-            tokio::time::sleep(delay).await;
-        }
+        retry(&inner.retry, deadline, op.name, || self.attempt(op, &url)).await
     }
 
     async fn attempt(&self, op: &Op<'_>, url: &Url) -> Result<reqwest::Response> {
@@ -787,10 +550,10 @@ impl S3Client {
             .ok()
             .and_then(|t| xml::flatten(t).ok());
         let field = |n: &str| parsed.as_ref().and_then(|els| xml::first_text(els, n));
-        let code = field("Code").unwrap_or_else(|| default_code(op, status).to_owned());
+        let code =
+            field("Code").unwrap_or_else(|| default_code(op.key.is_some(), status).to_owned());
         let message = field("Message").unwrap_or_else(|| format!("origin answered {status}"));
-        let kind = kind_for_code(&code)
-            .unwrap_or_else(|| ErrorKind::from_upstream_status(status.as_u16()));
+        let kind = kind_for_code(&code).unwrap_or_else(|| kind_for_status(status.as_u16()));
         let mut err = op
             .error(&self.inner.bucket, kind, message)
             .with_upstream_code(code);
@@ -799,53 +562,6 @@ impl S3Client {
         }
         err
     }
-}
-
-fn default_code(op: &Op<'_>, status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        304 => "NotModified",
-        403 => "AccessDenied",
-        404 if op.key.is_some() => "NoSuchKey",
-        404 => "NoSuchBucket",
-        412 => "PreconditionFailed",
-        416 => "InvalidRange",
-        429 => "SlowDown",
-        500 => "InternalError",
-        503 => "ServiceUnavailable",
-        _ => "UnknownError",
-    }
-}
-
-/// The kind an S3 error code stands for, when the code alone decides it.
-pub fn kind_for_code(code: &str) -> Option<ErrorKind> {
-    Some(match code {
-        "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound" => ErrorKind::NotFound,
-        "AccessDenied"
-        | "SignatureDoesNotMatch"
-        | "InvalidAccessKeyId"
-        | "ExpiredToken"
-        | "InvalidToken"
-        | "TokenRefreshRequired"
-        | "AllAccessDisabled"
-        | "AccountProblem"
-        | "InvalidObjectState"
-        | "RequestTimeTooSkewed" => ErrorKind::AccessDenied,
-        "InvalidRange" => ErrorKind::InvalidRange,
-        "PreconditionFailed" => ErrorKind::PreconditionFailed,
-        "NotModified" => ErrorKind::NotModified,
-        "SlowDown"
-        | "TooManyRequests"
-        | "Throttling"
-        | "ThrottlingException"
-        | "RequestLimitExceeded" => ErrorKind::TooManyRequests,
-        "InternalError" | "BadGateway" => ErrorKind::Upstream,
-        "ServiceUnavailable" => ErrorKind::Unavailable,
-        "RequestTimeout" => ErrorKind::UpstreamTimeout,
-        "InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "InvalidURI" => {
-            ErrorKind::BadRequest
-        }
-        _ => return None,
-    })
 }
 
 fn push_conditions(
@@ -873,37 +589,6 @@ fn host_header(url: &Url) -> String {
         Some(p) => format!("{host}:{p}"),
         None => host.to_owned(),
     }
-}
-
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
-    header_str(h, name).and_then(|v| v.trim().parse().ok())
-}
-
-/// Object metadata from S3 response headers (everything but the size).
-pub(crate) fn meta_from_headers(h: &HeaderMap) -> ObjectMeta {
-    let owned = |n: &str| header_str(h, n).map(str::to_owned);
-    let mut meta = ObjectMeta::default();
-    meta.etag = header_str(h, "etag").and_then(EntityTag::parse_lenient);
-    meta.last_modified = header_str(h, "last-modified").and_then(yatagarasu_core::parse_http_date);
-    meta.content_type = owned("content-type");
-    meta.cache_control = owned("cache-control");
-    meta.content_encoding = owned("content-encoding");
-    meta.content_disposition = owned("content-disposition");
-    meta.content_language = owned("content-language");
-    meta.expires = owned("expires");
-    meta.version_id = owned("x-amz-version-id");
-    for (name, value) in h {
-        if let Some(k) = name.as_str().strip_prefix("x-amz-meta-")
-            && let Ok(v) = value.to_str()
-        {
-            meta.user_metadata.insert(k.to_owned(), v.to_owned());
-        }
-    }
-    meta
 }
 
 /// Read a whole (small) body, each chunk within `idle`, at most `limit` bytes.
@@ -951,6 +636,7 @@ impl S3Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AddressingStyle;
 
     fn client(endpoint: Option<&str>, bucket: &str, style: AddressingStyle) -> Result<S3Client> {
         let mut b = S3Client::builder(bucket)
@@ -1047,36 +733,5 @@ mod tests {
                 .kind(),
             ErrorKind::Config
         );
-    }
-
-    #[test]
-    fn s3_codes_map_to_kinds() {
-        assert_eq!(kind_for_code("NoSuchKey"), Some(ErrorKind::NotFound));
-        assert_eq!(
-            kind_for_code("SignatureDoesNotMatch"),
-            Some(ErrorKind::AccessDenied)
-        );
-        assert_eq!(kind_for_code("SlowDown"), Some(ErrorKind::TooManyRequests));
-        assert_eq!(kind_for_code("InternalError"), Some(ErrorKind::Upstream));
-        assert_eq!(kind_for_code("Whatever"), None);
-    }
-
-    #[test]
-    fn metadata_from_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("etag", "\"abc\"".parse().unwrap());
-        h.insert(
-            "last-modified",
-            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
-        );
-        h.insert("content-type", "image/png".parse().unwrap());
-        h.insert("x-amz-meta-owner", "alice".parse().unwrap());
-        h.insert("x-amz-version-id", "v9".parse().unwrap());
-        let m = meta_from_headers(&h);
-        assert_eq!(m.etag.unwrap().opaque(), "abc");
-        assert!(m.last_modified.is_some());
-        assert_eq!(m.content_type.as_deref(), Some("image/png"));
-        assert_eq!(m.user_metadata["owner"], "alice");
-        assert_eq!(m.version_id.as_deref(), Some("v9"));
     }
 }

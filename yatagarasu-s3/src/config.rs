@@ -42,54 +42,6 @@ impl Default for Timeouts {
     }
 }
 
-/// Retries with exponential backoff and full jitter, for idempotent requests that failed on a
-/// connection error, a timeout, a 5xx, or throttling (429 / `SlowDown`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total (1 = no retry).
-    pub max_attempts: u32,
-    /// The first backoff's upper bound; doubles each retry.
-    pub base_delay: Duration,
-    /// Upper bound of any backoff.
-    pub max_delay: Duration,
-    /// How many times a body that breaks mid-stream is resumed (ranged GET with `If-Match`) before the
-    /// read fails. Bytes already handed to the caller are never sent again.
-    pub max_resumes: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
-            max_resumes: 3,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries and no resumes.
-    pub fn none() -> Self {
-        Self {
-            max_attempts: 1,
-            max_resumes: 0,
-            ..Self::default()
-        }
-    }
-
-    /// The backoff before retry number `retry` (1-based): uniformly random in `[0, min(max, base * 2^(retry-1))]`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(
-            1u32.checked_shl(retry.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        let cap = exp.min(self.max_delay);
-        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(fastrand::u64(0..=nanos))
-    }
-}
-
 /// Where the client's credentials come from.
 #[derive(Clone, Default)]
 pub enum CredentialsSource {
@@ -112,28 +64,5 @@ impl std::fmt::Debug for CredentialsSource {
             Self::Provider(p) => f.debug_tuple("Provider").field(p).finish(),
             Self::Anonymous => f.write_str("Anonymous"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded_by_exponential_cap() {
-        let p = RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(350),
-            ..RetryPolicy::default()
-        };
-        for _ in 0..200 {
-            assert!(p.backoff(1) <= Duration::from_millis(100));
-            assert!(p.backoff(2) <= Duration::from_millis(200));
-            assert!(p.backoff(3) <= Duration::from_millis(350));
-            assert!(p.backoff(40) <= Duration::from_millis(350));
-        }
-        // Full jitter spreads values: 200 draws are not all equal.
-        let draws: std::collections::HashSet<_> = (0..200).map(|_| p.backoff(3)).collect();
-        assert!(draws.len() > 10);
     }
 }

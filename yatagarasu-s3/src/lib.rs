@@ -45,22 +45,28 @@
 //! ```
 
 mod body;
+mod builder;
 mod client;
 mod config;
 pub mod credentials;
+mod errors;
+mod headers;
 mod list;
+mod origin;
+pub mod retry;
 pub mod sigv4;
 mod time;
 mod xml;
 
 pub use body::ObjectBody;
-pub use client::{
-    GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client, S3ClientBuilder,
-    default_http_client, kind_for_code,
-};
-pub use config::{AddressingStyle, CredentialsSource, RetryPolicy, Timeouts};
+pub use builder::{S3ClientBuilder, default_http_client};
+pub use client::{GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client};
+pub use config::{AddressingStyle, CredentialsSource, Timeouts};
 pub use credentials::{Credentials, Env, ProvideCredentials};
+pub use errors::{kind_for_code, kind_for_status};
 pub use list::{ListObjectsV2Page, ListObjectsV2Request, ObjectSummary};
+pub use origin::{Origin, OriginFuture};
+pub use retry::RetryPolicy;
 pub use yatagarasu_core::{Error, ErrorKind, ObjectMeta, Result};
 
 /// Render a transport error and its causes on one line, with any URL removed (URLs can carry

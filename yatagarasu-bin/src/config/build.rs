@@ -1,0 +1,183 @@
+//! Turning a validated [`Config`] into the running parts: S3 clients, cache tiers, routes, the proxy.
+//! Start-up and `--check` run this same code; only binding sockets is left to the caller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use yatagarasu_cache::{CacheTier, DiskTier, MemoryTier, RedisOptions, RedisTier, TieredCache};
+use yatagarasu_s3::{
+    AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
+};
+
+use super::{Config, ConfigError};
+use crate::cache::CachePolicy;
+use crate::cors::CorsPolicy;
+use crate::fetch::{CoalescingOptions, FetchOptions};
+use crate::proxy::Proxy;
+use crate::routes::BucketRoute;
+use crate::server::ServerOptions;
+
+impl Config {
+    /// The listener settings.
+    pub fn server_options(&self) -> ServerOptions {
+        let s = &self.server;
+        ServerOptions {
+            grace_period: Duration::from_secs(s.shutdown_grace_seconds),
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            max_uri_bytes: s.max_uri_bytes,
+            max_connections: s.max_connections,
+        }
+    }
+
+    /// Build the cache tiers named in `cache.cache_layers`, fastest first (`None` without a cache).
+    pub async fn build_cache(&self) -> Result<Option<TieredCache>, ConfigError> {
+        let Some(c) = self.cache.as_ref().filter(|c| c.enabled) else {
+            return Ok(None);
+        };
+        let mib = |n: u64| n.saturating_mul(1024 * 1024);
+        let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
+        for layer in &c.cache_layers {
+            match layer.as_str() {
+                "memory" => tiers.push(Arc::new(MemoryTier::with_max_ttl(
+                    mib(c.memory.max_cache_size_mb),
+                    mib(c.memory.max_item_size_mb),
+                    c.memory.default_ttl_seconds.map(Duration::from_secs),
+                ))),
+                "disk" => {
+                    let d = c
+                        .disk
+                        .as_ref()
+                        .ok_or_else(|| ConfigError::one("cache.disk: required"))?;
+                    let tier = DiskTier::open(
+                        &d.cache_dir,
+                        mib(d.max_disk_cache_size_mb),
+                        mib(d.max_item_size_mb),
+                    )
+                    .await
+                    .map_err(|e| {
+                        ConfigError::one(format!("cache.disk.cache_dir: `{}`: {e}", d.cache_dir))
+                    })?;
+                    tiers.push(Arc::new(tier));
+                }
+                "redis" => {
+                    let r = c
+                        .redis
+                        .as_ref()
+                        .ok_or_else(|| ConfigError::one("cache.redis: required"))?;
+                    let mut o = RedisOptions::new(r.redis_url.clone());
+                    o.key_prefix = r.redis_key_prefix.clone();
+                    o.default_ttl = r.redis_ttl_seconds.map(Duration::from_secs);
+                    o.op_timeout = Duration::from_millis(r.operation_timeout_ms);
+                    o.max_item_bytes = mib(r.max_item_size_mb);
+                    let tier = RedisTier::new(o)
+                        .map_err(|e| ConfigError::one(format!("cache.redis.redis_url: {e}")))?;
+                    tiers.push(Arc::new(tier));
+                }
+                other => {
+                    return Err(ConfigError::one(format!(
+                        "cache.cache_layers: unknown layer `{other}`"
+                    )));
+                }
+            }
+        }
+        Ok(Some(TieredCache::new(tiers)))
+    }
+
+    /// Build the proxy: one S3 client per bucket sharing one connection pool, and the cache tiers.
+    pub async fn build_proxy(&self) -> Result<Proxy, ConfigError> {
+        let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
+            .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
+        let co = &self.coalescing;
+        let mut builder = Proxy::builder()
+            .fetch_options(FetchOptions {
+                slice_size: co.slice_size,
+                buffer_bytes: co.buffer_bytes,
+                max_subscribers: co.max_subscribers,
+            })
+            .max_uri_bytes(self.server.max_uri_bytes)
+            .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));
+        if let Some(tiers) = self.build_cache().await? {
+            let retention = self
+                .cache
+                .as_ref()
+                .map_or(86_400, |c| c.stale_retention_seconds);
+            let negative = self.cache.as_ref().map_or(0, |c| c.negative_ttl_seconds);
+            builder = builder.cache_with_negative_ttl(
+                tiers,
+                Duration::from_secs(retention),
+                Duration::from_secs(negative),
+            );
+        }
+        let default_ttl = self.cache.as_ref().map_or(3600, |c| c.default_ttl_seconds);
+        for (i, b) in self.buckets.iter().enumerate() {
+            let s3 = &b.s3;
+            let mut c = S3Client::builder(s3.bucket.clone()).http_client(http.clone());
+            if let Some(r) = &s3.region {
+                c = c.region(r.clone());
+            }
+            if let Some(e) = &s3.endpoint {
+                c = c.endpoint(e.clone());
+            }
+            c = c.addressing_style(match s3.addressing.as_deref() {
+                Some("path") => AddressingStyle::Path,
+                Some("virtual") => AddressingStyle::VirtualHosted,
+                _ => AddressingStyle::Auto,
+            });
+            c = match (&s3.access_key, &s3.secret_key, s3.anonymous) {
+                (_, _, true) => c.anonymous(),
+                (Some(ak), Some(sk), _) => {
+                    let mut creds = Credentials::new(ak.clone(), sk.clone());
+                    if let Some(t) = &s3.session_token {
+                        creds = creds.with_session_token(t.clone());
+                    }
+                    c.credentials(creds)
+                }
+                _ => c.credentials_source(CredentialsSource::DefaultChain),
+            };
+            let mut timeouts = Timeouts::default();
+            if let Some(t) = s3.timeout {
+                timeouts.first_byte = Duration::from_secs(t);
+                timeouts.idle = Duration::from_secs(t);
+            }
+            if let Some(t) = s3.connect_timeout {
+                timeouts.connect = Duration::from_secs(t);
+            }
+            c = c.timeouts(timeouts);
+            if let Some(n) = s3.max_attempts {
+                c = c.retry_policy(RetryPolicy {
+                    max_attempts: n,
+                    ..RetryPolicy::default()
+                });
+            }
+            let client = c
+                .build()
+                .map_err(|e| ConfigError::one(format!("buckets[{i}].s3: {}", e.message())))?;
+            let cors = match &b.cors {
+                Some(c) => Some(
+                    CorsPolicy::from_config(c)
+                        .map_err(|e| ConfigError::one(format!("buckets[{i}].cors.{e}")))?,
+                ),
+                None => None,
+            };
+            let overrides = b.coalescing.clone().unwrap_or_default();
+            let mut route = BucketRoute::new(b.name.clone(), b.path_prefix.clone(), client);
+            route.expose_user_metadata = b.expose_user_metadata;
+            route.cors = cors;
+            let bucket_cache = b.cache.clone().unwrap_or_default();
+            route.cache = CachePolicy {
+                enabled: bucket_cache.enabled.unwrap_or(true),
+                ttl: Duration::from_secs(bucket_cache.ttl_seconds.unwrap_or(default_ttl)),
+                cache_authenticated: bucket_cache.cache_authenticated,
+            };
+            route.coalescing = CoalescingOptions {
+                enabled: overrides.enabled.unwrap_or(co.enabled),
+                wait_timeout: Duration::from_millis(
+                    overrides.wait_timeout_ms.unwrap_or(co.wait_timeout_ms),
+                ),
+            };
+            builder = builder.route(route);
+        }
+        Ok(builder.build())
+    }
+}

@@ -1,0 +1,314 @@
+//! The YAML configuration: parsing, `${VAR}` substitution, validation with precise errors, and
+//! turning it into a [`Proxy`].
+//!
+//! Key names follow the earlier proxy of this name where a feature exists in both (`server.address`,
+//! `server.port`, `buckets[].name`, `buckets[].path_prefix`, `buckets[].s3.{bucket, region, endpoint,
+//! access_key, secret_key, timeout}`, `buckets[].auth.enabled`), so its users can bring their files.
+
+mod build;
+mod parse;
+mod schema;
+mod validate;
+
+use std::fmt;
+
+pub use schema::*;
+
+/// Everything wrong with a configuration, one problem per line, each naming the key's full path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub(crate) problems: Vec<String>,
+}
+
+impl ConfigError {
+    pub(crate) fn one(problem: impl Into<String>) -> Self {
+        Self {
+            problems: vec![problem.into()],
+        }
+    }
+
+    /// The problems, each `path: message`.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        Self::from_yaml_with_env(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parse and validate YAML text, substituting `${VAR}` / `${VAR:-default}` from `env`.
+    pub fn from_yaml_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let config = parse::parse(text, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::parse::{levenshtein, substitute};
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_with_env(yaml, &|n| match n {
+            "SECRET" => Some("s3cr3t".into()),
+            "PORT" => Some("9090".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        })
+    }
+
+    const MINIMAL: &str =
+        "buckets:\n  - name: media\n    path_prefix: /media\n    s3:\n      bucket: media-bucket\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.server.address, "0.0.0.0");
+        assert_eq!(c.buckets[0].s3.bucket, "media-bucket");
+        assert!(
+            futures_util::FutureExt::now_or_never(c.build_proxy())
+                .expect("no cache: builds without awaiting")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn env_substitution_in_values() {
+        let c = parse(
+            "server:\n  port: ${PORT}\n# ${NOT_SET} in a comment is ignored\nbuckets:\n  - name: m\n    path_prefix: /m\n    s3:\n      bucket: b\n      access_key: AKID\n      secret_key: ${SECRET}\n      region: ${REGION:-eu-west-1}\n      endpoint: \"${ENDPOINT:-http://127.0.0.1:9000}\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9090);
+        assert_eq!(c.buckets[0].s3.secret_key.as_deref(), Some("s3cr3t"));
+        assert_eq!(c.buckets[0].s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            c.buckets[0].s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+    }
+
+    #[test]
+    fn substitution_rules() {
+        let env = |n: &str| (n == "A").then(|| "x: [1]".to_owned());
+        assert_eq!(
+            substitute("pre-${A}-post", &env).unwrap(),
+            "pre-x: [1]-post"
+        );
+        assert_eq!(substitute("$${A}", &env).unwrap(), "${A}");
+        assert_eq!(substitute("cost $5", &env).unwrap(), "cost $5");
+        assert_eq!(substitute("${B:-}", &env).unwrap(), "");
+        assert!(
+            substitute("${B}", &env)
+                .unwrap_err()
+                .contains("B is not set")
+        );
+        assert!(substitute("${A", &env).is_err());
+        assert!(substitute("${A B}", &env).is_err());
+    }
+
+    #[test]
+    fn substituted_yaml_is_not_interpreted() {
+        let c = Config::from_yaml_with_env(
+            "buckets:\n  - name: m\n    path_prefix: /m\n    s3:\n      bucket: ${B}\n",
+            &|_| Some("b\n    endpoint: http://evil".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(c.buckets[0].s3.bucket, "b\n    endpoint: http://evil");
+        assert!(c.buckets[0].s3.endpoint.is_none());
+    }
+
+    #[test]
+    fn unset_variable_names_it_and_the_key() {
+        let err = parse("buckets:\n  - name: m\n    path_prefix: /m\n    s3:\n      bucket: b\n      secret_key: ${MISSING}\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "buckets[0].s3.secret_key: environment variable MISSING is not set and has no default"
+        );
+    }
+
+    #[test]
+    fn typo_gets_path_and_suggestion() {
+        let err = parse(
+            "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a}\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: b\n      acess_key: x\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "buckets[1].s3.acess_key: unknown field, did you mean access_key?"
+        );
+        let err = parse("sever:\n  port: 1\nbuckets: []\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sever: unknown field, did you mean server?"
+        );
+        let err = parse("server:\n  prot: 1\nbuckets: []\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server.prot: unknown field, did you mean port?"
+        );
+    }
+
+    #[test]
+    fn missing_and_mistyped_fields() {
+        let err = parse("buckets:\n  - name: a\n    path_prefix: /a\n    s3: {}\n").unwrap_err();
+        assert_eq!(err.to_string(), "buckets[0].s3.bucket: missing field");
+        let err = parse("server:\n  port: http\nbuckets: []\n").unwrap_err();
+        assert!(err.to_string().starts_with("server.port: "), "{err}");
+        let err = parse("server:\n  port: 70000\nbuckets: []\n").unwrap_err();
+        assert!(err.to_string().starts_with("server.port: "), "{err}");
+        let err = parse("buckets: nope\n").unwrap_err();
+        assert!(err.to_string().starts_with("buckets: "), "{err}");
+    }
+
+    #[test]
+    fn semantic_checks_report_every_problem() {
+        let err = parse(
+            "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'ftp://x', access_key: k}\n  - name: a\n    path_prefix: /a/\n    s3: {bucket: ''}\n  - name: c\n    path_prefix: /health\n    s3: {bucket: c, addressing: sideways}\n  - name: d\n    path_prefix: nope\n    s3: {bucket: d}\n    auth: {enabled: true}\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for want in [
+            "buckets[0].s3.endpoint: `ftp://x` must be an http:// or https:// URL",
+            "buckets[0].s3.secret_key: required when access_key is set",
+            "buckets[1].name: `a` is already the name of buckets[0]",
+            "buckets[1].path_prefix: `/a/` is the same prefix as buckets[0].path_prefix (`/a`)",
+            "buckets[1].s3.bucket: must not be empty",
+            "buckets[2].path_prefix: `/health` would shadow the proxy's own `/health` endpoint",
+            "buckets[2].s3.addressing: `sideways` is not one of auto, path, virtual",
+            "buckets[3].path_prefix: `nope` must start with `/`",
+            "buckets[3].auth.enabled: authentication is not available in this version; set it to false",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unavailable_features_are_refused_not_ignored() {
+        let err = parse(&format!("{MINIMAL}jwt:\n  enabled: true\n")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("jwt: jwt is not available"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  cache_layers: [memory, tape, memory]\n"
+        ))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cache.cache_layers[1]: `tape` is not one of memory, disk, redis"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache.cache_layers[2]: `memory` is listed twice"),
+            "{text}"
+        );
+        let err = parse(&format!("{MINIMAL}cache:\n  cache_layers: [disk, redis]\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cache.disk: required when cache_layers lists disk"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache.redis: required when cache_layers lists redis"),
+            "{text}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  cache_layers: [redis]\n  redis: {{redis_url: 'http://x'}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cache.redis.redis_url: `http://x` is not a redis://"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  memory: {{max_cache_size: 1}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cache.memory.max_cache_size: unknown field, did you mean max_cache_size_mb?"
+        );
+        assert!(parse(&format!("{MINIMAL}cache:\n  enabled: false\n")).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_and_odd_documents() {
+        assert!(
+            parse("buckets: [")
+                .unwrap_err()
+                .to_string()
+                .starts_with("YAML syntax:")
+        );
+        assert!(parse("").unwrap_err().to_string().contains("empty"));
+        assert!(
+            parse("a: 1\na: 2\n")
+                .unwrap_err()
+                .to_string()
+                .contains("duplicated key")
+        );
+        assert!(
+            parse("---\na: 1\n---\nb: 2\n")
+                .unwrap_err()
+                .to_string()
+                .contains("more than one")
+        );
+    }
+
+    #[test]
+    fn coalescing_config_and_overrides() {
+        let c = parse(&format!(
+            "{MINIMAL}coalescing:\n  slice_size: 1048576\n  wait_timeout_ms: 500\n"
+        ))
+        .unwrap();
+        assert_eq!(c.coalescing.slice_size, 1_048_576);
+        assert!(c.coalescing.enabled);
+        let proxy = futures_util::FutureExt::now_or_never(c.build_proxy())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            proxy.routes()[0].coalescing.wait_timeout,
+            Duration::from_millis(500)
+        );
+        let c = parse("buckets:\n  - name: m\n    path_prefix: /m\n    s3: {bucket: b}\n    coalescing: {enabled: false}\n").unwrap();
+        assert!(
+            !futures_util::FutureExt::now_or_never(c.build_proxy())
+                .unwrap()
+                .unwrap()
+                .routes()[0]
+                .coalescing
+                .enabled
+        );
+        let err = parse(&format!("{MINIMAL}coalescing:\n  slice_size: 100\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("coalescing.slice_size: 100 is outside"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn levenshtein_distances() {
+        assert_eq!(levenshtein("acess_key", "access_key"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+    }
+}

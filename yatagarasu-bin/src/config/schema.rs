@@ -1,0 +1,363 @@
+//! The configuration's shape: one struct per section, strict (unknown keys are errors), with the
+//! defaults the README documents.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use crate::cors::CorsConfig;
+use crate::fetch::{CoalescingOptions, FetchOptions};
+use crate::lenient::{lenient, lenient_opt};
+use crate::server::ServerOptions;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The buckets served, each under a path prefix.
+    pub buckets: Vec<BucketConfig>,
+    /// Sliced, shared origin fetches.
+    #[serde(default)]
+    pub coalescing: CoalescingConfig,
+    /// JWT authentication (not available yet: only `enabled: false` is accepted).
+    #[serde(default)]
+    pub jwt: Option<Value>,
+    /// Caching in memory, on disk and in Redis.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+    /// The admin API (purge, stats) on its own listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `server`: the listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub address: String,
+    /// Port to listen on.
+    #[serde(deserialize_with = "lenient")]
+    pub port: u16,
+    /// Most concurrent client connections; further ones wait in the kernel's accept queue.
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes.
+    #[serde(deserialize_with = "lenient")]
+    pub max_header_bytes: usize,
+    /// Most request header fields.
+    #[serde(deserialize_with = "lenient")]
+    pub max_headers: usize,
+    /// Longest request target (path and query) in bytes; longer gets 414.
+    #[serde(deserialize_with = "lenient")]
+    pub max_uri_bytes: usize,
+    /// Seconds in-flight requests may run after SIGTERM or Ctrl-C.
+    #[serde(deserialize_with = "lenient")]
+    pub shutdown_grace_seconds: u64,
+    /// Seconds a `/ready` probe result is reused.
+    #[serde(deserialize_with = "lenient")]
+    pub ready_cache_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let o = ServerOptions::default();
+        Self {
+            address: "0.0.0.0".into(),
+            port: 8080,
+            max_connections: o.max_connections,
+            max_header_bytes: o.max_header_bytes,
+            max_headers: o.max_headers,
+            max_uri_bytes: o.max_uri_bytes,
+            shutdown_grace_seconds: o.grace_period.as_secs(),
+            ready_cache_seconds: 5,
+        }
+    }
+}
+
+/// `admin`: the admin API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API (default off).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Listen address (default 127.0.0.1: keep it off public interfaces).
+    #[serde(default = "loopback")]
+    pub address: String,
+    /// Listen port.
+    #[serde(default = "admin_port", deserialize_with = "lenient")]
+    pub port: u16,
+    /// Bearer token every admin request must carry (at least 16 characters).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".to_owned()
+}
+
+fn admin_port() -> u16 {
+    9091
+}
+
+/// `cache`: the cache tiers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache at all.
+    #[serde(default = "yes", deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Tiers, fastest first: any of `memory`, `disk`, `redis`.
+    #[serde(default = "memory_only")]
+    pub cache_layers: Vec<String>,
+    /// Seconds stale records and slices are kept past freshness, for revalidation without bodies.
+    #[serde(default = "one_day", deserialize_with = "lenient")]
+    pub stale_retention_seconds: u64,
+    /// Freshness when an object's `Cache-Control` gives none, for every bucket without its own
+    /// `buckets[].cache.ttl_seconds` (default 3600), whichever tiers hold the object.
+    #[serde(default = "one_hour", deserialize_with = "lenient")]
+    pub default_ttl_seconds: u64,
+    /// Seconds a 404 (NoSuchKey) is remembered; 0 (the default) never caches errors.
+    #[serde(default, deserialize_with = "lenient")]
+    pub negative_ttl_seconds: u64,
+    /// The memory tier.
+    #[serde(default)]
+    pub memory: MemoryCacheConfig,
+    /// The disk tier.
+    #[serde(default)]
+    pub disk: Option<DiskCacheConfig>,
+    /// The Redis tier.
+    #[serde(default)]
+    pub redis: Option<RedisCacheConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn memory_only() -> Vec<String> {
+    vec!["memory".to_owned()]
+}
+
+fn one_hour() -> u64 {
+    3600
+}
+
+fn one_day() -> u64 {
+    86_400
+}
+
+/// `cache.memory`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryCacheConfig {
+    /// Capacity in MiB.
+    #[serde(deserialize_with = "lenient")]
+    pub max_cache_size_mb: u64,
+    /// Largest entry in MiB (larger entries skip memory but still go to disk and Redis).
+    #[serde(deserialize_with = "lenient")]
+    pub max_item_size_mb: u64,
+    /// Longest an entry stays in the memory tier (it may live on in disk and Redis); unset: as long
+    /// as the entry itself. This is a memory bound, not freshness: see `cache.default_ttl_seconds`.
+    #[serde(deserialize_with = "lenient_opt")]
+    pub default_ttl_seconds: Option<u64>,
+}
+
+impl Default for MemoryCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_cache_size_mb: 256,
+            max_item_size_mb: 16,
+            default_ttl_seconds: None,
+        }
+    }
+}
+
+/// `cache.disk`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCacheConfig {
+    /// Directory of the disk tier (created if missing).
+    pub cache_dir: String,
+    /// Capacity in MiB.
+    #[serde(default = "one_gib_in_mb", deserialize_with = "lenient")]
+    pub max_disk_cache_size_mb: u64,
+    /// Largest entry in MiB.
+    #[serde(default = "default_item_mb", deserialize_with = "lenient")]
+    pub max_item_size_mb: u64,
+}
+
+fn one_gib_in_mb() -> u64 {
+    1024
+}
+
+fn default_item_mb() -> u64 {
+    64
+}
+
+/// `cache.redis`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisCacheConfig {
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// Prefix of every key written.
+    #[serde(default = "default_prefix")]
+    pub redis_key_prefix: String,
+    /// Retention for entries without their own deadline.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub redis_ttl_seconds: Option<u64>,
+    /// Milliseconds one Redis operation may take before it counts as a miss.
+    #[serde(default = "default_redis_timeout", deserialize_with = "lenient")]
+    pub operation_timeout_ms: u64,
+    /// Largest entry in MiB.
+    #[serde(default = "default_item_mb", deserialize_with = "lenient")]
+    pub max_item_size_mb: u64,
+}
+
+fn default_prefix() -> String {
+    "yatagarasu:".to_owned()
+}
+
+fn default_redis_timeout() -> u64 {
+    200
+}
+
+/// `buckets[].cache`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketCacheConfig {
+    /// Cache this bucket's objects (default: on when `cache.enabled`).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub enabled: Option<bool>,
+    /// Freshness when an object's `Cache-Control` gives none.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub ttl_seconds: Option<u64>,
+    /// Cache responses to requests that carry credentials (`Authorization`, cookies).
+    #[serde(default, deserialize_with = "lenient")]
+    pub cache_authenticated: bool,
+}
+
+/// `coalescing`: how origin fetches are sliced and shared between concurrent requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoalescingConfig {
+    /// Share origin fetches between concurrent requests (per bucket overridable).
+    #[serde(deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Bytes per origin request; objects are fetched slice by slice (64 KiB to 1 GiB).
+    #[serde(deserialize_with = "lenient")]
+    pub slice_size: u64,
+    /// Milliseconds a request waits for a shared fetch's first response before fetching on its own.
+    #[serde(deserialize_with = "lenient")]
+    pub wait_timeout_ms: u64,
+    /// Most requests sharing one fetch; more fetch on their own.
+    #[serde(deserialize_with = "lenient")]
+    pub max_subscribers: usize,
+    /// Most bytes one shared fetch holds for its readers (at least `slice_size`).
+    #[serde(deserialize_with = "lenient")]
+    pub buffer_bytes: usize,
+}
+
+impl Default for CoalescingConfig {
+    fn default() -> Self {
+        let f = FetchOptions::default();
+        let c = CoalescingOptions::default();
+        Self {
+            enabled: c.enabled,
+            slice_size: f.slice_size,
+            wait_timeout_ms: u64::try_from(c.wait_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_subscribers: f.max_subscribers,
+            buffer_bytes: f.buffer_bytes,
+        }
+    }
+}
+
+/// `buckets[].coalescing`: per-bucket overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketCoalescingConfig {
+    /// Overrides `coalescing.enabled`.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub enabled: Option<bool>,
+    /// Overrides `coalescing.wait_timeout_ms`.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub wait_timeout_ms: Option<u64>,
+}
+
+/// `buckets[]`: one bucket and the prefix it is served under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// A name for logs, errors and `/ready`.
+    pub name: String,
+    /// URL path prefix, e.g. `/products`.
+    pub path_prefix: String,
+    /// The origin.
+    pub s3: S3Config,
+    /// Authentication (not available yet: only `enabled: false` is accepted).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// CORS for browsers.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
+    /// Pass `x-amz-meta-*` user metadata to clients.
+    #[serde(default, deserialize_with = "lenient")]
+    pub expose_user_metadata: bool,
+    /// Coalescing overrides for this bucket.
+    #[serde(default)]
+    pub coalescing: Option<BucketCoalescingConfig>,
+    /// Cache settings for this bucket.
+    #[serde(default)]
+    pub cache: Option<BucketCacheConfig>,
+}
+
+/// `buckets[].s3`: where and how to reach the bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket's name at the origin.
+    pub bucket: String,
+    /// Signing region (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A custom endpoint (MinIO, R2, Ceph, ...); AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Access key id; with `secret_key`. Absent: the AWS default credential chain.
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// Secret access key.
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Session token for temporary keys.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// Unsigned requests, for public buckets.
+    #[serde(default, deserialize_with = "lenient")]
+    pub anonymous: bool,
+    /// `auto` (default), `path` or `virtual`.
+    #[serde(default)]
+    pub addressing: Option<String>,
+    /// Seconds to wait for response headers, and between body chunks.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub timeout: Option<u64>,
+    /// Seconds to establish a connection.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub connect_timeout: Option<u64>,
+    /// Attempts per origin request (1 = no retry).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub max_attempts: Option<u32>,
+}
+
+/// `buckets[].auth`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether requests must carry a valid JWT.
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+}

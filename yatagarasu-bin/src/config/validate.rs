@@ -1,0 +1,276 @@
+//! Semantic checks of a parsed [`Config`]: every problem is collected, each naming its key.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::schema::CacheConfig;
+use super::{Config, ConfigError};
+use crate::cors::CorsPolicy;
+use crate::routes::{RESERVED_PATHS, normalize_prefix};
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let s = &self.server;
+        if s.address.parse::<std::net::IpAddr>().is_err() && s.address != "localhost" {
+            p.push(format!(
+                "server.address: `{}` is not an IP address",
+                s.address
+            ));
+        }
+        for (key, v) in [
+            ("max_connections", s.max_connections),
+            ("max_header_bytes", s.max_header_bytes),
+            ("max_headers", s.max_headers),
+            ("max_uri_bytes", s.max_uri_bytes),
+        ] {
+            if v == 0 {
+                p.push(format!("server.{key}: must be greater than 0"));
+            }
+        }
+        if s.max_header_bytes < 8192 {
+            p.push("server.max_header_bytes: must be at least 8192".to_owned());
+        }
+        if let Some(c) = self.cache.as_ref().filter(|c| c.enabled) {
+            validate_cache(c, &mut p);
+        }
+        if let Some(a) = self.admin.as_ref().filter(|a| a.enabled) {
+            if a.address.parse::<std::net::IpAddr>().is_err() {
+                p.push(format!(
+                    "admin.address: `{}` is not an IP address",
+                    a.address
+                ));
+            }
+            match &a.token {
+                None => p.push("admin.token: required when the admin API is enabled".to_owned()),
+                Some(t) if t.trim().len() < 16 => {
+                    p.push("admin.token: must be at least 16 characters".to_owned())
+                }
+                _ => {}
+            }
+            if a.address == self.server.address && a.port == self.server.port && a.port != 0 {
+                p.push("admin.port: must differ from server.port".to_owned());
+            }
+        }
+        for (section, v) in [("jwt", &self.jwt)] {
+            if let Some(v) = v
+                && v.get("enabled").and_then(Value::as_bool) != Some(false)
+            {
+                p.push(format!(
+                    "{section}: {section} is not available in this version; remove the section or set `{section}.enabled: false`"
+                ));
+            }
+        }
+        if self.buckets.is_empty() {
+            p.push("buckets: at least one bucket is required".to_owned());
+        }
+        let c = &self.coalescing;
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&c.slice_size) {
+            p.push(format!(
+                "coalescing.slice_size: {} is outside 65536 ..= 1073741824 bytes",
+                c.slice_size
+            ));
+        }
+        if (c.buffer_bytes as u64) < c.slice_size {
+            p.push(format!(
+                "coalescing.buffer_bytes: must be at least slice_size ({})",
+                c.slice_size
+            ));
+        }
+        if c.max_subscribers == 0 {
+            p.push("coalescing.max_subscribers: must be at least 1".to_owned());
+        }
+        if c.wait_timeout_ms == 0 {
+            p.push("coalescing.wait_timeout_ms: must be at least 1".to_owned());
+        }
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut prefixes: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let at = format!("buckets[{i}]");
+            if b.name.trim().is_empty() {
+                p.push(format!("{at}.name: must not be empty"));
+            } else if let Some(j) = names.insert(&b.name, i) {
+                p.push(format!(
+                    "{at}.name: `{}` is already the name of buckets[{j}]",
+                    b.name
+                ));
+            }
+            validate_prefix(&b.path_prefix, &format!("{at}.path_prefix"), &mut p);
+            let norm = normalize_prefix(&b.path_prefix);
+            if let Some(j) = prefixes.insert(norm.clone(), i) {
+                p.push(format!(
+                    "{at}.path_prefix: `{}` is the same prefix as buckets[{j}].path_prefix (`{norm}`)",
+                    b.path_prefix
+                ));
+            }
+            if b.auth.enabled {
+                p.push(format!(
+                    "{at}.auth.enabled: authentication is not available in this version; set it to false"
+                ));
+            }
+            let s3 = &b.s3;
+            if s3.bucket.trim().is_empty() {
+                p.push(format!("{at}.s3.bucket: must not be empty"));
+            }
+            if let Some(e) = &s3.endpoint {
+                match url::Url::parse(e) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                    Ok(_) => p.push(format!(
+                        "{at}.s3.endpoint: `{e}` must be an http:// or https:// URL"
+                    )),
+                    Err(err) => p.push(format!("{at}.s3.endpoint: `{e}` is not a URL ({err})")),
+                }
+            }
+            match (&s3.access_key, &s3.secret_key) {
+                (Some(_), None) => p.push(format!(
+                    "{at}.s3.secret_key: required when access_key is set"
+                )),
+                (None, Some(_)) => p.push(format!(
+                    "{at}.s3.access_key: required when secret_key is set"
+                )),
+                (Some(_), Some(_)) if s3.anonymous => {
+                    p.push(format!(
+                        "{at}.s3.anonymous: cannot be true when access_key/secret_key are set"
+                    ));
+                }
+                _ => {}
+            }
+            if s3.session_token.is_some() && s3.access_key.is_none() {
+                p.push(format!(
+                    "{at}.s3.session_token: needs access_key and secret_key"
+                ));
+            }
+            if let Some(a) = &s3.addressing
+                && !matches!(a.as_str(), "auto" | "path" | "virtual")
+            {
+                p.push(format!(
+                    "{at}.s3.addressing: `{a}` is not one of auto, path, virtual"
+                ));
+            }
+            for (key, v) in [
+                ("timeout", s3.timeout),
+                ("connect_timeout", s3.connect_timeout),
+            ] {
+                if v == Some(0) {
+                    p.push(format!("{at}.s3.{key}: must be at least 1 second"));
+                }
+            }
+            if b.coalescing.as_ref().and_then(|c| c.wait_timeout_ms) == Some(0) {
+                p.push(format!(
+                    "{at}.coalescing.wait_timeout_ms: must be at least 1"
+                ));
+            }
+            if s3.max_attempts == Some(0) {
+                p.push(format!("{at}.s3.max_attempts: must be at least 1"));
+            }
+            if let Some(c) = &b.cors
+                && let Err(e) = CorsPolicy::from_config(c)
+            {
+                p.push(format!("{at}.cors.{e}"));
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: p })
+        }
+    }
+}
+
+fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
+    if c.cache_layers.is_empty() {
+        p.push("cache.cache_layers: list at least one of memory, disk, redis".to_owned());
+    }
+    let mut seen = Vec::new();
+    for (i, layer) in c.cache_layers.iter().enumerate() {
+        if !matches!(layer.as_str(), "memory" | "disk" | "redis") {
+            p.push(format!(
+                "cache.cache_layers[{i}]: `{layer}` is not one of memory, disk, redis"
+            ));
+        } else if seen.contains(layer) {
+            p.push(format!(
+                "cache.cache_layers[{i}]: `{layer}` is listed twice"
+            ));
+        }
+        seen.push(layer.clone());
+    }
+    let m = &c.memory;
+    if m.default_ttl_seconds == Some(0) {
+        p.push(
+            "cache.memory.default_ttl_seconds: must be at least 1 (leave it out for no limit)"
+                .to_owned(),
+        );
+    }
+    if m.max_cache_size_mb == 0 || m.max_item_size_mb == 0 {
+        p.push(
+            "cache.memory: max_cache_size_mb and max_item_size_mb must be greater than 0"
+                .to_owned(),
+        );
+    }
+    if seen.iter().any(|l| l == "disk") {
+        match &c.disk {
+            None => p.push("cache.disk: required when cache_layers lists disk".to_owned()),
+            Some(d) if d.cache_dir.trim().is_empty() => {
+                p.push("cache.disk.cache_dir: must not be empty".to_owned())
+            }
+            Some(d) if d.max_disk_cache_size_mb == 0 => {
+                p.push("cache.disk.max_disk_cache_size_mb: must be greater than 0".to_owned());
+            }
+            _ => {}
+        }
+    }
+    if seen.iter().any(|l| l == "redis") {
+        match &c.redis {
+            None => p.push("cache.redis: required when cache_layers lists redis".to_owned()),
+            Some(r) => {
+                if redis_url_problem(&r.redis_url).is_some() {
+                    p.push(format!(
+                        "cache.redis.redis_url: `{}` is not a redis:// or rediss:// URL",
+                        r.redis_url
+                    ));
+                }
+                if r.operation_timeout_ms == 0 {
+                    p.push("cache.redis.operation_timeout_ms: must be at least 1".to_owned());
+                }
+            }
+        }
+    }
+}
+
+fn redis_url_problem(u: &str) -> Option<()> {
+    match url::Url::parse(u) {
+        Ok(url)
+            if matches!(url.scheme(), "redis" | "rediss" | "valkey" | "valkeys")
+                && url.host_str().is_some() =>
+        {
+            None
+        }
+        _ => Some(()),
+    }
+}
+
+fn validate_prefix(prefix: &str, at: &str, p: &mut Vec<String>) {
+    if !prefix.starts_with('/') {
+        p.push(format!("{at}: `{prefix}` must start with `/`"));
+        return;
+    }
+    if prefix.contains(['?', '#', '%', '\\']) || prefix.chars().any(char::is_control) {
+        p.push(format!(
+            "{at}: `{prefix}` may not contain `?`, `#`, `%`, `\\` or control characters"
+        ));
+    }
+    if prefix.split('/').any(|s| s == "." || s == "..") {
+        p.push(format!(
+            "{at}: `{prefix}` may not contain `.` or `..` segments"
+        ));
+    }
+    let norm = normalize_prefix(prefix);
+    for reserved in RESERVED_PATHS {
+        if norm == *reserved || norm.starts_with(&format!("{reserved}/")) {
+            p.push(format!(
+                "{at}: `{prefix}` would shadow the proxy's own `{reserved}` endpoint"
+            ));
+        }
+    }
+}

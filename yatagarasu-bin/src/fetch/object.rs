@@ -1,0 +1,164 @@
+//! Whole-object reads: slice after slice with one slice of read-ahead, metadata first.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use yatagarasu_core::{EntityTag, Error, ErrorKind, Result};
+use yatagarasu_s3::{GetObjectOutput, GetObjectRequest, ObjectBody, Origin};
+
+use super::slices::{Fill, SliceSink, fetch_slice, slice_request};
+use super::{BodyStream, Head, object_body_stream};
+
+/// Aborts a spawned task when dropped (a read-ahead nobody will read).
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetch a whole object slice by slice with one slice of read-ahead. Yields the metadata first.
+pub(super) async fn whole_object(
+    origin: Arc<dyn Origin>,
+    key: String,
+    slice_size: u64,
+    fill: Option<Fill>,
+) -> Result<(Head, BodyStream)> {
+    let first = match origin
+        .get_object(&key, &slice_request(0, slice_size, None, None))
+        .await
+    {
+        Ok(out) => out,
+        // An empty object has no byte 0: S3 answers a ranged GET with 416. Fetch it plainly.
+        Err(e) if e.kind() == ErrorKind::InvalidRange => {
+            let out = origin
+                .get_object(&key, &GetObjectRequest::default())
+                .await?;
+            if let Some(f) = &fill
+                && out.meta.size == 0
+            {
+                f.record(&out.meta).await;
+            }
+            return Ok((Arc::new(out.meta), object_body_stream(out.body)));
+        }
+        Err(e) => return Err(e),
+    };
+    let size = first.meta.size;
+    let head = Arc::new(first.meta.clone());
+    let slices = size.div_ceil(slice_size).max(1);
+    let sink = match (&fill, &first.meta.etag) {
+        (Some(f), Some(etag)) => f.record(&first.meta).await.map(|keep| SliceSink {
+            fill: f.clone(),
+            etag: etag.clone(),
+            keep,
+            size,
+            slice_size,
+            index: 0,
+            buf: Vec::new(),
+        }),
+        _ => None,
+    };
+    let Some(etag) = first.meta.etag.clone() else {
+        if slices == 1 {
+            return Ok((head, object_body_stream(first.body)));
+        }
+        // No ETag to pin later slices to: fetch the object in one piece instead.
+        drop(first);
+        let out = origin
+            .get_object(&key, &GetObjectRequest::default())
+            .await?;
+        return Ok((Arc::new(out.meta), object_body_stream(out.body)));
+    };
+    struct State {
+        origin: Arc<dyn Origin>,
+        key: String,
+        etag: EntityTag,
+        size: u64,
+        slice_size: u64,
+        slices: u64,
+        next: u64,
+        current: Option<ObjectBody>,
+        ahead: Option<AbortOnDrop<Result<GetObjectOutput>>>,
+        failed: bool,
+        sink: Option<SliceSink>,
+    }
+    let state = State {
+        origin,
+        key,
+        etag,
+        size,
+        slice_size,
+        slices,
+        next: 1,
+        current: Some(first.body),
+        ahead: None,
+        failed: false,
+        sink,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.failed {
+            return None;
+        }
+        loop {
+            if let Some(body) = st.current.as_mut() {
+                if st.ahead.is_none() && st.next < st.slices {
+                    // Read-ahead: the next slice's request goes out while this one streams.
+                    let (origin, key, etag) =
+                        (Arc::clone(&st.origin), st.key.clone(), st.etag.clone());
+                    let (i, s, size) = (st.next, st.slice_size, st.size);
+                    st.ahead = Some(AbortOnDrop(tokio::spawn(async move {
+                        fetch_slice(&*origin, &key, i, s, Some(size), Some(&etag)).await
+                    })));
+                }
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Some(sink) = st.sink.as_mut() {
+                            sink.push(&chunk).await;
+                        }
+                        return Some((Ok(chunk), st));
+                    }
+                    Some(Err(e)) => {
+                        st.failed = true;
+                        return Some((Err(e), st));
+                    }
+                    None => st.current = None,
+                }
+            }
+            if st.next >= st.slices {
+                return None;
+            }
+            let next = match st.ahead.take() {
+                Some(mut task) => match (&mut task.0).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Internal,
+                        "slice read-ahead task failed",
+                    )),
+                },
+                None => {
+                    fetch_slice(
+                        &*st.origin,
+                        &st.key,
+                        st.next,
+                        st.slice_size,
+                        Some(st.size),
+                        Some(&st.etag),
+                    )
+                    .await
+                }
+            };
+            match next {
+                Ok(out) => {
+                    st.next += 1;
+                    st.current = Some(out.body);
+                }
+                Err(e) => {
+                    st.failed = true;
+                    return Some((Err(e), st));
+                }
+            }
+        }
+    });
+    Ok((head, Box::pin(stream)))
+}

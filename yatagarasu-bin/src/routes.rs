@@ -1,0 +1,308 @@
+//! The route table: which bucket serves which path prefix, and how. Immutable once built; the proxy
+//! swaps a whole table at once (see `Proxy::replace_routes`), and a request keeps the table it
+//! started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use percent_encoding::percent_decode;
+use yatagarasu_core::{Error, ErrorKind};
+use yatagarasu_s3::Origin;
+
+use crate::cache::CachePolicy;
+use crate::cors::CorsPolicy;
+use crate::fetch::{CoalescingOptions, FetchTarget};
+use crate::outcome::CacheStatus;
+
+/// One bucket the proxy serves, and the path prefix it is served under.
+#[derive(Debug, Clone)]
+pub struct BucketRoute {
+    /// A name for logs, errors and stats (the config's `buckets[].name`).
+    pub name: String,
+    /// The URL path prefix, e.g. `/products`. `/` serves the bucket at the root.
+    pub path_prefix: String,
+    /// Where the bucket's objects are read from: an [`S3Client`](yatagarasu_s3::S3Client), or any
+    /// [`Origin`] decorator around one.
+    pub origin: Arc<dyn Origin>,
+    /// Whether `x-amz-meta-*` user metadata is passed to clients.
+    pub expose_user_metadata: bool,
+    /// CORS rules for browsers; `None` sends no CORS headers.
+    pub cors: Option<CorsPolicy>,
+    /// Sharing of origin fetches between concurrent requests.
+    pub coalescing: CoalescingOptions,
+    /// Caching of this bucket's objects (when the proxy has a cache).
+    pub cache: CachePolicy,
+}
+
+impl BucketRoute {
+    /// Serve the bucket of `origin` under `path_prefix`, with defaults: no user metadata, no CORS,
+    /// coalescing on, caching on (when the proxy has a cache).
+    pub fn new(
+        name: impl Into<String>,
+        path_prefix: impl Into<String>,
+        origin: impl Origin,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            path_prefix: path_prefix.into(),
+            origin: Arc::new(origin),
+            expose_user_metadata: false,
+            cors: None,
+            coalescing: CoalescingOptions::default(),
+            cache: CachePolicy::default(),
+        }
+    }
+}
+
+/// A route as the table holds it: the route, what shared fetches need of it, and its counters.
+#[derive(Debug)]
+pub(crate) struct MountedRoute {
+    pub(crate) route: BucketRoute,
+    pub(crate) target: FetchTarget,
+    pub(crate) counters: Arc<BucketCounters>,
+}
+
+/// Per-bucket cache outcomes. Lives beside the route table and survives a swap (carried over by
+/// bucket name), so counters do not reset when routes change.
+#[derive(Debug, Default)]
+pub(crate) struct BucketCounters {
+    hit: AtomicU64,
+    miss: AtomicU64,
+    revalidated: AtomicU64,
+    stale: AtomicU64,
+    bypass: AtomicU64,
+    negative_hit: AtomicU64,
+}
+
+impl BucketCounters {
+    /// Count one object response by how it used the cache.
+    pub(crate) fn count(&self, status: CacheStatus) {
+        let c = match status {
+            CacheStatus::Hit => &self.hit,
+            CacheStatus::Miss => &self.miss,
+            CacheStatus::Revalidated => &self.revalidated,
+            CacheStatus::Stale => &self.stale,
+            CacheStatus::Bypass => &self.bypass,
+            CacheStatus::NegativeHit => &self.negative_hit,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> BucketCacheStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        BucketCacheStats {
+            hit: l(&self.hit),
+            miss: l(&self.miss),
+            revalidated: l(&self.revalidated),
+            stale: l(&self.stale),
+            bypass: l(&self.bypass),
+            negative_hit: l(&self.negative_hit),
+        }
+    }
+}
+
+/// How one bucket's requests used the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketCacheStats {
+    /// Answered from a fresh record.
+    pub hit: u64,
+    /// Fetched from the origin.
+    pub miss: u64,
+    /// Revalidated with the origin, body from the cache.
+    pub revalidated: u64,
+    /// Stale copy served (stale-while-revalidate or stale-if-error).
+    pub stale: u64,
+    /// Cache not used.
+    pub bypass: u64,
+    /// Answered 404 from a remembered 404 (negative caching).
+    pub negative_hit: u64,
+}
+
+/// Routes by longest prefix on a path-segment boundary. Immutable.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    /// Longest prefix first, so the first match is the most specific.
+    routes: Vec<MountedRoute>,
+}
+
+/// Paths the proxy answers itself; no bucket prefix may shadow them.
+pub const RESERVED_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
+
+/// A prefix in canonical form: leading slash, no trailing slash (except the root `/`).
+pub(crate) fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_matches('/');
+    format!("/{trimmed}")
+}
+
+impl RouteTable {
+    /// A table of `routes`; counters of buckets that `previous` also has (by name) carry over.
+    pub(crate) fn new(routes: Vec<BucketRoute>, previous: Option<&RouteTable>) -> Self {
+        let carried: HashMap<&str, &Arc<BucketCounters>> = previous
+            .map(|p| {
+                p.routes
+                    .iter()
+                    .map(|m| (m.route.name.as_str(), &m.counters))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut routes: Vec<MountedRoute> = routes
+            .into_iter()
+            .map(|mut route| {
+                route.path_prefix = normalize_prefix(&route.path_prefix);
+                let counters = carried
+                    .get(route.name.as_str())
+                    .map_or_else(Arc::default, |c| Arc::clone(c));
+                let target = FetchTarget {
+                    name: route.name.as_str().into(),
+                    origin: Arc::clone(&route.origin),
+                    coalescing: route.coalescing,
+                };
+                MountedRoute {
+                    route,
+                    target,
+                    counters,
+                }
+            })
+            .collect();
+        routes.sort_by_key(|m| std::cmp::Reverse(m.route.path_prefix.len()));
+        Self { routes }
+    }
+
+    pub(crate) fn mounted(&self) -> &[MountedRoute] {
+        &self.routes
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<&MountedRoute> {
+        self.routes.iter().find(|m| m.route.name == name)
+    }
+
+    /// The route and decoded object key for a raw (still percent-encoded) request path.
+    ///
+    /// `Ok(None)`: no bucket is mounted there. `Err`: a path that could address something outside
+    /// a bucket or that S3 would interpret differently: `..`/`.` segments, encoded slashes, NUL,
+    /// invalid UTF-8.
+    pub(crate) fn resolve(&self, raw_path: &str) -> Result<Option<(&MountedRoute, String)>, Error> {
+        for mounted in &self.routes {
+            let prefix = mounted.route.path_prefix.as_str();
+            let rest = if prefix == "/" {
+                raw_path.strip_prefix('/')
+            } else {
+                match raw_path.strip_prefix(prefix) {
+                    Some("") => Some(""),
+                    Some(r) => r.strip_prefix('/'),
+                    None => None,
+                }
+            };
+            let Some(raw_key) = rest else { continue };
+            let key = decode_key(raw_key).map_err(|e| e.with_bucket(mounted.route.name.clone()))?;
+            return Ok(Some((mounted, key)));
+        }
+        Ok(None)
+    }
+}
+
+fn bad(message: &str) -> Error {
+    Error::new(ErrorKind::BadRequest, message)
+}
+
+fn decode_key(raw: &str) -> Result<String, Error> {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err(bad("encoded slashes are not allowed in object paths"));
+    }
+    let decoded = percent_decode(raw.as_bytes())
+        .decode_utf8()
+        .map_err(|_| bad("object path is not valid UTF-8 after percent-decoding"))?;
+    if decoded.contains('\0') {
+        return Err(bad("object path contains a NUL byte"));
+    }
+    if decoded.split('/').any(|s| s == ".." || s == ".") {
+        return Err(bad("object path contains a `.` or `..` segment"));
+    }
+    if decoded.contains('\\') && decoded.split('\\').any(|s| s == "..") {
+        return Err(bad("object path contains a `..` segment"));
+    }
+    Ok(decoded.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, prefix: &str) -> BucketRoute {
+        BucketRoute::new(
+            name,
+            prefix,
+            yatagarasu_s3::S3Client::builder(name)
+                .anonymous()
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn resolve(r: &RouteTable, p: &str) -> Option<(String, String)> {
+        r.resolve(p)
+            .unwrap()
+            .map(|(m, k)| (m.route.name.clone(), k))
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundary() {
+        let r = RouteTable::new(
+            vec![
+                route("products", "/products"),
+                route("images", "/products/images/"),
+                route("root", "/"),
+            ],
+            None,
+        );
+        assert_eq!(
+            resolve(&r, "/products/a.txt"),
+            Some(("products".into(), "a.txt".into()))
+        );
+        assert_eq!(
+            resolve(&r, "/products/images/x.png"),
+            Some(("images".into(), "x.png".into()))
+        );
+        assert_eq!(
+            resolve(&r, "/productsX/a"),
+            Some(("root".into(), "productsX/a".into()))
+        );
+        assert_eq!(
+            resolve(&r, "/products"),
+            Some(("products".into(), String::new()))
+        );
+        let no_root = RouteTable::new(vec![route("products", "/products")], None);
+        assert_eq!(resolve(&no_root, "/productsX/a"), None);
+        assert_eq!(resolve(&no_root, "/other"), None);
+    }
+
+    #[test]
+    fn keys_are_decoded_once() {
+        let r = RouteTable::new(vec![route("b", "/b")], None);
+        assert_eq!(resolve(&r, "/b/a%20b+c.txt").unwrap().1, "a b+c.txt");
+        assert_eq!(resolve(&r, "/b/%E6%97%A5.txt").unwrap().1, "日.txt");
+        assert_eq!(resolve(&r, "/b/100%2525").unwrap().1, "100%25");
+        assert_eq!(resolve(&r, "/b/deep/a//b").unwrap().1, "deep/a//b");
+    }
+
+    #[test]
+    fn traversal_and_smuggling_are_rejected() {
+        let r = RouteTable::new(vec![route("b", "/b")], None);
+        for p in [
+            "/b/../secret",
+            "/b/a/../../x",
+            "/b/%2e%2e/x",
+            "/b/a%2Fb",
+            "/b/a%2fb",
+            "/b/%00",
+            "/b/./x",
+            "/b/%ff",
+            "/b/a%5C..%5Cx",
+        ] {
+            let err = r.resolve(p).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{p}");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The access-log and metrics stage: wraps the response body, counts what is sent, and when the body
+//! ends (fully sent, aborted by an error, or dropped because the client left) writes the request's
+//! log line and reports it to the metrics recorder.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Response, header};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt as _;
+use yatagarasu_core::Error;
+
+use super::response::ProxyBody;
+use crate::metrics::{MetricsRecorder, RequestRecord};
+use crate::outcome::{CacheStatus, Completion};
+
+/// What the log line and the metrics record say about a request.
+#[derive(Debug)]
+pub(crate) struct RequestLog {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) bucket: Option<String>,
+    pub(crate) request_id: String,
+    pub(crate) cache: Option<CacheStatus>,
+    pub(crate) started: Instant,
+}
+
+/// Wrap `resp`'s body so its end is logged and recorded.
+pub(crate) fn wrap(
+    resp: Response<ProxyBody>,
+    log: RequestLog,
+    metrics: Arc<dyn MetricsRecorder>,
+) -> Response<ProxyBody> {
+    let status = resp.status().as_u16();
+    // Bodies that hyper stops polling once their declared length is sent end complete when that
+    // many bytes went out (HEAD answers declare a length but have no body: they end at once).
+    let declared = (log.method != Method::HEAD)
+        .then(|| {
+            resp.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .flatten();
+    resp.map(|inner| {
+        LoggedBody {
+            inner,
+            bytes: 0,
+            declared,
+            status,
+            log: Some(log),
+            metrics,
+        }
+        .boxed_unsync()
+    })
+}
+
+struct LoggedBody {
+    inner: ProxyBody,
+    bytes: u64,
+    declared: Option<u64>,
+    status: u16,
+    log: Option<RequestLog>,
+    metrics: Arc<dyn MetricsRecorder>,
+}
+
+impl LoggedBody {
+    fn sent_all(&self) -> bool {
+        self.inner.is_end_stream() || self.declared.is_some_and(|n| self.bytes >= n)
+    }
+
+    fn finish(&mut self, completion: Completion) {
+        let Some(l) = self.log.take() else { return };
+        let duration = l.started.elapsed();
+        tracing::info!(
+            method = %l.method,
+            path = %l.path,
+            bucket = l.bucket.as_deref().unwrap_or("-"),
+            status = self.status,
+            bytes = self.bytes,
+            duration_ms = (duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            request_id = %l.request_id,
+            outcome = completion.as_str(),
+            "request"
+        );
+        self.metrics.record_request(&RequestRecord {
+            bucket: l.bucket.as_deref(),
+            method: &l.method,
+            status: self.status,
+            cache: l.cache,
+            bytes_sent: self.bytes,
+            duration,
+            completion,
+        });
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+                if self.sent_all() {
+                    self.finish(Completion::Complete);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "response body aborted");
+                self.finish(Completion::Aborted);
+            }
+            Poll::Ready(None) => self.finish(Completion::Complete),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let completion = if self.sent_all() {
+            Completion::Complete
+        } else {
+            Completion::ClientGone
+        };
+        self.finish(completion);
+    }
+}

@@ -1,0 +1,153 @@
+//! The cache stage: what the cache knows of an object before the origin is asked. A fresh record
+//! answers (`Hit`); a stale one is served while one background revalidation runs
+//! (stale-while-revalidate), or revalidated with a HEAD that moves no body (`Revalidated`), or served
+//! when the origin fails (stale-if-error); a remembered 404 answers 404 without the origin.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use http::header;
+use yatagarasu_core::{Error, ErrorKind};
+
+use super::routing::RequestContext;
+use crate::cache::{ObjectCache, freshness};
+use crate::fetch::{FetchTarget, Head, same_version};
+use crate::outcome::CacheStatus;
+use crate::routes::BucketRoute;
+use crate::state::State;
+
+/// What the cache said.
+#[derive(Debug)]
+pub(crate) enum Lookup<'s> {
+    /// This request does not use the cache.
+    Bypass,
+    /// The cache has nothing usable: fetch, and store what comes back.
+    Miss(&'s ObjectCache),
+    /// The object's metadata, from the cache: `Hit`, `Stale` or `Revalidated`.
+    Found {
+        /// The cache the body's slices are read from.
+        cache: &'s ObjectCache,
+        /// The metadata of the cached version.
+        meta: Head,
+        /// How it was found.
+        status: CacheStatus,
+    },
+    /// A remembered 404.
+    Missing,
+}
+
+/// The cache for this request, unless the bucket does not cache or the request carries credentials
+/// the bucket does not allow caching for.
+pub(crate) fn cache_for<'s>(
+    state: &'s State,
+    route: &BucketRoute,
+    headers: &HeaderMap,
+) -> Option<&'s ObjectCache> {
+    let cache = state.cache.as_ref()?;
+    let credentials =
+        headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE);
+    (route.cache.enabled && (!credentials || route.cache.cache_authenticated)).then_some(cache)
+}
+
+/// Look the object up.
+pub(crate) async fn lookup<'s>(
+    state: &'s Arc<State>,
+    ctx: &RequestContext<'_>,
+    headers: &HeaderMap,
+) -> Result<Lookup<'s>, Error> {
+    let route = &ctx.route.route;
+    let Some(cache) = cache_for(state, route, headers) else {
+        return Ok(Lookup::Bypass);
+    };
+    let key = ctx.key.as_str();
+    let Some(record) = cache.record(&route.name, key).await else {
+        return Ok(Lookup::Miss(cache));
+    };
+    let now = SystemTime::now();
+    if record.is_fresh(now) {
+        if record.missing {
+            return Ok(Lookup::Missing);
+        }
+        let meta = Arc::new(record.meta);
+        return Ok(Lookup::Found {
+            cache,
+            meta,
+            status: CacheStatus::Hit,
+        });
+    }
+    if record.missing {
+        return Ok(Lookup::Miss(cache));
+    }
+    let target = &ctx.route.target;
+    let ttl = route.cache.ttl;
+    if now < record.stale_while_revalidate_until {
+        // Serve the stale copy now; one revalidation per object runs in the background.
+        let (state_owned, target_owned, key_owned) =
+            (Arc::clone(state), target.clone(), key.to_owned());
+        let flight = (Arc::clone(&target.name), key.to_owned());
+        let revalidations = state.revalidations.clone();
+        tokio::spawn(async move {
+            let _ = revalidations
+                .run(flight, move || async move {
+                    let Some(cache) = state_owned.cache.as_ref() else {
+                        return Ok(());
+                    };
+                    revalidate(&state_owned, &target_owned, ttl, &key_owned, cache)
+                        .await
+                        .map(|_| ())
+                })
+                .await;
+        });
+        return Ok(Lookup::Found {
+            cache,
+            meta: Arc::new(record.meta),
+            status: CacheStatus::Stale,
+        });
+    }
+    match revalidate(state, target, ttl, key, cache).await {
+        Ok(meta) if same_version(&meta, &record.meta) => Ok(Lookup::Found {
+            cache,
+            meta,
+            status: CacheStatus::Revalidated,
+        }),
+        Ok(_) => Ok(Lookup::Miss(cache)), // a new version: fetch it
+        Err(e) if e.kind() != ErrorKind::NotFound && now < record.stale_if_error_until => {
+            tracing::warn!(bucket = %route.name, key, request_id = ctx.id, error = %e, "origin failed; serving stale (stale-if-error)");
+            Ok(Lookup::Found {
+                cache,
+                meta: Arc::new(record.meta),
+                status: CacheStatus::Stale,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Ask the origin for the current metadata and update the record: renewed when the ETag holds,
+/// replaced by the new version's otherwise, removed (and the 404 remembered) when the object is gone.
+async fn revalidate(
+    state: &State,
+    target: &FetchTarget,
+    ttl: std::time::Duration,
+    key: &str,
+    cache: &ObjectCache,
+) -> Result<Head, Error> {
+    match state.fetcher.head(target, key).await {
+        Ok(meta) => {
+            if let Some(fresh_for) = freshness(&meta, ttl) {
+                cache
+                    .store_record(&target.name, key, &meta, fresh_for)
+                    .await;
+            }
+            Ok(meta)
+        }
+        Err(e) => {
+            if e.kind() == ErrorKind::NotFound {
+                cache.purge_object(&target.name, key).await;
+                cache.store_missing(&target.name, key).await;
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The origin trait: what the proxy reads objects through.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use yatagarasu_core::{ObjectMeta, Result};
+
+use crate::client::{GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client};
+
+/// The future an [`Origin`] method returns: boxed, so that `dyn Origin` works and decorators can
+/// wrap one another.
+pub type OriginFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Where objects are read from: one bucket of an S3-compatible store ([`S3Client`]), or a decorator
+/// around another origin (a circuit breaker, replica failover, a concurrency limit, a counter), in the
+/// way `object_store` wraps an `ObjectStore`. Code that reads through `Arc<dyn Origin>` never knows
+/// which.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use yatagarasu_s3::{
+///     GetObjectOutput, GetObjectRequest, HeadObjectRequest, ObjectMeta, Origin, OriginFuture,
+///     S3Client,
+/// };
+///
+/// /// Counts the GETs that reach the wrapped origin.
+/// #[derive(Debug)]
+/// struct CountGets<O> {
+///     inner: O,
+///     gets: AtomicU64,
+/// }
+///
+/// impl<O: Origin> Origin for CountGets<O> {
+///     fn bucket(&self) -> &str {
+///         self.inner.bucket()
+///     }
+///     fn get_object<'a>(
+///         &'a self,
+///         key: &'a str,
+///         req: &'a GetObjectRequest,
+///     ) -> OriginFuture<'a, GetObjectOutput> {
+///         self.gets.fetch_add(1, Ordering::Relaxed);
+///         self.inner.get_object(key, req)
+///     }
+///     fn head_object<'a>(
+///         &'a self,
+///         key: &'a str,
+///         req: &'a HeadObjectRequest,
+///     ) -> OriginFuture<'a, ObjectMeta> {
+///         self.inner.head_object(key, req)
+///     }
+///     fn probe(&self) -> OriginFuture<'_, ()> {
+///         self.inner.probe()
+///     }
+/// }
+///
+/// let client = S3Client::builder("media").anonymous().build()?;
+/// let origin: Arc<dyn Origin> = Arc::new(CountGets { inner: client, gets: AtomicU64::new(0) });
+/// assert_eq!(origin.bucket(), "media");
+/// # Ok::<(), yatagarasu_s3::Error>(())
+/// ```
+pub trait Origin: Send + Sync + fmt::Debug + 'static {
+    /// The bucket read (for logs and error context).
+    fn bucket(&self) -> &str;
+
+    /// Fetch an object (or a range of it), streaming its body. Same contract as
+    /// [`S3Client::get_object`].
+    fn get_object<'a>(
+        &'a self,
+        key: &'a str,
+        req: &'a GetObjectRequest,
+    ) -> OriginFuture<'a, GetObjectOutput>;
+
+    /// Fetch an object's metadata. Same contract as [`S3Client::head_object`].
+    fn head_object<'a>(
+        &'a self,
+        key: &'a str,
+        req: &'a HeadObjectRequest,
+    ) -> OriginFuture<'a, ObjectMeta>;
+
+    /// A cheap check that the origin answers and the bucket is readable (readiness).
+    fn probe(&self) -> OriginFuture<'_, ()>;
+}
+
+impl Origin for S3Client {
+    fn bucket(&self) -> &str {
+        S3Client::bucket(self)
+    }
+
+    fn get_object<'a>(
+        &'a self,
+        key: &'a str,
+        req: &'a GetObjectRequest,
+    ) -> OriginFuture<'a, GetObjectOutput> {
+        Box::pin(S3Client::get_object(self, key, req))
+    }
+
+    fn head_object<'a>(
+        &'a self,
+        key: &'a str,
+        req: &'a HeadObjectRequest,
+    ) -> OriginFuture<'a, ObjectMeta> {
+        Box::pin(S3Client::head_object(self, key, req))
+    }
+
+    fn probe(&self) -> OriginFuture<'_, ()> {
+        Box::pin(S3Client::probe(self))
+    }
+}
+
+impl<T: Origin + ?Sized> Origin for Arc<T> {
+    fn bucket(&self) -> &str {
+        (**self).bucket()
+    }
+
+    fn get_object<'a>(
+        &'a self,
+        key: &'a str,
+        req: &'a GetObjectRequest,
+    ) -> OriginFuture<'a, GetObjectOutput> {
+        (**self).get_object(key, req)
+    }
+
+    fn head_object<'a>(
+        &'a self,
+        key: &'a str,
+        req: &'a HeadObjectRequest,
+    ) -> OriginFuture<'a, ObjectMeta> {
+        (**self).head_object(key, req)
+    }
+
+    fn probe(&self) -> OriginFuture<'_, ()> {
+        (**self).probe()
+    }
+}
