@@ -149,6 +149,64 @@ fn check_names_the_misspelt_key() {
     );
 }
 
+/// `--check` builds what start-up builds (clients, cache tiers), so what would fail at start fails
+/// here, each problem naming its key.
+#[test]
+fn check_runs_the_start_up_build_short_of_binding_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let bucket = |s3: &str| {
+        format!(
+            "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {{bucket: a, access_key: k, secret_key: s, {s3}}}\n"
+        )
+    };
+    let cases = [
+        (
+            bucket("endpoint: 'http://127.0.0.1:9000/?x=1'"),
+            "buckets[0].s3",
+            "must not have a query",
+        ),
+        (
+            "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: Not_A_Label, access_key: k, secret_key: s, addressing: virtual}\n".to_owned(),
+            "buckets[0].s3",
+            "not a valid host name label",
+        ),
+        (
+            format!(
+                "{}cache:\n  cache_layers: [redis]\n  redis: {{redis_url: 'rediss://127.0.0.1:6380'}}\n",
+                bucket("endpoint: 'http://127.0.0.1:9000'")
+            ),
+            "cache.redis.redis_url",
+            "TLS",
+        ),
+        (
+            format!(
+                "{}cache:\n  cache_layers: [disk]\n  disk: {{cache_dir: '{}'}}\n",
+                bucket("endpoint: 'http://127.0.0.1:9000'"),
+                not_a_dir.join("cache").display()
+            ),
+            "cache.disk.cache_dir",
+            "",
+        ),
+    ];
+    for (yaml, key, detail) in cases {
+        let cfg = write_config(&dir, &yaml);
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--check")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{yaml}\n{stderr}");
+        assert!(
+            stderr.contains(key) && stderr.contains(detail),
+            "{yaml}\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn check_accepts_a_valid_file_and_usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

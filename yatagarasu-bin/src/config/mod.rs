@@ -311,4 +311,36 @@ mod tests {
         assert_eq!(levenshtein("", "abc"), 3);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
+
+    /// Freshness comes from `cache.default_ttl_seconds` (or the bucket's own `ttl_seconds`), never
+    /// from the memory tier's settings; `cache.memory.default_ttl_seconds` only bounds how long
+    /// memory holds an entry.
+    #[tokio::test]
+    async fn default_ttl_is_the_caches_not_the_memory_tiers() {
+        let yaml = "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'http://127.0.0.1:9', anonymous: true}\n  - name: b\n    path_prefix: /b\n    s3: {bucket: b, endpoint: 'http://127.0.0.1:9', anonymous: true}\n    cache: {ttl_seconds: 30}\ncache:\n  default_ttl_seconds: 7\n  memory: {default_ttl_seconds: 600}\n";
+        let proxy = parse(yaml).unwrap().build_proxy().await.unwrap();
+        let ttl = |name: &str| {
+            proxy
+                .routes()
+                .into_iter()
+                .find(|r| r.name == name)
+                .unwrap()
+                .cache
+                .ttl
+        };
+        assert_eq!(ttl("a"), Duration::from_secs(7));
+        assert_eq!(ttl("b"), Duration::from_secs(30));
+        let without = "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'http://127.0.0.1:9', anonymous: true}\ncache:\n  cache_layers: [memory]\n";
+        let proxy = parse(without).unwrap().build_proxy().await.unwrap();
+        assert_eq!(proxy.routes()[0].cache.ttl, Duration::from_secs(3600));
+        let err = parse(&format!(
+            "{MINIMAL}cache:\n  memory: {{default_ttl_seconds: 0}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cache.memory.default_ttl_seconds: must be at least 1"),
+            "{err}"
+        );
+    }
 }
