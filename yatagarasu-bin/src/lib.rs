@@ -22,6 +22,33 @@
 //!   object response says how in `x-cache`.
 //! - [`Config`] reads the YAML file the binary uses; [`AdminApi`] serves purge and stats.
 //!
+//! ## The request pipeline
+//!
+//! [`Proxy::handle`] runs every request through these stages, in this order; each is its own
+//! module (`src/stages/`) with a typed input and output:
+//!
+//! 1. **limits**: the request target's length (414); header size and count are the server's.
+//! 2. **request id**: the client's `x-request-id` when well-formed, else a new one.
+//! 3. **routing**: `/health`, `/ready`, or the longest matching bucket prefix and the object key;
+//!    the request context (id, route, key, client address) is built here, once.
+//! 4. **access control**: a list of checks that may refuse the request (empty today;
+//!    authentication, authorization and rate limits go here).
+//! 5. **CORS and methods**: OPTIONS and CORS preflights are answered; GET and HEAD go on; anything
+//!    else is 405.
+//! 6. **preconditions and range plan**: `If-*` and `Range` read once and decided from metadata
+//!    (304, 412, 416, whole, one range).
+//! 7. **cache**: a fresh record, a stale one (served while revalidating, or revalidated, or served
+//!    on origin errors), a remembered 404, or a miss.
+//! 8. **shared fetch**: sliced, coalesced origin reads through the bucket's [`Origin`] (an
+//!    `S3Client` or any decorator), filling the cache as they stream.
+//! 9. **response**: headers from metadata; every error becomes its status and JSON body in one place.
+//! 10. **access log and metrics**: when the body ends (complete, aborted, or the client gone), the log
+//!     line and a [`RequestRecord`] for the [`MetricsRecorder`] given to [`ProxyBuilder::metrics`].
+//!
+//! Outcomes are types ([`CacheStatus`], [`Completion`]), and per-bucket counters are fed from them.
+//! The route table is immutable and swapped whole ([`Proxy::replace_routes`]): a request keeps the
+//! table it started with, while cache tiers, coalescing groups and counters live beside it.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;

@@ -235,3 +235,35 @@ fn is_dns_safe_bucket(b: &str) -> bool {
         && !b.starts_with('-')
         && !b.ends_with('-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::tests::client;
+
+    #[test]
+    fn bad_config_is_rejected() {
+        assert_eq!(
+            client(Some("not a url"), "b", AddressingStyle::Auto)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            client(Some("ftp://x"), "b", AddressingStyle::Auto)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            client(None, "", AddressingStyle::Auto).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            client(None, "My_Bucket", AddressingStyle::VirtualHosted)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Config
+        );
+    }
+}

@@ -12,17 +12,13 @@ use crate::body::ObjectBody;
 use crate::builder::S3ClientBuilder;
 use crate::config::Timeouts;
 use crate::credentials::CachingProvider;
-use crate::errors::{default_code, kind_for_code, kind_for_status};
+use crate::errors::{error_from_response, read_body_with_timeout};
 use crate::headers::{header_u64, meta_from_headers};
 use crate::list::{ListObjectsV2Page, ListObjectsV2Request, parse_list_objects_v2};
 use crate::retry::{RetryPolicy, retry};
 use crate::sigv4::{
     SessionTokenPlacement, SignableRequest, Signer, SigningSettings, UNSIGNED_PAYLOAD, uri_encode,
 };
-use crate::xml;
-
-/// Largest S3 error body read; anything longer is cut (S3's are a few hundred bytes).
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub(crate) struct Inner {
     pub(crate) bucket: String,
@@ -120,7 +116,7 @@ pub(crate) struct Op<'a> {
 }
 
 impl Op<'_> {
-    fn error(&self, bucket: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
+    pub(crate) fn error(&self, bucket: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
         let e = Error::new(kind, message)
             .with_bucket(bucket)
             .with_operation(self.name);
@@ -534,33 +530,7 @@ impl S3Client {
         if status.is_success() {
             return Ok(resp);
         }
-        Err(self.error_from_response(op, resp).await)
-    }
-
-    async fn error_from_response(&self, op: &Op<'_>, resp: reqwest::Response) -> Error {
-        let status = resp.status();
-        let body = if op.method == Method::HEAD {
-            Vec::new()
-        } else {
-            read_body_with_timeout(resp, self.inner.timeouts.idle, MAX_ERROR_BODY)
-                .await
-                .unwrap_or_default()
-        };
-        let parsed = std::str::from_utf8(&body)
-            .ok()
-            .and_then(|t| xml::flatten(t).ok());
-        let field = |n: &str| parsed.as_ref().and_then(|els| xml::first_text(els, n));
-        let code =
-            field("Code").unwrap_or_else(|| default_code(op.key.is_some(), status).to_owned());
-        let message = field("Message").unwrap_or_else(|| format!("origin answered {status}"));
-        let kind = kind_for_code(&code).unwrap_or_else(|| kind_for_status(status.as_u16()));
-        let mut err = op
-            .error(&self.inner.bucket, kind, message)
-            .with_upstream_code(code);
-        if status.is_server_error() && !err.is_retryable() {
-            err = err.with_kind(ErrorKind::Upstream);
-        }
-        err
+        Err(error_from_response(&self.inner.bucket, op, resp, self.inner.timeouts.idle).await)
     }
 }
 
@@ -591,29 +561,6 @@ fn host_header(url: &Url) -> String {
     }
 }
 
-/// Read a whole (small) body, each chunk within `idle`, at most `limit` bytes.
-async fn read_body_with_timeout(
-    mut resp: reqwest::Response,
-    idle: Duration,
-    limit: usize,
-) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, resp.chunk()).await {
-            Err(_) => return Err(format!("no body bytes within {idle:?}")),
-            Ok(Err(e)) => return Err(crate::describe_transport_error(&e)),
-            Ok(Ok(None)) => return Ok(out),
-            Ok(Ok(Some(chunk))) => {
-                let take = chunk.len().min(limit - out.len());
-                out.extend_from_slice(&chunk[..take]);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-    }
-}
-
 /// Collect a body into one buffer (convenience for small objects).
 pub(crate) fn concat(chunks: Vec<Bytes>) -> Bytes {
     if chunks.len() == 1 {
@@ -634,11 +581,15 @@ impl S3Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::AddressingStyle;
 
-    fn client(endpoint: Option<&str>, bucket: &str, style: AddressingStyle) -> Result<S3Client> {
+    pub(crate) fn client(
+        endpoint: Option<&str>,
+        bucket: &str,
+        style: AddressingStyle,
+    ) -> Result<S3Client> {
         let mut b = S3Client::builder(bucket)
             .region("eu-west-1")
             .addressing_style(style)
@@ -707,31 +658,5 @@ mod tests {
             let err = c.url_for(&op).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::BadRequest, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn bad_config_is_rejected() {
-        assert_eq!(
-            client(Some("not a url"), "b", AddressingStyle::Auto)
-                .unwrap_err()
-                .kind(),
-            ErrorKind::Config
-        );
-        assert_eq!(
-            client(Some("ftp://x"), "b", AddressingStyle::Auto)
-                .unwrap_err()
-                .kind(),
-            ErrorKind::Config
-        );
-        assert_eq!(
-            client(None, "", AddressingStyle::Auto).unwrap_err().kind(),
-            ErrorKind::Config
-        );
-        assert_eq!(
-            client(None, "My_Bucket", AddressingStyle::VirtualHosted)
-                .unwrap_err()
-                .kind(),
-            ErrorKind::Config
-        );
     }
 }

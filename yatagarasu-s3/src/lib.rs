@@ -11,8 +11,10 @@
 //! - **Operations**: [`S3Client::get_object`] (streaming body, Range, conditional headers, full
 //!   metadata), [`S3Client::head_object`], [`S3Client::list_objects_v2`] / [`S3Client::list_all`],
 //!   [`S3Client::probe`] (HeadBucket), [`S3Client::presign_get`].
-//! - **Failure handling**: connect / first-byte / idle timeouts; retries with exponential backoff and
-//!   full jitter within a total deadline for connection errors, 5xx and throttling; a body that breaks
+//! - **[`Origin`]**: the trait a proxy reads through (get, head, probe). [`S3Client`] implements it;
+//!   decorators (circuit breakers, replica failover, limits, counters) wrap any `Origin`.
+//! - **Failure handling**: connect / first-byte / idle timeouts; retries ([`retry`]) with exponential
+//!   backoff and full jitter within a total deadline for connection errors, 5xx and throttling; a body that breaks
 //!   mid-stream is resumed with `Range` + `If-Match`, or fails loudly: never a silent truncation or a
 //!   splice of two object versions.
 //! - **Errors** are [`yatagarasu_core::Error`]: S3 XML error bodies parsed into a kind (NotFound,

@@ -1,6 +1,6 @@
 //! Retries: exponential backoff with full jitter within a deadline, for idempotent requests.
 //!
-//! [`RetryPolicy`] says how often and how long to wait; [`retry`] runs an attempt until it succeeds,
+//! [`RetryPolicy`] says how often and how long to wait; `retry` runs an attempt until it succeeds,
 //! fails for good ([`Error::is_retryable`] is false), runs out of attempts, or would sleep past the
 //! deadline.
 
