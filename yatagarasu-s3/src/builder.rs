@@ -12,6 +12,13 @@ use crate::credentials::{CachingProvider, ChainProvider, Credentials, Env, Stati
 use crate::retry::RetryPolicy;
 use crate::sigv4::{EMPTY_PAYLOAD_SHA256, Signer, UNSIGNED_PAYLOAD, uri_encode};
 
+impl S3Client {
+    /// Start building a client for `bucket`.
+    pub fn builder(bucket: impl Into<String>) -> S3ClientBuilder {
+        S3ClientBuilder::new(bucket)
+    }
+}
+
 /// Builds an [`S3Client`] for one bucket.
 #[derive(Debug, Clone)]
 pub struct S3ClientBuilder {

@@ -6,15 +6,15 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use url::Url;
-use yatagarasu_core::{ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, RangeSpec, Result};
+use yatagarasu_core::{ContentRange, EntityTag, ErrorKind, ObjectMeta, RangeSpec, Result};
 
 use crate::body::ObjectBody;
-use crate::builder::S3ClientBuilder;
 use crate::config::Timeouts;
 use crate::credentials::CachingProvider;
 use crate::errors::{error_from_response, read_body_with_timeout};
 use crate::headers::{header_u64, meta_from_headers};
 use crate::list::{ListObjectsV2Page, ListObjectsV2Request, parse_list_objects_v2};
+use crate::op::Op;
 use crate::retry::{RetryPolicy, retry};
 use crate::sigv4::{
     SessionTokenPlacement, SignableRequest, Signer, SigningSettings, UNSIGNED_PAYLOAD, uri_encode,
@@ -107,32 +107,7 @@ pub struct GetObjectOutput {
     pub body: ObjectBody,
 }
 
-pub(crate) struct Op<'a> {
-    pub(crate) name: &'static str,
-    pub(crate) method: Method,
-    pub(crate) key: Option<&'a str>,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) headers: Vec<(&'static str, String)>,
-}
-
-impl Op<'_> {
-    pub(crate) fn error(&self, bucket: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
-        let e = Error::new(kind, message)
-            .with_bucket(bucket)
-            .with_operation(self.name);
-        match self.key {
-            Some(k) => e.with_key(k),
-            None => e,
-        }
-    }
-}
-
 impl S3Client {
-    /// Start building a client for `bucket`.
-    pub fn builder(bucket: impl Into<String>) -> S3ClientBuilder {
-        S3ClientBuilder::new(bucket)
-    }
-
     /// The bucket this client reads.
     pub fn bucket(&self) -> &str {
         &self.inner.bucket

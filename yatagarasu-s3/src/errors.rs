@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use yatagarasu_core::{Error, ErrorKind};
 
-use crate::client::Op;
+use crate::op::Op;
 use crate::xml;
 
 /// Largest S3 error body read; anything longer is cut (S3's are a few hundred bytes).

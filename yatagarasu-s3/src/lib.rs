@@ -54,6 +54,7 @@ pub mod credentials;
 mod errors;
 mod headers;
 mod list;
+mod op;
 mod origin;
 pub mod retry;
 pub mod sigv4;

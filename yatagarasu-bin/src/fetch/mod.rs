@@ -12,33 +12,24 @@
 //! (keyed by bucket, key and slice index) shared by concurrent overlapping ranges. HEADs that find
 //! no flight share one HEAD request.
 
+mod body;
 mod object;
 mod slices;
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_core::Stream;
 use futures_util::StreamExt as _;
-use yatagarasu_coalesce::{
-    FlightError, FlightStatsSnapshot, Group, StreamGroup, StreamOptions, Subscription,
-};
-use yatagarasu_core::{Error, ErrorKind, ObjectMeta, Result};
-use yatagarasu_s3::{HeadObjectRequest, ObjectBody, Origin};
+use yatagarasu_coalesce::{FlightError, FlightStatsSnapshot, Group, StreamGroup, StreamOptions};
+use yatagarasu_core::{Error, Result};
+use yatagarasu_s3::{HeadObjectRequest, Origin};
 
+pub(crate) use body::{BodyStream, Head};
+use body::{ObjectKey, SliceKey, Sub, flight_error, sub_stream};
 use object::whole_object;
 pub(crate) use slices::{Fill, SliceSource, is_version_change, same_version, window};
 use slices::{SliceChain, open_slice};
-
-/// A response body as the proxy streams it.
-pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
-/// Object metadata shared by the subscribers of a flight.
-pub(crate) type Head = Arc<ObjectMeta>;
-
-type ObjectKey = (Arc<str>, String);
-type SliceKey = (Arc<str>, String, u64);
 
 /// What a shared fetch needs of a bucket: its name (the coalescing key), its origin (any
 /// [`Origin`], decorators included) and its coalescing settings. Never the whole route.
@@ -48,7 +39,6 @@ pub(crate) struct FetchTarget {
     pub(crate) origin: Arc<dyn Origin>,
     pub(crate) coalescing: CoalescingOptions,
 }
-type Sub = Subscription<Head, Bytes, Error>;
 
 /// Coalescing settings of one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,35 +108,6 @@ impl std::fmt::Debug for Fetcher {
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
-}
-
-pub(super) fn flight_error(e: FlightError<Error>) -> Error {
-    match e {
-        FlightError::Failed(e) => e,
-        FlightError::Panicked => {
-            Error::new(ErrorKind::Internal, "the shared origin fetch panicked")
-        }
-        FlightError::Cancelled => Error::new(
-            ErrorKind::Unavailable,
-            "the shared origin fetch was cancelled",
-        ),
-        FlightError::TimedOut => Error::new(
-            ErrorKind::UpstreamTimeout,
-            "timed out waiting for the shared origin fetch",
-        ),
-        FlightError::Lagged => Error::new(
-            ErrorKind::Upstream,
-            "this client fell too far behind the shared origin fetch and was dropped",
-        ),
-    }
-}
-
-pub(super) fn sub_stream(sub: Sub) -> BodyStream {
-    Box::pin(sub.map(|r| r.map_err(flight_error)))
-}
-
-pub(super) fn object_body_stream(body: ObjectBody) -> BodyStream {
-    Box::pin(body)
 }
 
 impl Fetcher {

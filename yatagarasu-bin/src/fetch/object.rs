@@ -6,17 +6,8 @@ use futures_util::StreamExt as _;
 use yatagarasu_core::{EntityTag, Error, ErrorKind, Result};
 use yatagarasu_s3::{GetObjectOutput, GetObjectRequest, ObjectBody, Origin};
 
+use super::body::{AbortOnDrop, BodyStream, Head, object_body_stream};
 use super::slices::{Fill, SliceSink, fetch_slice, slice_request};
-use super::{BodyStream, Head, object_body_stream};
-
-/// Aborts a spawned task when dropped (a read-ahead nobody will read).
-pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Fetch a whole object slice by slice with one slice of read-ahead. Yields the metadata first.
 pub(super) async fn whole_object(

@@ -10,9 +10,9 @@ use yatagarasu_coalesce::StreamGroup;
 use yatagarasu_core::{ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, Result};
 use yatagarasu_s3::{GetObjectRequest, Origin};
 
-use super::object::AbortOnDrop;
-use super::{
-    BodyStream, FetchTarget, Head, SliceKey, flight_error, object_body_stream, sub_stream,
+use super::FetchTarget;
+use super::body::{
+    AbortOnDrop, BodyStream, Head, SliceKey, flight_error, object_body_stream, sub_stream,
 };
 use crate::cache::{ObjectCache, freshness};
 
