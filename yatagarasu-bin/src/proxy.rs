@@ -20,7 +20,6 @@ use crate::routes::{BucketCacheStats, BucketRoute, RouteTable};
 use crate::stages::access::AccessControl;
 use crate::stages::access_log::{self, RequestLog};
 use crate::stages::cors::{self, Next};
-use crate::stages::limits::ListenerUriLimit;
 use crate::stages::response::{ProxyBody, error_response, json_response};
 use crate::stages::routing::{self, Routed};
 use crate::stages::{limits, object, request_id};
@@ -124,13 +123,13 @@ impl ProxyBuilder {
                 fetcher: Fetcher::new(self.fetch),
                 revalidations: yatagarasu_coalesce::Group::new(),
                 metrics: self.metrics,
-                max_uri_bytes: self.max_uri_bytes,
                 ready_cache: self.ready_cache,
                 probe_timeout: self.probe_timeout,
                 ready: tokio::sync::Mutex::new(None),
             }),
             routes: Arc::new(RwLock::new(Arc::new(RouteTable::new(self.routes, None)))),
-            access: AccessControl::default(),
+            access: Arc::default(),
+            max_uri_bytes: self.max_uri_bytes,
         }
     }
 }
@@ -142,7 +141,9 @@ pub struct Proxy {
     state: Arc<State>,
     /// The current route table; a request takes the table once and keeps it to its end.
     routes: Arc<RwLock<Arc<RouteTable>>>,
-    access: AccessControl,
+    access: Arc<AccessControl>,
+    /// Longest request target accepted (the builder's, or less where a listener asks for less).
+    max_uri_bytes: usize,
 }
 
 impl Proxy {
@@ -169,6 +170,13 @@ impl Proxy {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = RouteTable::new(routes, Some(&guard));
         *guard = Arc::new(next);
+    }
+
+    /// This proxy, accepting request targets of at most `n` bytes where its own limit is larger
+    /// (a listener's limit, see `ServerOptions::max_uri_bytes`). Shares everything else.
+    pub(crate) fn with_max_uri_bytes_at_most(mut self, n: usize) -> Self {
+        self.max_uri_bytes = self.max_uri_bytes.min(n);
+        self
     }
 
     /// Counters of shared origin fetches (flights started, joined, timed out, failed).
@@ -233,13 +241,7 @@ impl Proxy {
         // A read-only proxy never reads request bodies.
         let (req, _body) = req.into_parts();
         let started = Instant::now();
-        let max_uri_bytes = req
-            .extensions
-            .get::<ListenerUriLimit>()
-            .map_or(self.state.max_uri_bytes, |l| {
-                l.0.min(self.state.max_uri_bytes)
-            });
-        let within_limits = limits::check_target(&req.uri, max_uri_bytes);
+        let within_limits = limits::check_target(&req.uri, self.max_uri_bytes);
         let id = request_id::assign(&req.headers);
         let table = self.table();
         let client_addr = req.extensions.get::<ClientAddr>().map(|a| a.0);
@@ -274,14 +276,11 @@ impl Proxy {
         if let (Some(m), Some(status)) = (bucket, cache_status) {
             m.counters.count(status);
         }
-        let mut resp = answer.unwrap_or_else(|e| {
-            let mut r = error_response(&req.method, &e);
-            if let Some(status) = cache_status {
-                r.headers_mut()
-                    .insert("x-cache", HeaderValue::from_static(status.header_value()));
-            }
-            r
-        });
+        let mut resp = answer.unwrap_or_else(|e| error_response(&req.method, &e));
+        if let Some(status) = cache_status {
+            resp.headers_mut()
+                .insert("x-cache", HeaderValue::from_static(status.header_value()));
+        }
         if let Some(m) = bucket {
             cors::apply(&m.route, &req.method, &req.headers, resp.headers_mut());
         }

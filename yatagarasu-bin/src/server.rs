@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::proxy::{ClientAddr, Proxy};
-use crate::stages::limits::ListenerUriLimit;
 
 /// Limits and timings of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +61,7 @@ pub async fn serve(
         .http2()
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
         .timer(hyper_util::rt::TokioTimer::new());
+    let proxy = proxy.with_max_uri_bytes_at_most(options.max_uri_bytes);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -87,12 +87,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
-        let (proxy, max_uri_bytes) = (proxy.clone(), options.max_uri_bytes);
+        let proxy = proxy.clone();
         let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
             let proxy = proxy.clone();
             async move {
                 req.extensions_mut().insert(ClientAddr(peer));
-                req.extensions_mut().insert(ListenerUriLimit(max_uri_bytes));
                 Ok::<_, std::convert::Infallible>(proxy.handle(req).await)
             }
         });

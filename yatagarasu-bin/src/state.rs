@@ -25,8 +25,6 @@ pub(crate) struct State {
     pub(crate) revalidations: yatagarasu_coalesce::Group<(Arc<str>, String), (), Error>,
     /// Where finished requests are reported.
     pub(crate) metrics: Arc<dyn MetricsRecorder>,
-    /// Longest request target accepted.
-    pub(crate) max_uri_bytes: usize,
     /// How long a `/ready` result is reused.
     pub(crate) ready_cache: Duration,
     /// How long one readiness probe may take.

@@ -27,6 +27,16 @@ fn config_for(origin: &TestOrigin, extra_server: &str) -> String {
     )
 }
 
+/// `yatagarasu --config PATH --check`, run to completion.
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(path)
+        .arg("--check")
+        .output()
+        .unwrap()
+}
+
 struct ProxyProcess {
     child: Child,
     base: String,
@@ -135,12 +145,7 @@ fn check_names_the_misspelt_key() {
         &dir,
         "buckets:\n  - name: a\n    path_prefix: /a\n    s3:\n      bucket: a\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: b\n      acess_key: x\n",
     );
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -192,12 +197,7 @@ fn check_runs_the_start_up_build_short_of_binding_sockets() {
     ];
     for (yaml, key, detail) in cases {
         let cfg = write_config(&dir, &yaml);
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--check")
-            .output()
-            .unwrap();
+        let out = check_config(&cfg);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{yaml}\n{stderr}");
         assert!(
@@ -214,12 +214,7 @@ fn check_accepts_a_valid_file_and_usage_errors_exit_2() {
         &dir,
         "server:\n  port: ${PORT:-8081}\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'http://127.0.0.1:9000', access_key: k, secret_key: s}\n",
     );
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -230,12 +225,7 @@ fn check_accepts_a_valid_file_and_usage_errors_exit_2() {
     let out = Command::new(BIN).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config FILE is required"));
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.path().join("missing.yaml"))
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = check_config(&dir.path().join("missing.yaml"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }

@@ -103,7 +103,7 @@ pub(crate) struct Fill {
 impl Fill {
     /// Store the record; returns how long slices of this version are kept, or `None` when the object
     /// must not be stored (`no-store`, `private`).
-    pub(super) async fn record(&self, meta: &ObjectMeta) -> Option<Duration> {
+    pub(crate) async fn record(&self, meta: &ObjectMeta) -> Option<Duration> {
         let fresh_for = freshness(meta, self.default_ttl)?;
         self.cache
             .store_record(&self.route, &self.key, meta, fresh_for)

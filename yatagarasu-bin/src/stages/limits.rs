@@ -4,11 +4,6 @@
 use http::Uri;
 use yatagarasu_core::{Error, ErrorKind};
 
-/// The listener's own request-target limit ([`ServerOptions::max_uri_bytes`](crate::ServerOptions)),
-/// carried to the proxy as a request extension; the smaller of it and the proxy's applies.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ListenerUriLimit(pub(crate) usize);
-
 /// The request target (path and query) must be at most `max` bytes, else 414.
 pub(crate) fn check_target(uri: &Uri, max: usize) -> Result<(), Error> {
     let len = uri.path_and_query().map_or(0, |p| p.as_str().len());

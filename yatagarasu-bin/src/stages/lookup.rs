@@ -11,8 +11,8 @@ use http::header;
 use yatagarasu_core::{Error, ErrorKind};
 
 use super::routing::RequestContext;
-use crate::cache::{ObjectCache, freshness};
-use crate::fetch::{FetchTarget, Head, same_version};
+use crate::cache::ObjectCache;
+use crate::fetch::{FetchTarget, Fill, Head, same_version};
 use crate::outcome::CacheStatus;
 use crate::routes::BucketRoute;
 use crate::state::State;
@@ -80,20 +80,21 @@ pub(crate) async fn lookup<'s>(
         return Ok(Lookup::Miss(cache));
     }
     let target = &ctx.route.target;
-    let ttl = route.cache.ttl;
+    let fill = Fill {
+        cache: cache.clone(),
+        route: route.name.clone(),
+        key: key.to_owned(),
+        default_ttl: route.cache.ttl,
+    };
     if now < record.stale_while_revalidate_until {
         // Serve the stale copy now; one revalidation per object runs in the background.
-        let (state_owned, target_owned, key_owned) =
-            (Arc::clone(state), target.clone(), key.to_owned());
+        let (state_owned, target_owned) = (Arc::clone(state), target.clone());
         let flight = (Arc::clone(&target.name), key.to_owned());
         let revalidations = state.revalidations.clone();
         tokio::spawn(async move {
             let _ = revalidations
                 .run(flight, move || async move {
-                    let Some(cache) = state_owned.cache.as_ref() else {
-                        return Ok(());
-                    };
-                    revalidate(&state_owned, &target_owned, ttl, &key_owned, cache)
+                    revalidate(&state_owned, &target_owned, &fill)
                         .await
                         .map(|_| ())
                 })
@@ -105,7 +106,7 @@ pub(crate) async fn lookup<'s>(
             status: CacheStatus::Stale,
         });
     }
-    match revalidate(state, target, ttl, key, cache).await {
+    match revalidate(state, target, &fill).await {
         Ok(meta) if same_version(&meta, &record.meta) => Ok(Lookup::Found {
             cache,
             meta,
@@ -126,26 +127,16 @@ pub(crate) async fn lookup<'s>(
 
 /// Ask the origin for the current metadata and update the record: renewed when the ETag holds,
 /// replaced by the new version's otherwise, removed (and the 404 remembered) when the object is gone.
-async fn revalidate(
-    state: &State,
-    target: &FetchTarget,
-    ttl: std::time::Duration,
-    key: &str,
-    cache: &ObjectCache,
-) -> Result<Head, Error> {
-    match state.fetcher.head(target, key).await {
+async fn revalidate(state: &State, target: &FetchTarget, fill: &Fill) -> Result<Head, Error> {
+    match state.fetcher.head(target, &fill.key).await {
         Ok(meta) => {
-            if let Some(fresh_for) = freshness(&meta, ttl) {
-                cache
-                    .store_record(&target.name, key, &meta, fresh_for)
-                    .await;
-            }
+            fill.record(&meta).await;
             Ok(meta)
         }
         Err(e) => {
             if e.kind() == ErrorKind::NotFound {
-                cache.purge_object(&target.name, key).await;
-                cache.store_missing(&target.name, key).await;
+                fill.cache.purge_object(&fill.route, &fill.key).await;
+                fill.cache.store_missing(&fill.route, &fill.key).await;
             }
             Err(e)
         }

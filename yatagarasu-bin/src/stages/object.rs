@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use http::header::HeaderValue;
 use http::{HeaderMap, Response, StatusCode, header};
 use yatagarasu_core::{Error, ErrorKind, ObjectMeta};
 
@@ -22,7 +21,7 @@ use crate::outcome::CacheStatus;
 use crate::state::State;
 
 /// What the object stage produced: the answer, and how it used the cache (`None` when the request
-/// failed before the cache was consulted).
+/// failed before the cache was consulted). The pipeline turns the latter into `x-cache`.
 #[derive(Debug)]
 pub(crate) struct Served {
     pub(crate) response: Result<Response<ProxyBody>, Error>,
@@ -83,7 +82,7 @@ pub(crate) async fn serve(
                 }
                 response => {
                     return Served {
-                        response: with_status(response, status),
+                        response,
                         cache: Some(status),
                     };
                 }
@@ -112,20 +111,9 @@ pub(crate) async fn serve(
         cache.store_missing(&ctx.route.route.name, &ctx.key).await;
     }
     Served {
-        response: with_status(response, status),
+        response,
         cache: Some(status),
     }
-}
-
-fn with_status(
-    response: Result<Response<ProxyBody>, Error>,
-    status: CacheStatus,
-) -> Result<Response<ProxyBody>, Error> {
-    response.map(|mut r| {
-        r.headers_mut()
-            .insert("x-cache", HeaderValue::from_static(status.header_value()));
-        r
-    })
 }
 
 /// A HEAD answer from metadata.
@@ -159,20 +147,6 @@ fn fill(ctx: &RequestContext<'_>, cache: Option<&ObjectCache>) -> Option<Fill> {
     })
 }
 
-/// Store `meta` as the object's record; returns how long its slices are kept (`None`: not cacheable).
-async fn store_record(
-    ctx: &RequestContext<'_>,
-    cache: Option<&ObjectCache>,
-    meta: &ObjectMeta,
-) -> Option<std::time::Duration> {
-    let cache = cache?;
-    let fresh_for = freshness(meta, ctx.route.route.cache.ttl)?;
-    cache
-        .store_record(&ctx.route.route.name, &ctx.key, meta, fresh_for)
-        .await;
-    Some(cache.slice_retention(fresh_for))
-}
-
 async fn head_from_origin(
     state: &State,
     ctx: &RequestContext<'_>,
@@ -180,7 +154,9 @@ async fn head_from_origin(
     plan: &RequestPlan,
 ) -> Result<Response<ProxyBody>, Error> {
     let meta = state.fetcher.head(&ctx.route.target, &ctx.key).await?;
-    store_record(ctx, cache, &meta).await;
+    if let Some(fill) = fill(ctx, cache) {
+        fill.record(&meta).await;
+    }
     head_response(ctx, plan, &meta)
 }
 
@@ -221,17 +197,21 @@ async fn get_from_origin(
     }
     // The decision needs the metadata first: one (shared) HEAD, no body moved.
     let head = fetcher.head(target, &ctx.key).await?;
-    let keep = store_record(ctx, cache, &head).await;
+    let fill = fill(ctx, cache);
+    let keep = match &fill {
+        Some(f) => f.record(&head).await,
+        None => None,
+    };
     match plan.decide(&ctx.key, &head)? {
         Decision::NotModified => Ok(not_modified(&head)),
         Decision::Whole => {
-            let (head, body) = fetcher.object(target, &ctx.key, fill(ctx, cache)).await?;
+            let (head, body) = fetcher.object(target, &ctx.key, fill).await?;
             // The object may have changed since the HEAD: decide on what is being sent.
             from_stream(ctx, plan, &head, body)
         }
         Decision::Bytes(start, end) => {
             let source = SliceSource {
-                cache: fill(ctx, cache).zip(keep),
+                cache: fill.zip(keep),
             };
             let body = fetcher
                 .range(target, &ctx.key, &head, (start, end), source)
