@@ -25,8 +25,8 @@ use crate::stages::routing::{self, Routed};
 use crate::stages::{limits, object, request_id};
 use crate::state::State;
 
-/// The client's address, as a request extension. [`serve`](crate::serve) sets it; servers that
-/// mount the [`Proxy`] themselves may insert it too.
+/// The client's address, as a request extension, for servers that mount the [`Proxy`] themselves
+/// ([`serve`](crate::serve) passes it without one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
@@ -238,13 +238,23 @@ impl Proxy {
     /// policy, then for objects: preconditions and range plan, cache, shared fetch, response; and
     /// for every answer: CORS headers, `x-request-id`, the access log and metrics.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
+        let client_addr = req.extensions().get::<ClientAddr>().map(|a| a.0);
+        self.handle_from(req, client_addr).await
+    }
+
+    /// [`handle`](Self::handle), with the client's address given by the server that accepted the
+    /// connection (no request extension to allocate).
+    pub(crate) async fn handle_from<B>(
+        &self,
+        req: Request<B>,
+        client_addr: Option<SocketAddr>,
+    ) -> Response<ProxyBody> {
         // A read-only proxy never reads request bodies.
         let (req, _body) = req.into_parts();
         let started = Instant::now();
         let within_limits = limits::check_target(&req.uri, self.max_uri_bytes);
         let id = request_id::assign(&req.headers);
         let table = self.table();
-        let client_addr = req.extensions.get::<ClientAddr>().map(|a| a.0);
 
         let mut bucket = None;
         let mut cache_status = None;

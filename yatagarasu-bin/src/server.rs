@@ -10,7 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::proxy::{ClientAddr, Proxy};
+use crate::proxy::Proxy;
 
 /// Limits and timings of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,12 +88,9 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let proxy = proxy.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
+        let service = hyper::service::service_fn(move |req: http::Request<_>| {
             let proxy = proxy.clone();
-            async move {
-                req.extensions_mut().insert(ClientAddr(peer));
-                Ok::<_, std::convert::Infallible>(proxy.handle(req).await)
-            }
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle_from(req, Some(peer)).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
         let conn = graceful.watch(conn.into_owned());
