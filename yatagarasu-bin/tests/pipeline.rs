@@ -13,7 +13,7 @@ use yatagarasu::{
     BucketRoute, CacheStatus, Completion, FetchOptions, MetricsRecorder, Proxy, RequestRecord,
     ServerOptions, serve,
 };
-use yatagarasu_cache::{MemoryTier, TieredCache};
+use yatagarasu_cache::{DiskTier, MemoryTier, TieredCache};
 use yatagarasu_s3::{
     Credentials, GetObjectOutput, GetObjectRequest, HeadObjectRequest, ObjectMeta, Origin,
     OriginFuture, S3Client,
@@ -368,4 +368,54 @@ async fn the_proxys_own_if_match_never_reaches_a_client() {
         "the client sent no precondition; it must not see 412"
     );
     assert_eq!(&body[..], &b"a new version, shorter than before"[10..20]);
+}
+
+#[tokio::test]
+async fn memorys_own_ttl_moves_hits_to_the_disk_tier_without_ending_freshness() {
+    let o = origin().await;
+    o.put_object("media", "m.txt", b"memory, then disk");
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Arc::new(MemoryTier::with_max_ttl(
+        16 << 20,
+        8 << 20,
+        Some(Duration::from_millis(50)),
+    ));
+    let disk = Arc::new(DiskTier::open(dir.path(), 64 << 20, 8 << 20).await.unwrap());
+    let proxy = builder()
+        .cache(
+            TieredCache::new(vec![memory, disk]),
+            Duration::from_secs(3600),
+        )
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .build();
+    let base = start(proxy.clone(), ServerOptions::default()).await;
+    let url = format!("{base}/media/m.txt");
+    let get = || async {
+        let r = reqwest::get(&url).await.unwrap();
+        let x = r.headers()["x-cache"].to_str().unwrap().to_owned();
+        (x, r.bytes().await.unwrap())
+    };
+    assert_eq!(get().await.0, "MISS");
+    let disk_hits = |p: &Proxy| {
+        p.cache_stats()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| *n == "disk")
+            .unwrap()
+            .1
+            .hits
+    };
+    let before = disk_hits(&proxy);
+    tokio::time::sleep(Duration::from_millis(100)).await; // let memory's own TTL pass
+    let (x, body) = get().await;
+    assert_eq!(
+        (x.as_str(), &body[..]),
+        ("HIT", &b"memory, then disk"[..]),
+        "still fresh"
+    );
+    assert!(
+        disk_hits(&proxy) > before,
+        "answered from disk once memory let go"
+    );
+    assert_eq!(o.stats().gets(), 1, "the origin was not asked again");
 }
