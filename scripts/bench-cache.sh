@@ -18,7 +18,8 @@ need nginx nginx-light
 bench_setup
 start_proxy "$PROXY_PORT" "cache:
   cache_layers: [memory]
-  memory: {max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600}"
+  default_ttl_seconds: 3600
+  memory: {max_cache_size_mb: 256, max_item_size_mb: 16}"
 start_proxy "$DISK_PORT" "cache:
   cache_layers: [disk]
   disk: {cache_dir: '$work/disk-cache', max_disk_cache_size_mb: 1024}"
