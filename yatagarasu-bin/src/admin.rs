@@ -14,11 +14,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use yatagarasu_core::{Error, ErrorKind};
 
 use crate::proxy::{Proxy, PurgeTarget};
+use crate::server::{ServerOptions, serve_with};
 use crate::stages::response::{ProxyBody, error_response, json_response};
 
 /// The admin service.
@@ -169,23 +169,17 @@ impl<B: Send + 'static> hyper::service::Service<Request<B>> for AdminApi {
     }
 }
 
-/// Serve the admin API on `listener` until `shutdown` completes.
-pub async fn serve_admin(listener: TcpListener, api: AdminApi, shutdown: impl Future<Output = ()>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (socket, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => return,
-        };
-        let conn = builder
-            .serve_connection(TokioIo::new(socket), api.clone())
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+/// Serve the admin API on `listener` until `shutdown` completes, with the same connection
+/// handling as the proxy's listener (limit, timeouts, back-off on accept errors, drain).
+pub async fn serve_admin(
+    listener: TcpListener,
+    api: AdminApi,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, options, shutdown, move |req, _peer| {
+        let api = api.clone();
+        async move { api.handle(req).await }
+    })
+    .await
 }

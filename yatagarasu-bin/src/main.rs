@@ -142,7 +142,12 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         })?;
         tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
         let api = AdminApi::new(proxy.clone(), token);
-        tokio::spawn(serve_admin(admin_listener, api, async {
+        // The admin listener: the proxy's timeouts, and few connections (operators, not clients).
+        let options = yatagarasu::ServerOptions {
+            max_connections: 64,
+            ..config.server_options()
+        };
+        tokio::spawn(serve_admin(admin_listener, api, options, async {
             let _ = admin_stopped.await;
         }));
     }

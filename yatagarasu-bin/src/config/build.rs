@@ -27,6 +27,11 @@ impl Config {
             max_headers: s.max_headers,
             max_uri_bytes: s.max_uri_bytes,
             max_connections: s.max_connections,
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(s.idle_timeout_seconds),
+            send_timeout: Duration::from_secs(s.send_timeout_seconds),
+            http2_keep_alive_interval: Duration::from_secs(s.http2_keep_alive_interval_seconds),
+            http2_keep_alive_timeout: Duration::from_secs(s.http2_keep_alive_timeout_seconds),
         }
     }
 

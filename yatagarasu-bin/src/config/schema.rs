@@ -59,6 +59,22 @@ pub struct ServerConfig {
     /// Seconds a `/ready` probe result is reused.
     #[serde(deserialize_with = "lenient")]
     pub ready_cache_seconds: u64,
+    /// Seconds a new connection has to deliver its first request (and an HTTP/1.1 head, once
+    /// begun, to complete).
+    #[serde(deserialize_with = "lenient")]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a connection with no request in flight stays open.
+    #[serde(deserialize_with = "lenient")]
+    pub idle_timeout_seconds: u64,
+    /// Seconds a connection may go without sending anything while responses wait for the client.
+    #[serde(deserialize_with = "lenient")]
+    pub send_timeout_seconds: u64,
+    /// Seconds between HTTP/2 keep-alive PINGs on a quiet connection.
+    #[serde(deserialize_with = "lenient")]
+    pub http2_keep_alive_interval_seconds: u64,
+    /// Seconds an HTTP/2 PING may go unanswered before the connection is closed.
+    #[serde(deserialize_with = "lenient")]
+    pub http2_keep_alive_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +89,11 @@ impl Default for ServerConfig {
             max_uri_bytes: o.max_uri_bytes,
             shutdown_grace_seconds: o.grace_period.as_secs(),
             ready_cache_seconds: 5,
+            header_read_timeout_seconds: o.header_read_timeout.as_secs(),
+            idle_timeout_seconds: o.idle_timeout.as_secs(),
+            send_timeout_seconds: o.send_timeout.as_secs(),
+            http2_keep_alive_interval_seconds: o.http2_keep_alive_interval.as_secs(),
+            http2_keep_alive_timeout_seconds: o.http2_keep_alive_timeout.as_secs(),
         }
     }
 }

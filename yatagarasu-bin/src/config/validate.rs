@@ -29,6 +29,23 @@ impl Config {
                 p.push(format!("server.{key}: must be greater than 0"));
             }
         }
+        for (key, v) in [
+            ("header_read_timeout_seconds", s.header_read_timeout_seconds),
+            ("idle_timeout_seconds", s.idle_timeout_seconds),
+            ("send_timeout_seconds", s.send_timeout_seconds),
+            (
+                "http2_keep_alive_interval_seconds",
+                s.http2_keep_alive_interval_seconds,
+            ),
+            (
+                "http2_keep_alive_timeout_seconds",
+                s.http2_keep_alive_timeout_seconds,
+            ),
+        ] {
+            if !(1..=86_400).contains(&v) {
+                p.push(format!("server.{key}: {v} is outside 1 ..= 86400 seconds"));
+            }
+        }
         if s.max_header_bytes < 8192 {
             p.push("server.max_header_bytes: must be at least 8192".to_owned());
         }

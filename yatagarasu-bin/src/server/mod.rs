@@ -1,0 +1,221 @@
+//! Serving on a socket: HTTP/1.1 and h2c on one port, connection limit, timeouts for sockets that
+//! send nothing, idle or stop reading, HTTP/2 keep-alive pings, graceful shutdown. The proxy and
+//! the admin API are served by this same code.
+
+mod conn;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use self::conn::{Activity, TrackedIo, Verdict};
+use crate::proxy::Proxy;
+
+/// Limits and timings of the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// How long in-flight requests may run after shutdown begins.
+    pub grace_period: Duration,
+    /// Largest request head (request line + headers) accepted on HTTP/1.1, in bytes; larger gets 431.
+    /// Also the HTTP/2 header list limit.
+    pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1.1 request; more gets 431.
+    pub max_headers: usize,
+    /// Longest request target (path and query) this listener accepts; longer gets 414. The
+    /// [`Proxy`] has its own limit (`ProxyBuilder::max_uri_bytes`); the smaller of the two applies.
+    pub max_uri_bytes: usize,
+    /// Most concurrent connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A new connection must deliver its first complete request (HTTP/1.1 head, or HTTP/2 preface
+    /// and first request) within this, and every later HTTP/1.1 head must arrive within this once
+    /// begun; else the connection is closed. Bytes trickling in do not extend it.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long (HTTP/2 with GOAWAY).
+    pub idle_timeout: Duration,
+    /// A connection whose responses are all waiting for the client (nothing written, nothing
+    /// owed by the origin) is dropped after this long: a client that stops reading gives its
+    /// connection slot and buffers back. On HTTP/2 this holds when every open stream is stalled.
+    pub send_timeout: Duration,
+    /// HTTP/2: send a PING after this long without frames from the client ...
+    pub http2_keep_alive_interval: Duration,
+    /// ... and close the connection when it is not answered within this.
+    pub http2_keep_alive_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serve `proxy` on `listener` until `shutdown` completes; then stop accepting, let in-flight
+/// requests finish within the grace period, and return.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Proxy,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let proxy = proxy.with_max_uri_bytes_at_most(options.max_uri_bytes);
+    serve_with(listener, options, shutdown, move |req, peer| {
+        let proxy = proxy.clone();
+        async move { proxy.handle_from(req, Some(peer)).await }
+    })
+    .await
+}
+
+/// Where a running server stands: 0 serving, 1 draining, 2 closing what is left.
+const SERVING: u8 = 0;
+const DRAINING: u8 = 1;
+const CLOSING: u8 = 2;
+
+/// The accept loop and connection handling shared by every listener.
+pub(crate) async fn serve_with<F, Fut, B>(
+    listener: TcpListener,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .max_headers(options.max_headers)
+        .header_read_timeout(options.header_read_timeout)
+        .timer(TokioTimer::new());
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(options.http2_keep_alive_interval)
+        .keep_alive_timeout(options.http2_keep_alive_timeout)
+        .timer(TokioTimer::new());
+    let max = options.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(max));
+    let (state, _) = watch::channel(SERVING);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // At the connection limit, stop accepting until a connection closes.
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let activity = Activity::new();
+        let handler = handler.clone();
+        let on_request = Arc::clone(&activity);
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let guard = on_request.begin();
+            let response = handler(req, peer);
+            async move {
+                let response = response.await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| guard.track(body)))
+            }
+        });
+        let io = TokioIo::new(TrackedIo::new(socket, Arc::clone(&activity)));
+        let conn = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        let mut state = state.subscribe();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let mut closing_since: Option<tokio::time::Instant> = None;
+            loop {
+                let wake = match closing_since {
+                    // Closing politely: give the peer a moment, then drop.
+                    Some(t) => t + Duration::from_secs(1),
+                    None => match activity.verdict(&options, std::time::Instant::now()) {
+                        Verdict::WaitUntil(t) => tokio::time::Instant::from_std(t),
+                        Verdict::CloseIdle => {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            conn.as_mut().graceful_shutdown();
+                            closing_since = Some(tokio::time::Instant::now());
+                            continue;
+                        }
+                        Verdict::Abort => {
+                            tracing::debug!(%peer, "dropping a connection whose client stopped reading");
+                            break;
+                        }
+                    },
+                };
+                tokio::select! {
+                    done = conn.as_mut() => {
+                        if let Err(e) = done {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep_until(wake) => {
+                        if closing_since.is_some() {
+                            break;
+                        }
+                    }
+                    changed = state.changed() => {
+                        let now = if changed.is_ok() { *state.borrow_and_update() } else { CLOSING };
+                        if now == CLOSING {
+                            break;
+                        }
+                        if now == DRAINING && closing_since.is_none() {
+                            conn.as_mut().graceful_shutdown();
+                            // Draining has its own limit (the grace period), not the idle one.
+                            closing_since = Some(tokio::time::Instant::now() + options.grace_period);
+                        }
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    state.send_replace(DRAINING);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    tokio::select! {
+        _ = permits.acquire_many(all) => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(options.grace_period) => {
+            tracing::warn!("grace period over; closing remaining connections");
+            state.send_replace(CLOSING);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Hostile and careless clients, over real sockets against an s3s-fs origin (SigV4 on): sockets
+//! that send nothing or stop reading, huge cache directives, crafted cache records, confusable
+//! cache keys and paths. Each test reproduces an attack that once worked.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use yatagarasu::{BucketRoute, Proxy, ServerOptions, serve};
+use yatagarasu_s3::{Credentials, S3Client};
+use yatagarasu_testkit::{Fault, TestOrigin};
+
+async fn origin() -> TestOrigin {
+    let o = TestOrigin::start("AKIDHARD", "hard-secret").await;
+    o.create_bucket("media");
+    o
+}
+
+fn client(o: &TestOrigin) -> S3Client {
+    S3Client::builder("media")
+        .endpoint(o.endpoint())
+        .credentials(Credentials::new("AKIDHARD", "hard-secret"))
+        .build()
+        .unwrap()
+}
+
+async fn start(proxy: Proxy, options: ServerOptions) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, proxy, options, std::future::pending()));
+    addr
+}
+
+/// Sends one HTTP/1.1 request on a fresh connection and returns the status line's code.
+async fn status_of(addr: SocketAddr, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+/// Reads until the peer closes (EOF or reset); panics if that takes longer than `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) {
+    tokio::time::timeout(limit, async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the proxy kept the connection open");
+}
+
+fn quick_timeouts() -> ServerOptions {
+    ServerOptions {
+        max_connections: 4,
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn silent_and_half_preface_sockets_are_closed_and_free_their_slots() {
+    let o = origin().await;
+    let addr = start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(&o)))
+            .build(),
+        quick_timeouts(),
+    )
+    .await;
+    // Every slot taken: two send nothing, one half an HTTP/2 preface, one half a request head.
+    let mut hogs = Vec::new();
+    for opening in [
+        &b""[..],
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+        b"GET /health HTTP/1.1\r\nHo",
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(opening).await.unwrap();
+        hogs.push(s);
+    }
+    for s in &mut hogs {
+        closed_within(s, Duration::from_secs(10)).await;
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(10), status_of(addr, "/health")).await;
+    assert_eq!(
+        answered.expect("/health must be answered once the hogs are cut"),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_trickled_request_head_does_not_keep_a_socket_alive() {
+    let o = origin().await;
+    let addr = start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(&o)))
+            .build(),
+        quick_timeouts(),
+    )
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let trickle = async {
+        // One byte every 50 ms: each arrives well inside the timeout, the head never completes.
+        for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if s.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    let cut = tokio::time::timeout(Duration::from_secs(10), trickle)
+        .await
+        .unwrap();
+    assert!(
+        cut,
+        "a head trickled over 3 s outlived a 300 ms header timeout"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_connections_close_when_idle() {
+    let o = origin().await;
+    o.put_object("media", "k", b"value");
+    let addr = start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(&o)))
+            .build(),
+        quick_timeouts(),
+    )
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /media/k HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    closed_within(&mut s, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_and_its_slot_freed() {
+    let o = origin().await;
+    o.put_pattern_object("media", "big", 32 * 1024 * 1024);
+    let options = ServerOptions {
+        max_connections: 1,
+        ..quick_timeouts()
+    };
+    let addr = start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(&o)))
+            .build(),
+        options,
+    )
+    .await;
+    // Asks for 32 MiB and reads nothing: socket buffers fill, then nothing moves.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /media/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(15), status_of(addr, "/health")).await;
+    assert_eq!(
+        answered.expect("the only slot stayed with a client that does not read"),
+        200
+    );
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_slow_origin_is_not_mistaken_for_a_slow_client() {
+    let o = origin().await;
+    o.put_object("media", "k", b"value");
+    let addr = start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(&o)))
+            .build(),
+        quick_timeouts(),
+    )
+    .await;
+    // The origin takes five send timeouts to answer: the request is ours to finish, not cut.
+    o.inject(Fault::DelayHeaders(Duration::from_millis(1500)), 1);
+    let status = tokio::time::timeout(Duration::from_secs(10), status_of(addr, "/media/k")).await;
+    assert_eq!(status.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn the_admin_listener_cuts_silent_sockets_like_the_proxy() {
+    let o = origin().await;
+    let proxy = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ServerOptions {
+        max_connections: 1,
+        ..quick_timeouts()
+    };
+    let api = yatagarasu::AdminApi::new(proxy, "admin-token-0123456789");
+    tokio::spawn(yatagarasu::serve_admin(
+        listener,
+        api,
+        options,
+        std::future::pending(),
+    ));
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    closed_within(&mut silent, Duration::from_secs(10)).await;
+    // The slot is free again: an unauthenticated call is answered (401), not left waiting.
+    let answered =
+        tokio::time::timeout(Duration::from_secs(10), status_of(addr, "/admin/stats")).await;
+    assert_eq!(answered.unwrap(), 401);
+}
