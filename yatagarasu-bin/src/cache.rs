@@ -60,7 +60,7 @@ pub(crate) fn stale_windows(meta: &ObjectMeta) -> (Duration, Duration) {
     let mut sie = Duration::ZERO;
     for directive in meta.cache_control.as_deref().unwrap_or("").split(',') {
         if let Some((name, value)) = directive.trim().split_once('=')
-            && let Ok(secs) = value.trim().trim_matches('"').parse::<u64>()
+            && let Some(secs) = delta_seconds(value.trim().trim_matches('"'))
         {
             match name.trim().to_ascii_lowercase().as_str() {
                 "stale-while-revalidate" => swr = Duration::from_secs(secs),
@@ -94,8 +94,8 @@ pub(crate) fn freshness(meta: &ObjectMeta, default_ttl: Duration) -> Option<Dura
         match (name.as_str(), value) {
             ("no-store" | "private", _) => return None,
             ("no-cache", None) => return Some(Duration::ZERO),
-            ("max-age", Some(v)) => max_age = v.parse::<u64>().ok(),
-            ("s-maxage", Some(v)) => s_maxage = v.parse::<u64>().ok(),
+            ("max-age", Some(v)) => max_age = delta_seconds(v),
+            ("s-maxage", Some(v)) => s_maxage = delta_seconds(v),
             _ => {}
         }
     }
@@ -116,12 +116,12 @@ pub(crate) struct ObjectCache {
     stale_retention: Duration,
 }
 
-fn record_key(route: &str, key: &str) -> Vec<u8> {
-    format!("r\0{route}\0{key}").into_bytes()
+fn record_key(origin: &str, key: &str) -> Vec<u8> {
+    format!("r\0{origin}\0{key}").into_bytes()
 }
 
-fn slice_key(route: &str, key: &str, etag: &EntityTag, index: u64) -> Vec<u8> {
-    format!("s\0{route}\0{key}\0{etag}\0{index}").into_bytes()
+fn slice_key(origin: &str, key: &str, etag: &EntityTag, index: u64) -> Vec<u8> {
+    format!("s\0{origin}\0{key}\0{etag}\0{index}").into_bytes()
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -129,7 +129,34 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// `t + d`, or the far future when the clock cannot hold it: no deadline computation panics.
+fn later(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(MAX_DIRECTIVE_SECONDS_DURATION))
+        .unwrap_or(t)
+}
+
+/// The largest delta-seconds a `Cache-Control` directive is taken at: one year. RFC 9111 1.2.2
+/// lets a cache treat larger values as 2^31 s; a year is what a shared cache needs, and keeps every
+/// deadline far from the clock's limits.
+pub(crate) const MAX_DIRECTIVE_SECONDS: u64 = 365 * 24 * 3600;
+const MAX_DIRECTIVE_SECONDS_DURATION: Duration = Duration::from_secs(MAX_DIRECTIVE_SECONDS);
+
+/// A directive's delta-seconds (RFC 9111 1.2.2): digits only, clamped to
+/// [`MAX_DIRECTIVE_SECONDS`] (also when too long for any integer type); `None` when not a number.
+fn delta_seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        v.parse::<u64>()
+            .map_or(MAX_DIRECTIVE_SECONDS, |n| n.min(MAX_DIRECTIVE_SECONDS)),
+    )
 }
 
 /// Records are read on every cache hit, so they use a compact binary layout rather than JSON:
@@ -253,40 +280,47 @@ impl ObjectCache {
     }
 
     /// The object's record, fresh or stale.
-    pub(crate) async fn record(&self, route: &str, key: &str) -> Option<Record> {
-        let hit = self.tiers.get(&record_key(route, key)).await?;
-        decode_record(&hit.entry.metadata)
+    pub(crate) async fn record(&self, origin: &str, key: &str) -> Option<Record> {
+        let record_key = record_key(origin, key);
+        let hit = self.tiers.get(&record_key).await?;
+        let record = decode_record(&hit.entry.metadata);
+        if record.is_none() {
+            // Not ours to read (damaged, or written by another version): gone from every tier,
+            // including the faster ones it was just promoted to.
+            self.tiers.delete(&record_key).await;
+        }
+        record
     }
 
     /// Store (or refresh) an object's record, fresh for `fresh_for`, kept `stale_retention` longer.
     pub(crate) async fn store_record(
         &self,
-        route: &str,
+        origin: &str,
         key: &str,
         meta: &ObjectMeta,
         fresh_for: Duration,
     ) {
         let now = SystemTime::now();
         let (swr, sie) = stale_windows(meta);
-        let fresh_until = now + fresh_for;
+        let fresh_until = later(now, fresh_for);
         let record = Record {
             meta: meta.clone(),
             fresh_until,
-            stale_while_revalidate_until: fresh_until + swr,
-            stale_if_error_until: fresh_until + sie,
+            stale_while_revalidate_until: later(fresh_until, swr),
+            stale_if_error_until: later(fresh_until, sie),
             missing: false,
         };
-        let keep = fresh_for + self.stale_retention.max(swr).max(sie);
+        let keep = fresh_for.saturating_add(self.stale_retention.max(swr).max(sie));
         let entry = CacheEntry::new(encode_record(&record), Bytes::new(), Some(keep));
-        self.tiers.insert(&record_key(route, key), entry).await;
+        self.tiers.insert(&record_key(origin, key), entry).await;
     }
 
     /// Remember for `ttl` that an object does not exist (negative caching of 404).
-    pub(crate) async fn store_missing(&self, route: &str, key: &str) {
+    pub(crate) async fn store_missing(&self, origin: &str, key: &str) {
         if self.negative_ttl.is_zero() {
             return;
         }
-        let fresh_until = SystemTime::now() + self.negative_ttl;
+        let fresh_until = later(SystemTime::now(), self.negative_ttl);
         let record = Record {
             meta: ObjectMeta::with_size(0),
             fresh_until,
@@ -299,20 +333,20 @@ impl ObjectCache {
             Bytes::new(),
             Some(self.negative_ttl),
         );
-        self.tiers.insert(&record_key(route, key), entry).await;
+        self.tiers.insert(&record_key(origin, key), entry).await;
     }
 
     /// One body slice of a version, if cached.
     pub(crate) async fn slice(
         &self,
-        route: &str,
+        origin: &str,
         key: &str,
         etag: &EntityTag,
         index: u64,
     ) -> Option<Bytes> {
         Some(
             self.tiers
-                .get(&slice_key(route, key, etag, index))
+                .get(&slice_key(origin, key, etag, index))
                 .await?
                 .entry
                 .body,
@@ -323,7 +357,7 @@ impl ObjectCache {
     /// that has ended has its slices in the cache).
     pub(crate) async fn store_slice(
         &self,
-        route: &str,
+        origin: &str,
         key: &str,
         etag: &EntityTag,
         index: u64,
@@ -332,21 +366,21 @@ impl ObjectCache {
     ) {
         let entry = CacheEntry::new(Bytes::new(), body, Some(keep));
         self.tiers
-            .insert(&slice_key(route, key, etag, index), entry)
+            .insert(&slice_key(origin, key, etag, index), entry)
             .await;
     }
 
     /// How long slices of a version fresh for `fresh_for` are kept.
     pub(crate) fn slice_retention(&self, fresh_for: Duration) -> Duration {
-        fresh_for + self.stale_retention
+        fresh_for.saturating_add(self.stale_retention)
     }
 
     /// Remove an object (record and all its slices).
-    pub(crate) async fn purge_object(&self, route: &str, key: &str) -> u64 {
-        self.tiers.delete(&record_key(route, key)).await;
+    pub(crate) async fn purge_object(&self, origin: &str, key: &str) -> u64 {
+        self.tiers.delete(&record_key(origin, key)).await;
         let removed = self
             .tiers
-            .delete_prefix(format!("s\0{route}\0{key}\0").as_bytes())
+            .delete_prefix(format!("s\0{origin}\0{key}\0").as_bytes())
             .await;
         1 + removed
             .iter()
@@ -354,13 +388,13 @@ impl ObjectCache {
             .sum::<u64>()
     }
 
-    /// Remove every object whose key starts with `prefix` in `route` (all of the bucket for "").
-    pub(crate) async fn purge_prefix(&self, route: &str, prefix: &str) -> u64 {
+    /// Remove every object whose key starts with `prefix` of origin `origin` (all of it for "").
+    pub(crate) async fn purge_prefix(&self, origin: &str, prefix: &str) -> u64 {
         let mut n = 0;
         for kind in ["r", "s"] {
             let removed = self
                 .tiers
-                .delete_prefix(format!("{kind}\0{route}\0{prefix}").as_bytes())
+                .delete_prefix(format!("{kind}\0{origin}\0{prefix}").as_bytes())
                 .await;
             n += removed
                 .iter()

@@ -212,7 +212,7 @@ impl Proxy {
         let route = |name: &str| {
             table
                 .by_name(name)
-                .map(|m| m.route.name.clone())
+                .map(|m| m.target.id.to_string())
                 .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no bucket named `{name}`")))
         };
         Ok(match target {

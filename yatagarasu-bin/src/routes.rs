@@ -129,6 +129,16 @@ pub(crate) struct RouteTable {
 /// Paths the proxy answers itself; no bucket prefix may shadow them.
 pub const RESERVED_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
 
+/// The id cache entries of `origin`'s objects are keyed by: a digest of its
+/// [`identity`](Origin::identity) (endpoint, addressing, bucket), so two deployments that share a
+/// Redis tier and both call a route `media` never read each other's entries unless they read the
+/// same bucket, and a route re-pointed at another bucket starts from an empty cache.
+pub(crate) fn cache_id(origin: &dyn Origin) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(origin.identity().as_bytes());
+    hex::encode(&digest[..12])
+}
+
 /// A prefix in canonical form: leading slash, no trailing slash (except the root `/`).
 pub(crate) fn normalize_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_matches('/');
@@ -154,7 +164,7 @@ impl RouteTable {
                     .get(route.name.as_str())
                     .map_or_else(Arc::default, |c| Arc::clone(c));
                 let target = FetchTarget {
-                    name: route.name.as_str().into(),
+                    id: cache_id(route.origin.as_ref()).into(),
                     origin: Arc::clone(&route.origin),
                     coalescing: route.coalescing,
                 };

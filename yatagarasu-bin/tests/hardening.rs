@@ -224,3 +224,191 @@ async fn the_admin_listener_cuts_silent_sockets_like_the_proxy() {
         tokio::time::timeout(Duration::from_secs(10), status_of(addr, "/admin/stats")).await;
     assert_eq!(answered.unwrap(), 401);
 }
+
+#[tokio::test]
+async fn huge_cache_control_values_are_clamped_not_a_panic() {
+    use yatagarasu_cache::{CacheTier, DiskTier, MemoryTier, TieredCache};
+    let o = origin().await;
+    for (key, cc) in [
+        ("max-age", "max-age=10000000000000000000"),
+        (
+            "swr",
+            "max-age=0, stale-while-revalidate=18446744073709551615",
+        ),
+        (
+            "sie",
+            "s-maxage=99999999999999999999999, stale-if-error=18446744073709551615",
+        ),
+    ] {
+        o.put_object_with(
+            "media",
+            key,
+            b"value",
+            &yatagarasu_testkit::ObjectAttributes {
+                cache_control: Some(cc.into()),
+                ..Default::default()
+            },
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tiers: Vec<std::sync::Arc<dyn CacheTier>> = vec![
+        std::sync::Arc::new(MemoryTier::new(1 << 20, 1 << 20)),
+        std::sync::Arc::new(DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap()),
+    ];
+    let proxy = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .cache(TieredCache::new(tiers), Duration::from_secs(86_400))
+        .build();
+    let base = format!("http://{}", start(proxy, ServerOptions::default()).await);
+    let http = reqwest::Client::new();
+    for key in ["max-age", "swr", "sie"] {
+        let url = format!("{base}/media/{key}");
+        let head = http.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200, "{key}: HEAD");
+        for _ in 0..2 {
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{key}: GET");
+            assert_eq!(r.bytes().await.unwrap(), "value");
+        }
+    }
+    let r = http
+        .get(format!("{base}/media/max-age"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-cache"],
+        "HIT",
+        "a year of freshness is still cached"
+    );
+}
+
+fn client_for(o: &TestOrigin, bucket: &str) -> S3Client {
+    S3Client::builder(bucket)
+        .endpoint(o.endpoint())
+        .credentials(Credentials::new("AKIDHARD", "hard-secret"))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` until the answer is a cache hit (bounded), returning the body.
+async fn get_until_hit(http: &reqwest::Client, url: &str) -> bytes::Bytes {
+    for _ in 0..200 {
+        let r = http.get(url).send().await.unwrap();
+        let hit = r.headers()["x-cache"] == "HIT";
+        let body = r.bytes().await.unwrap();
+        if hit {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{url} never became a cache hit");
+}
+
+#[tokio::test]
+async fn cache_entries_belong_to_the_origin_not_the_route_name() {
+    use std::sync::Arc;
+    use yatagarasu_cache::{RedisOptions, RedisTier, TieredCache};
+    let o = origin().await;
+    o.create_bucket("other");
+    o.put_object("media", "a.txt", b"from media");
+    o.put_object("other", "a.txt", b"from other");
+    let redis = yatagarasu_testkit::RedisServer::start();
+    // Two deployments share one Redis with the default key prefix; each calls its route `media`.
+    let shared = || {
+        TieredCache::new(vec![Arc::new(
+            RedisTier::new(RedisOptions::new(redis.url())).unwrap(),
+        )])
+    };
+    let day = Duration::from_secs(86_400);
+    let a = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client_for(&o, "media")))
+        .cache(shared(), day)
+        .build();
+    let b = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client_for(&o, "other")))
+        .cache(shared(), day)
+        .build();
+    let (base_a, base_b) = (
+        format!(
+            "http://{}",
+            start(a.clone(), ServerOptions::default()).await
+        ),
+        format!("http://{}", start(b, ServerOptions::default()).await),
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(
+        get_until_hit(&http, &format!("{base_a}/media/a.txt")).await,
+        "from media"
+    );
+    let r = http
+        .get(format!("{base_b}/media/a.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap(),
+        "from other",
+        "B served A's object"
+    );
+
+    // A's route re-pointed at the other bucket reads that bucket, not the old bucket's entries.
+    a.replace_routes(vec![BucketRoute::new(
+        "media",
+        "/media",
+        client_for(&o, "other"),
+    )]);
+    let r = http
+        .get(format!("{base_a}/media/a.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap(),
+        "from other",
+        "a re-pointed route kept old entries"
+    );
+}
+
+#[tokio::test]
+async fn records_under_a_secret_reject_entries_written_without_it() {
+    use std::sync::Arc;
+    use yatagarasu_cache::{RecordCheck, RedisOptions, RedisTier, TieredCache};
+    let o = origin().await;
+    o.put_object("media", "a.txt", b"the real object");
+    let redis = yatagarasu_testkit::RedisServer::start();
+    let tier = |check: RecordCheck| {
+        TieredCache::new(vec![Arc::new(
+            RedisTier::new(RedisOptions {
+                record_check: check,
+                ..RedisOptions::new(redis.url())
+            })
+            .unwrap(),
+        )])
+    };
+    // A writer without the secret fills the shared Redis for the same origin and key; then the
+    // object changes, so an entry it wrote would show as a stale body.
+    let day = Duration::from_secs(86_400);
+    let writer = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .cache(tier(RecordCheck::Crc32), day)
+        .build();
+    let base_w = format!("http://{}", start(writer, ServerOptions::default()).await);
+    let http = reqwest::Client::new();
+    get_until_hit(&http, &format!("{base_w}/media/a.txt")).await;
+    o.put_object("media", "a.txt", b"the new object");
+
+    // A proxy with a secret does not trust those entries: it reads the origin.
+    let reader = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .cache(tier(RecordCheck::hmac("a secret of sixteen+")), day)
+        .build();
+    let base_r = format!("http://{}", start(reader, ServerOptions::default()).await);
+    let r = http
+        .get(format!("{base_r}/media/a.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(r.bytes().await.unwrap(), "the new object");
+}

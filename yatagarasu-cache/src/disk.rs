@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::entry::{self, CacheEntry, HEADER_LEN};
+use crate::entry::{self, CacheEntry, HEADER_LEN, RecordCheck};
 use crate::error::CacheError;
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
@@ -95,6 +95,7 @@ impl Index {
 
 struct Inner {
     dir: PathBuf,
+    check: RecordCheck,
     max_bytes: u64,
     max_item_bytes: u64,
     index: Mutex<Index>,
@@ -149,12 +150,25 @@ impl DiskTier {
         max_bytes: u64,
         max_item_bytes: u64,
     ) -> Result<Self, CacheError> {
+        Self::open_with_check(dir, max_bytes, max_item_bytes, RecordCheck::default()).await
+    }
+
+    /// Like [`open`](Self::open), checking records with `check` (e.g. an HMAC under a secret, so
+    /// files planted by anyone without it are rejected). Records of another kind are dropped.
+    pub async fn open_with_check(
+        dir: impl AsRef<Path>,
+        max_bytes: u64,
+        max_item_bytes: u64,
+        check: RecordCheck,
+    ) -> Result<Self, CacheError> {
         let dir = dir.as_ref().to_path_buf();
         let scan_dir = dir.clone();
-        let index = blocking(move || scan(&scan_dir)).await?;
+        let scan_check = check.clone();
+        let index = blocking(move || scan(&scan_dir, &scan_check)).await?;
         let tier = Self {
             inner: Arc::new(Inner {
                 dir,
+                check,
                 max_bytes,
                 max_item_bytes,
                 index: Mutex::new(index),
@@ -208,7 +222,7 @@ impl DiskTier {
 }
 
 /// Read every record header under `dir/objects`, removing temporary files and damaged records.
-fn scan(dir: &Path) -> Result<Index, CacheError> {
+fn scan(dir: &Path, check: &RecordCheck) -> Result<Index, CacheError> {
     std::fs::create_dir_all(dir.join("objects"))?;
     let tmp = dir.join("tmp");
     if tmp.exists() {
@@ -226,7 +240,7 @@ fn scan(dir: &Path) -> Result<Index, CacheError> {
         }
         for file in std::fs::read_dir(&sub)? {
             let path = file?.path();
-            match read_header(&path) {
+            match read_header(&path, check) {
                 Some((key, size, expires_at, mtime)) if expires_at.is_none_or(|e| e > now) => {
                     let h = hash(&key);
                     if path == DiskTier::path_for(dir, &h) {
@@ -250,13 +264,16 @@ fn scan(dir: &Path) -> Result<Index, CacheError> {
 }
 
 /// A record's key, file size, expiry and mtime, if its header is sane and matches the file's length.
-fn read_header(path: &Path) -> Option<(Vec<u8>, u64, Option<SystemTime>, SystemTime)> {
+fn read_header(
+    path: &Path,
+    check: &RecordCheck,
+) -> Option<(Vec<u8>, u64, Option<SystemTime>, SystemTime)> {
     let mut f = std::fs::File::open(path).ok()?;
     let meta = f.metadata().ok()?;
     let mut head = [0u8; HEADER_LEN];
     f.read_exact(&mut head).ok()?;
-    let h = entry::decode_header(&head).ok()?;
-    if h.total_len() != meta.len() || h.key_len > 64 * 1024 {
+    let h = entry::decode_header(&head, check).ok()?;
+    if h.total_len() != Some(meta.len()) || h.key_len > 64 * 1024 {
         return None;
     }
     let mut key = vec![0u8; h.key_len];
@@ -288,7 +305,7 @@ impl CacheTier for DiskTier {
                 }
             };
             if let Some(record) = inline
-                && let Ok((k, e)) = entry::decode(&record)
+                && let Ok((k, e)) = entry::decode(&record, &self.inner.check)
                 && k.as_ref() == key
                 && !e.is_expired_at(SystemTime::now())
             {
@@ -316,7 +333,7 @@ impl CacheTier for DiskTier {
                     return Err(e);
                 }
             };
-            match entry::decode(&record) {
+            match entry::decode(&record, &self.inner.check) {
                 Ok((k, e)) if k.as_ref() == key && !e.is_expired_at(SystemTime::now()) => {
                     let mut idx = lock(&self.inner.index);
                     idx.touch(&h);
@@ -351,7 +368,7 @@ impl CacheTier for DiskTier {
         Box::pin(async move {
             entry.check_fits(self.inner.max_item_bytes)?;
             let h = hash(key);
-            let record = Bytes::from(entry::encode(key, &entry));
+            let record = Bytes::from(entry::encode(key, &entry, &self.inner.check));
             let size = record.len() as u64;
             let dir = self.inner.dir.clone();
             let written_record = record.clone();

@@ -43,7 +43,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use disk::DiskTier;
-pub use entry::CacheEntry;
+pub use entry::{CacheEntry, MAX_TTL, RecordCheck};
 pub use error::CacheError;
 pub use memory::MemoryTier;
 pub use redis_tier::{RedisOptions, RedisTier};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 
-use crate::entry::{self, CacheEntry};
+use crate::entry::{self, CacheEntry, RecordCheck};
 use crate::error::CacheError;
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
@@ -28,6 +28,9 @@ pub struct RedisOptions {
     pub failure_threshold: u32,
     /// How long an open circuit skips Redis entirely before trying again.
     pub open_for: Duration,
+    /// How records are checked: a CRC (default), or an HMAC under a secret so that entries
+    /// written by anyone else sharing the Redis are rejected.
+    pub record_check: RecordCheck,
 }
 
 impl RedisOptions {
@@ -42,6 +45,7 @@ impl RedisOptions {
             max_item_bytes: 64 * 1024 * 1024,
             failure_threshold: 3,
             open_for: Duration::from_secs(5),
+            record_check: RecordCheck::default(),
         }
     }
 }
@@ -200,7 +204,7 @@ impl CacheTier for RedisTier {
                 Counters::inc(&self.counters.misses);
                 return Ok(None);
             };
-            match entry::decode(&Bytes::from(raw)) {
+            match entry::decode(&Bytes::from(raw), &self.options.record_check) {
                 Ok((stored_key, e))
                     if stored_key.as_ref() == key && !e.is_expired_at(SystemTime::now()) =>
                 {
@@ -212,6 +216,13 @@ impl CacheTier for RedisTier {
                     Ok(None)
                 }
                 Err(e) => {
+                    // Never served, never promoted: remove it so the next read is a clean miss.
+                    let k = self.full_key(key);
+                    let _ = self
+                        .run(|mut c| async move {
+                            redis::cmd("DEL").arg(k).query_async::<()>(&mut c).await
+                        })
+                        .await;
                     Counters::inc(&self.counters.errors);
                     Counters::inc(&self.counters.misses);
                     Err(e)
@@ -234,7 +245,7 @@ impl CacheTier for RedisTier {
                 return Ok(());
             }
             let k = self.full_key(key);
-            let record = entry::encode(key, &entry);
+            let record = entry::encode(key, &entry, &self.options.record_check);
             self.run(|mut c| async move {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(k).arg(record);

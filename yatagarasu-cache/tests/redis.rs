@@ -186,3 +186,50 @@ async fn a_slow_redis_costs_one_operation_timeout_not_a_hang() {
         "bounded by the 300 ms operation timeout"
     );
 }
+
+#[tokio::test]
+async fn a_crafted_record_in_redis_is_deleted_and_never_promoted() {
+    let server = RedisServer::start();
+    let key = b"obj/crafted";
+    // Lengths that wrap u64 to the record's real length, and a valid checksum.
+    let payload = b"not what the header claims";
+    let len = (32 + key.len() + payload.len()) as u64;
+    let meta_len = u32::MAX;
+    let body_len = len
+        .wrapping_sub(32 + key.len() as u64)
+        .wrapping_sub(u64::from(meta_len));
+    let mut r = Vec::new();
+    r.extend_from_slice(b"YCE1");
+    r.extend_from_slice(&[0; 4]);
+    r.extend_from_slice(&u64::MAX.to_le_bytes());
+    r.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    r.extend_from_slice(&meta_len.to_le_bytes());
+    r.extend_from_slice(&body_len.to_le_bytes());
+    r.extend_from_slice(key);
+    r.extend_from_slice(payload);
+    let crc = crc32fast::hash(&r[8..]);
+    r[4..8].copy_from_slice(&crc.to_le_bytes());
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let full_key = [&b"crafted:"[..], key].concat();
+    redis::cmd("SET")
+        .arg(&full_key)
+        .arg(r)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let memory = Arc::new(MemoryTier::new(1 << 20, 1 << 20));
+    let cache = TieredCache::new(vec![
+        memory.clone() as Arc<dyn CacheTier>,
+        Arc::new(tier(&server.url(), "crafted:")),
+    ]);
+    assert!(cache.get(key).await.is_none());
+    assert!(memory.get(key).await.unwrap().is_none(), "never promoted");
+    let left: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&full_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_none(), "deleted from Redis");
+}

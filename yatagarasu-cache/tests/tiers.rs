@@ -337,3 +337,45 @@ async fn kill_9_during_writes_never_leaves_a_torn_entry() {
         );
     }
 }
+
+/// A record whose header lengths add up, modulo 2^64, to its real length, with a valid checksum:
+/// a naive length check passes it and slicing by its lengths would run far past its end.
+pub fn wrapping_record(key: &[u8]) -> Vec<u8> {
+    let payload = b"not what the header claims";
+    let len = (32 + key.len() + payload.len()) as u64;
+    let meta_len = u32::MAX;
+    let body_len = len
+        .wrapping_sub(32)
+        .wrapping_sub(key.len() as u64)
+        .wrapping_sub(u64::from(meta_len));
+    let mut r = Vec::new();
+    r.extend_from_slice(b"YCE1");
+    r.extend_from_slice(&[0; 4]);
+    r.extend_from_slice(&u64::MAX.to_le_bytes()); // no expiry
+    r.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    r.extend_from_slice(&meta_len.to_le_bytes());
+    r.extend_from_slice(&body_len.to_le_bytes());
+    r.extend_from_slice(key);
+    r.extend_from_slice(payload);
+    let crc = crc32fast::hash(&r[8..]);
+    r[4..8].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+#[tokio::test]
+async fn a_record_with_wrapping_lengths_is_removed_not_read() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = b"obj/crafted";
+    drop(DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap());
+    let hex = hex::encode(sha2::Sha256::digest(key));
+    let sub = dir.path().join("objects").join(&hex[..2]);
+    std::fs::create_dir_all(&sub).unwrap();
+    let path = sub.join(&hex[2..]);
+    std::fs::write(&path, wrapping_record(key)).unwrap();
+
+    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    assert!(matches!(d.get(key).await, Ok(None) | Err(_)));
+    assert_eq!(d.stats().entries, 0);
+    assert!(!path.exists(), "the crafted record is deleted");
+}

@@ -118,6 +118,13 @@ impl S3Client {
         &self.inner.region
     }
 
+    /// Which objects this client reads: its base URL (scheme, endpoint, the bucket in the host or
+    /// the path as the addressing style puts it) and its bucket. Credentials and region are not
+    /// part of it: they change who asks, not what is read.
+    pub fn identity(&self) -> String {
+        format!("s3:{} bucket:{}", self.inner.base, self.inner.bucket)
+    }
+
     /// Fetch an object, streaming its body.
     ///
     /// A 304 answer is [`ErrorKind::NotModified`], 412 [`ErrorKind::PreconditionFailed`], 416

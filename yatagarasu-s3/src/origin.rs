@@ -55,6 +55,9 @@ pub type OriginFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + '
 ///     fn probe(&self) -> OriginFuture<'_, ()> {
 ///         self.inner.probe()
 ///     }
+///     fn identity(&self) -> String {
+///         self.inner.identity()
+///     }
 /// }
 ///
 /// let client = S3Client::builder("media").anonymous().build()?;
@@ -83,6 +86,15 @@ pub trait Origin: Send + Sync + fmt::Debug + 'static {
 
     /// A cheap check that the origin answers and the bucket is readable (readiness).
     fn probe(&self) -> OriginFuture<'_, ()>;
+
+    /// What identifies the objects this origin reads: two origins with the same identity serve
+    /// the same objects, so caches key entries by it (never by a route's name, which two
+    /// deployments may share and a re-pointed route keeps). [`S3Client`] gives its endpoint,
+    /// addressing style and bucket. The default is the bucket name alone: a decorator should
+    /// forward its inner origin's identity.
+    fn identity(&self) -> String {
+        format!("bucket:{}", self.bucket())
+    }
 }
 
 impl Origin for S3Client {
@@ -109,6 +121,10 @@ impl Origin for S3Client {
     fn probe(&self) -> OriginFuture<'_, ()> {
         Box::pin(S3Client::probe(self))
     }
+
+    fn identity(&self) -> String {
+        S3Client::identity(self)
+    }
 }
 
 impl<T: Origin + ?Sized> Origin for Arc<T> {
@@ -134,5 +150,9 @@ impl<T: Origin + ?Sized> Origin for Arc<T> {
 
     fn probe(&self) -> OriginFuture<'_, ()> {
         (**self).probe()
+    }
+
+    fn identity(&self) -> String {
+        (**self).identity()
     }
 }

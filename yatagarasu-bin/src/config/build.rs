@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use yatagarasu_cache::{CacheTier, DiskTier, MemoryTier, RedisOptions, RedisTier, TieredCache};
+use yatagarasu_cache::{
+    CacheTier, DiskTier, MemoryTier, RecordCheck, RedisOptions, RedisTier, TieredCache,
+};
 use yatagarasu_s3::{
     AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
 };
@@ -41,6 +43,10 @@ impl Config {
             return Ok(None);
         };
         let mib = |n: u64| n.saturating_mul(1024 * 1024);
+        let check = c
+            .record_secret
+            .as_ref()
+            .map_or_else(RecordCheck::default, RecordCheck::hmac);
         let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
         for layer in &c.cache_layers {
             match layer.as_str() {
@@ -54,10 +60,11 @@ impl Config {
                         .disk
                         .as_ref()
                         .ok_or_else(|| ConfigError::one("cache.disk: required"))?;
-                    let tier = DiskTier::open(
+                    let tier = DiskTier::open_with_check(
                         &d.cache_dir,
                         mib(d.max_disk_cache_size_mb),
                         mib(d.max_item_size_mb),
+                        check.clone(),
                     )
                     .await
                     .map_err(|e| {
@@ -75,6 +82,7 @@ impl Config {
                     o.default_ttl = r.redis_ttl_seconds.map(Duration::from_secs);
                     o.op_timeout = Duration::from_millis(r.operation_timeout_ms);
                     o.max_item_bytes = mib(r.max_item_size_mb);
+                    o.record_check = check.clone();
                     let tier = RedisTier::new(o)
                         .map_err(|e| ConfigError::one(format!("cache.redis.redis_url: {e}")))?;
                     tiers.push(Arc::new(tier));

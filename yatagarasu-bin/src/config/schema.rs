@@ -144,6 +144,10 @@ pub struct CacheConfig {
     /// Seconds a 404 (NoSuchKey) is remembered; 0 (the default) never caches errors.
     #[serde(default, deserialize_with = "lenient")]
     pub negative_ttl_seconds: u64,
+    /// A secret (at least 16 characters) with which disk and Redis records are authenticated
+    /// (HMAC-SHA256 instead of a CRC): entries written without it are rejected and removed.
+    #[serde(default)]
+    pub record_secret: Option<String>,
     /// The memory tier.
     #[serde(default)]
     pub memory: MemoryCacheConfig,

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::schema::CacheConfig;
 use super::{Config, ConfigError};
+use crate::cache::MAX_DIRECTIVE_SECONDS;
 use crate::cors::CorsPolicy;
 use crate::routes::{RESERVED_PATHS, normalize_prefix};
 
@@ -178,6 +179,9 @@ impl Config {
                     "{at}.coalescing.wait_timeout_ms: must be at least 1"
                 ));
             }
+            if let Some(t) = b.cache.as_ref().and_then(|c| c.ttl_seconds) {
+                ttl_in_range(&format!("{at}.cache.ttl_seconds"), t, &mut p);
+            }
             if s3.max_attempts == Some(0) {
                 p.push(format!("{at}.s3.max_attempts: must be at least 1"));
             }
@@ -211,6 +215,23 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
             ));
         }
         seen.push(layer.clone());
+    }
+    for (key, v) in [
+        ("stale_retention_seconds", Some(c.stale_retention_seconds)),
+        ("default_ttl_seconds", Some(c.default_ttl_seconds)),
+        ("negative_ttl_seconds", Some(c.negative_ttl_seconds)),
+        ("memory.default_ttl_seconds", c.memory.default_ttl_seconds),
+        (
+            "redis.redis_ttl_seconds",
+            c.redis.as_ref().and_then(|r| r.redis_ttl_seconds),
+        ),
+    ] {
+        if let Some(v) = v {
+            ttl_in_range(&format!("cache.{key}"), v, p);
+        }
+    }
+    if c.record_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        p.push("cache.record_secret: must be at least 16 characters".to_owned());
     }
     let m = &c.memory;
     if m.default_ttl_seconds == Some(0) {
@@ -252,6 +273,15 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
                 }
             }
         }
+    }
+}
+
+/// Every TTL is bounded by a year, the longest freshness a `Cache-Control` directive is taken at.
+fn ttl_in_range(at: &str, v: u64, p: &mut Vec<String>) {
+    if v > MAX_DIRECTIVE_SECONDS {
+        p.push(format!(
+            "{at}: {v} is more than a year ({MAX_DIRECTIVE_SECONDS} seconds)"
+        ));
     }
 }
 

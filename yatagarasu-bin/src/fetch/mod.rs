@@ -35,7 +35,9 @@ use slices::{SliceChain, open_slice};
 /// [`Origin`], decorators included) and its coalescing settings. Never the whole route.
 #[derive(Debug, Clone)]
 pub(crate) struct FetchTarget {
-    pub(crate) name: Arc<str>,
+    /// The origin's cache id (see [`crate::routes::cache_id`]): what cache entries and shared
+    /// fetches are keyed by.
+    pub(crate) id: Arc<str>,
     pub(crate) origin: Arc<dyn Origin>,
     pub(crate) coalescing: CoalescingOptions,
 }
@@ -161,7 +163,7 @@ impl Fetcher {
             let start = move || whole_object(owned.0, owned.1, slice_size, owned.2);
             if let Some((mut sub, _role)) = self
                 .objects
-                .subscribe((Arc::clone(&target.name), key.to_owned()), start)
+                .subscribe((Arc::clone(&target.id), key.to_owned()), start)
                 && let Some(head) = self.head_of(target, &mut sub).await
             {
                 return Ok((head?, sub_stream(sub)));
@@ -172,7 +174,7 @@ impl Fetcher {
 
     /// The metadata only: from an object flight under way, else one shared HEAD.
     pub(crate) async fn head(&self, target: &FetchTarget, key: &str) -> Result<Head> {
-        let object_key = (Arc::clone(&target.name), key.to_owned());
+        let object_key = (Arc::clone(&target.id), key.to_owned());
         if target.coalescing.enabled {
             if let Some(mut sub) = self.objects.join(&object_key)
                 && let Some(head) = self.head_of(target, &mut sub).await
@@ -218,7 +220,7 @@ impl Fetcher {
         }
         let mut sub = self
             .objects
-            .join(&(Arc::clone(&target.name), key.to_owned()))?;
+            .join(&(Arc::clone(&target.id), key.to_owned()))?;
         let head = self.head_of(target, &mut sub).await?;
         Some(head.map(|h| (h, sub_stream(sub))))
     }

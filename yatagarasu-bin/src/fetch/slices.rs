@@ -95,7 +95,7 @@ pub(super) fn changed_mid_read(origin: &dyn Origin, key: &str) -> Error {
 #[derive(Debug, Clone)]
 pub(crate) struct Fill {
     pub(crate) cache: ObjectCache,
-    pub(crate) route: String,
+    pub(crate) origin: String,
     pub(crate) key: String,
     pub(crate) default_ttl: Duration,
 }
@@ -106,7 +106,7 @@ impl Fill {
     pub(crate) async fn record(&self, meta: &ObjectMeta) -> Option<Duration> {
         let fresh_for = freshness(meta, self.default_ttl)?;
         self.cache
-            .store_record(&self.route, &self.key, meta, fresh_for)
+            .store_record(&self.origin, &self.key, meta, fresh_for)
             .await;
         Some(self.cache.slice_retention(fresh_for))
     }
@@ -140,7 +140,7 @@ impl SliceSink {
                 let body = Bytes::from(std::mem::take(&mut self.buf));
                 let f = &self.fill;
                 f.cache
-                    .store_slice(&f.route, &f.key, &self.etag, self.index, body, self.keep)
+                    .store_slice(&f.origin, &f.key, &self.etag, self.index, body, self.keep)
                     .await;
                 self.index += 1;
             } else if take == 0 {
@@ -215,7 +215,7 @@ pub(super) async fn open_slice(
     source: &SliceSource,
 ) -> Result<BodyStream> {
     if let (Some((fill, _)), Some(etag)) = (&source.cache, &head.etag)
-        && let Some(body) = fill.cache.slice(&fill.route, key, etag, index).await
+        && let Some(body) = fill.cache.slice(&fill.origin, key, etag, index).await
     {
         let expected = slice_size.min(head.size.saturating_sub(index * slice_size));
         if body.len() as u64 == expected {
@@ -264,7 +264,7 @@ pub(super) async fn open_slice(
     let opened = async {
         if coalesce
             && let Some((mut sub, _)) =
-                group.subscribe((target.name.clone(), key.to_owned(), index), fetch.clone())
+                group.subscribe((target.id.clone(), key.to_owned(), index), fetch.clone())
         {
             match tokio::time::timeout(target.coalescing.wait_timeout, sub.head()).await {
                 Ok(Ok(slice_head)) => {
@@ -285,7 +285,7 @@ pub(super) async fn open_slice(
     if let (Err(e), Some((fill, _))) = (&opened, &source.cache)
         && is_version_change(e)
     {
-        fill.cache.purge_object(&fill.route, key).await;
+        fill.cache.purge_object(&fill.origin, key).await;
     }
     opened
 }

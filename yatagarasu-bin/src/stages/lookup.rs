@@ -61,7 +61,8 @@ pub(crate) async fn lookup<'s>(
         return Ok(Lookup::Bypass);
     };
     let key = ctx.key.as_str();
-    let Some(record) = cache.record(&route.name, key).await else {
+    let target = &ctx.route.target;
+    let Some(record) = cache.record(&target.id, key).await else {
         return Ok(Lookup::Miss(cache));
     };
     let now = SystemTime::now();
@@ -79,17 +80,16 @@ pub(crate) async fn lookup<'s>(
     if record.missing {
         return Ok(Lookup::Miss(cache));
     }
-    let target = &ctx.route.target;
     let fill = Fill {
         cache: cache.clone(),
-        route: route.name.clone(),
+        origin: target.id.to_string(),
         key: key.to_owned(),
         default_ttl: route.cache.ttl,
     };
     if now < record.stale_while_revalidate_until {
         // Serve the stale copy now; one revalidation per object runs in the background.
         let (state_owned, target_owned) = (Arc::clone(state), target.clone());
-        let flight = (Arc::clone(&target.name), key.to_owned());
+        let flight = (Arc::clone(&target.id), key.to_owned());
         let revalidations = state.revalidations.clone();
         tokio::spawn(async move {
             let _ = revalidations
@@ -135,8 +135,8 @@ async fn revalidate(state: &State, target: &FetchTarget, fill: &Fill) -> Result<
         }
         Err(e) => {
             if e.kind() == ErrorKind::NotFound {
-                fill.cache.purge_object(&fill.route, &fill.key).await;
-                fill.cache.store_missing(&fill.route, &fill.key).await;
+                fill.cache.purge_object(&fill.origin, &fill.key).await;
+                fill.cache.store_missing(&fill.origin, &fill.key).await;
             }
             Err(e)
         }

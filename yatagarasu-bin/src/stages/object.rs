@@ -108,7 +108,7 @@ pub(crate) async fn serve(
         && e.kind() == ErrorKind::NotFound
         && e.context().upstream_code.as_deref() == Some("NoSuchKey")
     {
-        cache.store_missing(&ctx.route.route.name, &ctx.key).await;
+        cache.store_missing(&ctx.route.target.id, &ctx.key).await;
     }
     Served {
         response,
@@ -141,7 +141,7 @@ fn head_response(
 fn fill(ctx: &RequestContext<'_>, cache: Option<&ObjectCache>) -> Option<Fill> {
     cache.map(|c| Fill {
         cache: c.clone(),
-        route: ctx.route.route.name.clone(),
+        origin: ctx.route.target.id.to_string(),
         key: ctx.key.clone(),
         default_ttl: ctx.route.route.cache.ttl,
     })
