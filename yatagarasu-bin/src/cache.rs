@@ -21,7 +21,9 @@ pub struct CachePolicy {
     pub enabled: bool,
     /// Freshness when the object's `Cache-Control` gives none.
     pub ttl: Duration,
-    /// Cache responses to requests that carry credentials (`Authorization`, cookies). Off by default.
+    /// Cache responses of authenticated requests (takes effect with authentication; without it,
+    /// `Authorization` and cookies never reach the origin and requests carrying them are cached).
+    /// Off by default.
     pub cache_authenticated: bool,
 }
 

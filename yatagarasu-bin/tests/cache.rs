@@ -190,15 +190,19 @@ async fn objects_that_must_not_be_stored_are_not() {
     assert_eq!(get(&url).await.1, "MISS");
     assert_eq!(get(&url).await.1, "MISS");
     assert_eq!(o.stats().gets(), 2);
-    // Requests with credentials bypass the cache unless the bucket opts in.
+    // Credentials never reach the origin, so they cannot change the answer: such requests are
+    // served from the cache and fill it like any other (no cache-busting switch for anyone).
     o.put_object("media", "q.txt", b"q");
-    let r = reqwest::Client::new()
-        .get(format!("{base}/media/q.txt"))
-        .header("authorization", "Bearer x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["x-cache"], "BYPASS");
+    let with = |name: &'static str, value: &'static str| {
+        reqwest::Client::new()
+            .get(format!("{base}/media/q.txt"))
+            .header(name, value)
+            .send()
+    };
+    assert_eq!(with("authorization", "Bearer x").await.unwrap().headers()["x-cache"], "MISS");
+    assert_eq!(with("cookie", "session=1").await.unwrap().headers()["x-cache"], "HIT");
+    assert_eq!(with("authorization", "Bearer y").await.unwrap().headers()["x-cache"], "HIT");
+    assert_eq!(o.stats().gets(), 3, "one origin GET for q.txt");
 }
 
 #[tokio::test]
@@ -536,4 +540,25 @@ async fn a_fresh_record_whose_version_is_gone_is_dropped_not_served_as_errors() 
     assert_eq!(&body[..], b"a new, shorter version");
     let (s, _, body) = get(&url).await;
     assert_eq!((s, &body[..]), (200, &b"a new, shorter version"[..]));
+}
+
+#[tokio::test]
+async fn stale_if_error_stands_in_for_origin_faults_not_for_a_403() {
+    let o = origin().await;
+    let lasting = ObjectAttributes {
+        cache_control: Some("max-age=0, stale-if-error=600".into()),
+        ..ObjectAttributes::default()
+    };
+    o.put_object_with("media", "sie.txt", b"still here", &lasting);
+    let base = proxy_with(&o, Duration::ZERO).await;
+    let url = format!("{base}/media/sie.txt");
+    assert_eq!(get(&url).await.1, "MISS");
+    // The origin now refuses the proxy: that is an answer, and a stale copy must not hide it.
+    o.inject(yatagarasu_testkit::Fault::status(403, "AccessDenied"), 10);
+    assert_eq!(get(&url).await.0, 403);
+    o.clear_faults();
+    // The origin failing is what stale-if-error is for.
+    o.inject(yatagarasu_testkit::Fault::status(503, "SlowDown"), 10);
+    let (s, x, body) = get(&url).await;
+    assert_eq!((s, x.as_str(), &body[..]), (200, "STALE", &b"still here"[..]));
 }

@@ -261,7 +261,8 @@ pub struct BucketCacheConfig {
     /// Freshness when an object's `Cache-Control` gives none.
     #[serde(default, deserialize_with = "lenient_opt")]
     pub ttl_seconds: Option<u64>,
-    /// Cache responses to requests that carry credentials (`Authorization`, cookies).
+    /// Cache responses of authenticated requests (takes effect with authentication; without it,
+    /// `Authorization` and cookies never reach the origin and requests carrying them are cached).
     #[serde(default, deserialize_with = "lenient")]
     pub cache_authenticated: bool,
 }

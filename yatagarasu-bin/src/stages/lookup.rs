@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::HeaderMap;
-use http::header;
 use yatagarasu_core::{Error, ErrorKind};
 
 use super::routing::RequestContext;
@@ -37,27 +35,23 @@ pub(crate) enum Lookup<'s> {
     Missing,
 }
 
-/// The cache for this request, unless the bucket does not cache or the request carries credentials
-/// the bucket does not allow caching for.
-pub(crate) fn cache_for<'s>(
-    state: &'s State,
-    route: &BucketRoute,
-    headers: &HeaderMap,
-) -> Option<&'s ObjectCache> {
+/// The cache for this request, unless the bucket does not cache.
+///
+/// `Authorization` and `Cookie` never reach the origin (the proxy signs with its own credentials),
+/// so they cannot change the response: requests carrying them are served from and fill the cache
+/// like any other. Caching with authentication on is the access stage's to define.
+pub(crate) fn cache_for<'s>(state: &'s State, route: &BucketRoute) -> Option<&'s ObjectCache> {
     let cache = state.cache.as_ref()?;
-    let credentials =
-        headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE);
-    (route.cache.enabled && (!credentials || route.cache.cache_authenticated)).then_some(cache)
+    route.cache.enabled.then_some(cache)
 }
 
 /// Look the object up.
 pub(crate) async fn lookup<'s>(
     state: &'s Arc<State>,
     ctx: &RequestContext<'_>,
-    headers: &HeaderMap,
 ) -> Result<Lookup<'s>, Error> {
     let route = &ctx.route.route;
-    let Some(cache) = cache_for(state, route, headers) else {
+    let Some(cache) = cache_for(state, route) else {
         return Ok(Lookup::Bypass);
     };
     let key = ctx.key.as_str();
@@ -113,7 +107,7 @@ pub(crate) async fn lookup<'s>(
             status: CacheStatus::Revalidated,
         }),
         Ok(_) => Ok(Lookup::Miss(cache)), // a new version: fetch it
-        Err(e) if e.kind() != ErrorKind::NotFound && now < record.stale_if_error_until => {
+        Err(e) if is_origin_fault(e.kind()) && now < record.stale_if_error_until => {
             tracing::warn!(bucket = %route.name, key, request_id = ctx.id, error = %e, "origin failed; serving stale (stale-if-error)");
             Ok(Lookup::Found {
                 cache,
@@ -123,6 +117,16 @@ pub(crate) async fn lookup<'s>(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Errors a stale copy may stand in for (RFC 5861 `stale-if-error`: what would be a 500, 502,
+/// 503 or 504): the origin failing or unreachable. Never an answer about the object or the
+/// proxy's rights to it (404, 403, 412), which a stale copy would contradict.
+fn is_origin_fault(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Upstream | ErrorKind::Unavailable | ErrorKind::UpstreamTimeout
+    )
 }
 
 /// Ask the origin for the current metadata and update the record: renewed when the ETag holds,

@@ -42,7 +42,7 @@ pub(crate) async fn serve(
         };
     }
     let plan = RequestPlan::from_headers(headers);
-    let found = match lookup(state, ctx, headers).await {
+    let found = match lookup(state, ctx).await {
         Ok(found) => found,
         Err(e) => {
             return Served {
