@@ -189,26 +189,37 @@ impl RouteTable {
 
     /// The route and decoded object key for a raw (still percent-encoded) request path.
     ///
+    /// The path is percent-decoded once, then matched: `/medi%61/a.txt` is routed as
+    /// `/media/a.txt`, never to another bucket that would read it differently.
+    ///
     /// `Ok(None)`: no bucket is mounted there. `Err`: a path that could address something outside
     /// a bucket or that S3 would interpret differently: `..`/`.` segments, encoded slashes, NUL,
-    /// invalid UTF-8.
+    /// invalid UTF-8 (the error names the bucket the raw path falls under, for CORS headers).
     pub(crate) fn resolve(&self, raw_path: &str) -> Result<Option<(&MountedRoute, String)>, Error> {
-        for mounted in &self.routes {
+        let path = decode_path(raw_path).map_err(|e| match self.longest_match(raw_path) {
+            Some((m, _)) => e.with_bucket(m.route.name.clone()),
+            None => e,
+        })?;
+        Ok(self
+            .longest_match(&path)
+            .map(|(m, key)| (m, key.to_owned())))
+    }
+
+    /// The route with the longest prefix that matches `path` on a segment boundary, and the rest.
+    fn longest_match<'p>(&self, path: &'p str) -> Option<(&MountedRoute, &'p str)> {
+        self.routes.iter().find_map(|mounted| {
             let prefix = mounted.route.path_prefix.as_str();
             let rest = if prefix == "/" {
-                raw_path.strip_prefix('/')
+                path.strip_prefix('/')
             } else {
-                match raw_path.strip_prefix(prefix) {
+                match path.strip_prefix(prefix) {
                     Some("") => Some(""),
                     Some(r) => r.strip_prefix('/'),
                     None => None,
                 }
             };
-            let Some(raw_key) = rest else { continue };
-            let key = decode_key(raw_key).map_err(|e| e.with_bucket(mounted.route.name.clone()))?;
-            return Ok(Some((mounted, key)));
-        }
-        Ok(None)
+            rest.map(|r| (mounted, r))
+        })
     }
 }
 
@@ -216,7 +227,8 @@ fn bad(message: &str) -> Error {
     Error::new(ErrorKind::BadRequest, message)
 }
 
-fn decode_key(raw: &str) -> Result<String, Error> {
+/// Percent-decode a request path once, refusing what could change its segments or escape a bucket.
+fn decode_path(raw: &str) -> Result<String, Error> {
     let lower = raw.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") {
         return Err(bad("encoded slashes are not allowed in object paths"));
@@ -295,6 +307,25 @@ mod tests {
         assert_eq!(resolve(&r, "/b/%E6%97%A5.txt").unwrap().1, "日.txt");
         assert_eq!(resolve(&r, "/b/100%2525").unwrap().1, "100%25");
         assert_eq!(resolve(&r, "/b/deep/a//b").unwrap().1, "deep/a//b");
+    }
+
+    #[test]
+    fn the_decoded_path_is_routed() {
+        let r = RouteTable::new(vec![route("media", "/media"), route("root", "/")], None);
+        assert_eq!(
+            resolve(&r, "/medi%61/a.txt"),
+            Some(("media".into(), "a.txt".into()))
+        );
+        assert_eq!(
+            resolve(&r, "/%6Dedia"),
+            Some(("media".into(), String::new()))
+        );
+        assert_eq!(
+            resolve(&r, "/media%20x/a"),
+            Some(("root".into(), "media x/a".into()))
+        );
+        let err = r.resolve("/media/a%2Fb").unwrap_err();
+        assert_eq!(err.context().bucket.as_deref(), Some("media"));
     }
 
     #[test]

@@ -199,9 +199,18 @@ async fn objects_that_must_not_be_stored_are_not() {
             .header(name, value)
             .send()
     };
-    assert_eq!(with("authorization", "Bearer x").await.unwrap().headers()["x-cache"], "MISS");
-    assert_eq!(with("cookie", "session=1").await.unwrap().headers()["x-cache"], "HIT");
-    assert_eq!(with("authorization", "Bearer y").await.unwrap().headers()["x-cache"], "HIT");
+    assert_eq!(
+        with("authorization", "Bearer x").await.unwrap().headers()["x-cache"],
+        "MISS"
+    );
+    assert_eq!(
+        with("cookie", "session=1").await.unwrap().headers()["x-cache"],
+        "HIT"
+    );
+    assert_eq!(
+        with("authorization", "Bearer y").await.unwrap().headers()["x-cache"],
+        "HIT"
+    );
     assert_eq!(o.stats().gets(), 3, "one origin GET for q.txt");
 }
 
@@ -560,5 +569,8 @@ async fn stale_if_error_stands_in_for_origin_faults_not_for_a_403() {
     // The origin failing is what stale-if-error is for.
     o.inject(yatagarasu_testkit::Fault::status(503, "SlowDown"), 10);
     let (s, x, body) = get(&url).await;
-    assert_eq!((s, x.as_str(), &body[..]), (200, "STALE", &b"still here"[..]));
+    assert_eq!(
+        (s, x.as_str(), &body[..]),
+        (200, "STALE", &b"still here"[..])
+    );
 }

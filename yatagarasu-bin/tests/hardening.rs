@@ -412,3 +412,20 @@ async fn records_under_a_secret_reject_entries_written_without_it() {
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap(), "the new object");
 }
+
+#[tokio::test]
+async fn an_encoded_prefix_routes_to_its_own_bucket() {
+    let o = origin().await;
+    o.create_bucket("other");
+    o.put_object("media", "a.txt", b"from media");
+    o.put_object("other", "media/a.txt", b"from the root bucket");
+    let proxy = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client_for(&o, "media")))
+        .route(BucketRoute::new("root", "/", client_for(&o, "other")))
+        .build();
+    let base = format!("http://{}", start(proxy, ServerOptions::default()).await);
+    for path in ["/media/a.txt", "/medi%61/a.txt", "/%6d%65%64%69%61/a.txt"] {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(r.bytes().await.unwrap(), "from media", "{path}");
+    }
+}
