@@ -433,7 +433,7 @@ async fn handle(
     match fault {
         Some(Fault::Status { status, code }) => {
             let xml = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected fault</Message><RequestId>fault</RequestId></Error>"
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected fault: User arn:aws:iam::123456789012:role/origin-reader is not authorized</Message><RequestId>fault</RequestId></Error>"
             );
             let mut resp = http::Response::new(counted(full(xml), &shared, None));
             *resp.status_mut() = http::StatusCode::from_u16(status)

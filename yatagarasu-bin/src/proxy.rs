@@ -318,11 +318,19 @@ impl Proxy {
             .is_some_and(|(at, _)| at.elapsed() < state.ready_cache);
         if !fresh {
             let probes = table.mounted().iter().map(|m| async move {
+                // `/ready` is unauthenticated: it says each bucket's state and error code; the
+                // origin's message (account ids, role ARNs, addresses) goes to the log only.
                 let outcome =
                     match tokio::time::timeout(state.probe_timeout, m.route.origin.probe()).await {
                         Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(format!("{}: {}", e.code(), e.message())),
-                        Err(_) => Some(format!("no answer within {:?}", state.probe_timeout)),
+                        Ok(Err(e)) => {
+                            tracing::warn!(bucket = %m.route.name, error = %e, "readiness probe failed");
+                            Some(e.code().to_owned())
+                        }
+                        Err(_) => {
+                            tracing::warn!(bucket = %m.route.name, timeout = ?state.probe_timeout, "readiness probe timed out");
+                            Some("ProbeTimeout".to_owned())
+                        }
                     };
                 (m.route.name.clone(), outcome)
             });
@@ -338,7 +346,7 @@ impl Proxy {
         for (name, err) in results {
             let v = match err {
                 None => serde_json::json!({ "ready": true }),
-                Some(e) => serde_json::json!({ "ready": false, "error": e }),
+                Some(code) => serde_json::json!({ "ready": false, "code": code }),
             };
             buckets.insert(name.clone(), v);
         }

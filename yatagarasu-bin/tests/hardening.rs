@@ -429,3 +429,38 @@ async fn an_encoded_prefix_routes_to_its_own_bucket() {
         assert_eq!(r.bytes().await.unwrap(), "from media", "{path}");
     }
 }
+
+#[tokio::test]
+async fn origin_error_messages_stay_in_the_log() {
+    let o = origin().await;
+    o.put_object("media", "k", b"v");
+    let proxy = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .ready_cache(Duration::ZERO)
+        .build();
+    let base = format!("http://{}", start(proxy, ServerOptions::default()).await);
+    // The origin's message names an account and a role (as AWS AccessDenied messages do).
+    o.inject(Fault::status(403, "AccessDenied"), 10);
+    let r = reqwest::get(format!("{base}/media/k")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "AccessDenied");
+    assert!(
+        !body.contains("arn:aws") && !body.contains("123456789012"),
+        "{body}"
+    );
+    o.clear_faults();
+
+    o.inject(Fault::status(403, "AccessDenied"), 10);
+    let r = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["buckets"]["media"]["ready"], false);
+    assert_eq!(v["buckets"]["media"]["code"], "AccessDenied");
+    assert!(
+        !body.contains("arn:aws") && !body.contains("123456789012"),
+        "{body}"
+    );
+}

@@ -182,7 +182,7 @@ pub(crate) fn error_json(err: &Error) -> String {
     let ctx = err.context();
     let mut body = serde_json::Map::new();
     body.insert("code".into(), err.code().into());
-    body.insert("message".into(), err.message().into());
+    body.insert("message".into(), client_message(err).into());
     if let Some(b) = &ctx.bucket {
         body.insert("bucket".into(), b.clone().into());
     }
@@ -198,12 +198,58 @@ pub(crate) fn error_json(err: &Error) -> String {
     serde_json::json!({ "error": body }).to_string()
 }
 
+/// Whether an error came from (or on the way to) the origin rather than from the proxy's own
+/// checks: its message may then carry what clients must not see (AWS AccessDenied messages name
+/// account ids and role ARNs; transport errors name internal addresses).
+fn from_origin(err: &Error) -> bool {
+    let ctx = err.context();
+    ctx.operation.is_some() || ctx.upstream_code.is_some()
+}
+
+/// The message a client sees: the proxy's own words for its own checks (they say what to fix);
+/// for origin errors and internal failures, a message written here from the kind alone. The
+/// original goes to the log.
+pub(crate) fn client_message(err: &Error) -> &str {
+    if !from_origin(err) && err.kind() != ErrorKind::Internal {
+        return err.message();
+    }
+    match err.kind() {
+        ErrorKind::NotFound => "the object does not exist",
+        ErrorKind::AccessDenied => "the origin refused access to this object",
+        ErrorKind::Unauthenticated => "the origin did not accept the proxy's credentials",
+        ErrorKind::InvalidRange => "the requested range is not satisfiable",
+        ErrorKind::PreconditionFailed => "a precondition of the request did not hold",
+        ErrorKind::NotModified => "not modified",
+        ErrorKind::BadRequest => "the origin rejected the request",
+        ErrorKind::MethodNotAllowed => "method not allowed",
+        ErrorKind::UriTooLong => "request target too long",
+        ErrorKind::TooManyRequests => "the origin is throttling requests; retry later",
+        ErrorKind::UpstreamTimeout => "the origin did not answer in time",
+        ErrorKind::Unavailable => "the origin is unavailable",
+        ErrorKind::Upstream => "the origin answered with an error",
+        ErrorKind::ObjectChanged => "the object changed while it was being read; retry",
+        ErrorKind::Internal | ErrorKind::Config => "internal error",
+        _ => "the request failed",
+    }
+}
+
 /// The one place an error becomes an HTTP response: status from the kind, JSON body, `Allow` on
 /// 405, `Content-Range: bytes */LEN` on 416, no body for HEAD or 304.
 pub(crate) fn error_response(method: &Method, err: &Error) -> Response<ProxyBody> {
     let status = status_for(err.kind());
+    // The whole error (origin message included) goes to the log only.
     if status.is_server_error() {
         tracing::warn!(error = %err, "request failed");
+    } else if from_origin(err)
+        && !matches!(
+            err.kind(),
+            ErrorKind::NotFound
+                | ErrorKind::NotModified
+                | ErrorKind::PreconditionFailed
+                | ErrorKind::InvalidRange
+        )
+    {
+        tracing::info!(error = %err, "origin refused the request");
     }
     let mut resp = if status == StatusCode::NOT_MODIFIED {
         empty_response(status)
@@ -243,6 +289,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_proxys_own_checks_keep_their_message() {
+        let err = Error::new(ErrorKind::BadRequest, "encoded slashes are not allowed");
+        let v: serde_json::Value = serde_json::from_str(&error_json(&err)).unwrap();
+        assert_eq!(v["error"]["message"], "encoded slashes are not allowed");
+        let internal = Error::new(ErrorKind::Internal, "open /var/secret/path: denied");
+        let v: serde_json::Value = serde_json::from_str(&error_json(&internal)).unwrap();
+        assert_eq!(v["error"]["message"], "internal error");
+    }
+
+    #[test]
     fn json_carries_context_and_upstream_code() {
         let err = Error::new(ErrorKind::NotFound, "no such key")
             .with_bucket("b")
@@ -252,7 +308,8 @@ mod tests {
             .with_upstream_code("NoSuchKey");
         let v: serde_json::Value = serde_json::from_str(&error_json(&err)).unwrap();
         assert_eq!(v["error"]["code"], "NoSuchKey");
-        assert_eq!(v["error"]["message"], "no such key");
+        // The origin's message stays in the log; the proxy writes its own.
+        assert_eq!(v["error"]["message"], "the object does not exist");
         assert_eq!(v["error"]["bucket"], "b");
         assert_eq!(v["error"]["key"], "a \"quoted\" key");
         assert_eq!(v["error"]["operation"], "GetObject");
