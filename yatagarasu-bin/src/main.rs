@@ -132,7 +132,11 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(admin) = config.admin.as_ref().filter(|a| a.enabled) {
-        let token = admin.token.clone().unwrap_or_default();
+        let token = admin
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
         let addr = (admin.address.as_str(), admin.port);
         let admin_listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             format!(

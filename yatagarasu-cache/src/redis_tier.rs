@@ -11,8 +11,8 @@ use crate::error::CacheError;
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
 
-/// Settings of a [`RedisTier`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of a [`RedisTier`]. `Debug` shows the URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// `redis://host:port/db` (Valkey works too).
     pub url: String,
@@ -47,6 +47,38 @@ impl RedisOptions {
             open_for: Duration::from_secs(5),
             record_check: RecordCheck::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &redact_password(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("op_timeout", &self.op_timeout)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_item_bytes", &self.max_item_bytes)
+            .field("failure_threshold", &self.failure_threshold)
+            .field("open_for", &self.open_for)
+            .field("record_check", &self.record_check)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host...` with the password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -325,5 +357,17 @@ mod tests {
             glob_escape(b"a*b?c[d]e\\"),
             b"a\\*b\\?c\\[d\\]e\\\\".to_vec()
         );
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let o = RedisOptions::new("redis://default:hunter2@10.0.0.1:6379/0");
+        let d = format!("{o:?}");
+        assert!(
+            !d.contains("hunter2") && d.contains("redis://default:***@10.0.0.1:6379/0"),
+            "{d}"
+        );
+        assert_eq!(redact_password("redis://:p@h/1"), "redis://:***@h/1");
+        assert_eq!(redact_password("redis://h:6379"), "redis://h:6379");
     }
 }

@@ -11,6 +11,7 @@ use yatagarasu_s3::{
     AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
 };
 
+use super::schema::redact_url;
 use super::{Config, ConfigError};
 use crate::cache::CachePolicy;
 use crate::cors::CorsPolicy;
@@ -46,7 +47,7 @@ impl Config {
         let check = c
             .record_secret
             .as_ref()
-            .map_or_else(RecordCheck::default, RecordCheck::hmac);
+            .map_or_else(RecordCheck::default, |s| RecordCheck::hmac(s.expose()));
         let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
         for layer in &c.cache_layers {
             match layer.as_str() {
@@ -83,8 +84,12 @@ impl Config {
                     o.op_timeout = Duration::from_millis(r.operation_timeout_ms);
                     o.max_item_bytes = mib(r.max_item_size_mb);
                     o.record_check = check.clone();
-                    let tier = RedisTier::new(o)
-                        .map_err(|e| ConfigError::one(format!("cache.redis.redis_url: {e}")))?;
+                    let tier = RedisTier::new(o).map_err(|e| {
+                        ConfigError::one(format!(
+                            "cache.redis.redis_url: `{}`: {e}",
+                            redact_url(&r.redis_url)
+                        ))
+                    })?;
                     tiers.push(Arc::new(tier));
                 }
                 other => {
@@ -140,9 +145,9 @@ impl Config {
             c = match (&s3.access_key, &s3.secret_key, s3.anonymous) {
                 (_, _, true) => c.anonymous(),
                 (Some(ak), Some(sk), _) => {
-                    let mut creds = Credentials::new(ak.clone(), sk.clone());
+                    let mut creds = Credentials::new(ak.clone(), sk.expose());
                     if let Some(t) = &s3.session_token {
-                        creds = creds.with_session_token(t.clone());
+                        creds = creds.with_session_token(t.expose());
                     }
                     c.credentials(creds)
                 }

@@ -31,6 +31,20 @@ impl ConfigError {
     pub fn problems(&self) -> &[String] {
         &self.problems
     }
+
+    /// The same problems with every occurrence of `values` (what `${VAR}` substitution put in the
+    /// file: often secrets) replaced by `<redacted>`. Values under four characters are left: they
+    /// cannot be secrets and would garble the messages.
+    fn redacting(mut self, values: &[String]) -> Self {
+        for p in &mut self.problems {
+            for v in values.iter().filter(|v| v.chars().count() >= 4) {
+                if p.contains(v.as_str()) {
+                    *p = p.replace(v.as_str(), "<redacted>");
+                }
+            }
+        }
+        self
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -54,9 +68,18 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let config = parse::parse(text, env)?;
-        config.validate()?;
-        Ok(config)
+        // Remember what substitution brought in, so no problem line echoes it.
+        let substituted = std::cell::RefCell::new(Vec::new());
+        let recording = |name: &str| {
+            let value = env(name);
+            if let Some(v) = &value {
+                substituted.borrow_mut().push(v.clone());
+            }
+            value
+        };
+        parse::parse(text, &recording)
+            .and_then(|config| config.validate().map(|()| config))
+            .map_err(|e| e.redacting(&substituted.borrow()))
     }
 }
 #[cfg(test)]
@@ -97,11 +120,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.port, 9090);
-        assert_eq!(c.buckets[0].s3.secret_key.as_deref(), Some("s3cr3t"));
+        assert_eq!(
+            c.buckets[0].s3.secret_key.as_ref().map(Secret::expose),
+            Some("s3cr3t")
+        );
         assert_eq!(c.buckets[0].s3.region.as_deref(), Some("eu-west-1"));
         assert_eq!(
             c.buckets[0].s3.endpoint.as_deref(),
             Some("http://127.0.0.1:9000")
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output_or_problems() {
+        let env = |n: &str| match n {
+            "TOKEN" => Some("admin-token-0123456789".to_owned()),
+            "SECRET" => Some("wJalrXUtnFEMI/K7MDENG".to_owned()),
+            "REDIS" => Some("redis://:hunter2-redis-pass@127.0.0.1:6379/0".to_owned()),
+            "RECORDS" => Some("record secret of 16+".to_owned()),
+            _ => None,
+        };
+        let good = format!(
+            "{MINIMAL}      access_key: AKID\n      secret_key: ${{SECRET}}\n      session_token: ${{SECRET}}\nadmin:\n  enabled: true\n  token: ${{TOKEN}}\ncache:\n  cache_layers: [redis]\n  record_secret: ${{RECORDS}}\n  redis:\n    redis_url: ${{REDIS}}\n"
+        );
+        let c = Config::from_yaml_with_env(&good, &env).unwrap();
+        let debug = format!("{c:?}");
+        for secret in [
+            "admin-token-0123456789",
+            "wJalrXUtnFEMI",
+            "hunter2",
+            "record secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("127.0.0.1:6379"), "the rest stays readable");
+
+        // A substituted value in the wrong place is named by key, not echoed.
+        let bad = "server:\n  port: ${SECRET}\nbuckets: []\ncache:\n  cache_layers: [redis]\n  redis:\n    redis_url: ${REDIS}x\n";
+        let e = Config::from_yaml_with_env(bad, &env).unwrap_err();
+        let all = e.problems().join("\n");
+        assert!(all.contains("server.port"), "{all}");
+        assert!(
+            !all.contains("wJalrXUtnFEMI") && !all.contains("hunter2"),
+            "{all}"
+        );
+        let url = "cache:\n  cache_layers: [redis]\n  redis:\n    redis_url: 'http://user:hunter2@x'\nbuckets: []\n";
+        let all = parse(url).unwrap_err().problems().join("\n");
+        assert!(
+            all.contains("cache.redis.redis_url") && !all.contains("hunter2"),
+            "{all}"
         );
     }
 

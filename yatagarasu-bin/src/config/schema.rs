@@ -9,6 +9,46 @@ use crate::fetch::{CoalescingOptions, FetchOptions};
 use crate::lenient::{lenient, lenient_opt};
 use crate::server::ServerOptions;
 
+/// A configuration value that must never show up in logs, errors or debug output (keys, tokens,
+/// secrets): `Debug` prints `<redacted>`; [`expose`](Self::expose) hands the value to the code
+/// that uses it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages and debug output.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: show nothing that could be a password (`scheme://user:pass@...`).
+        Err(_) if url.contains('@') => "<unparsable URL with credentials>".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +153,7 @@ pub struct AdminConfig {
     pub port: u16,
     /// Bearer token every admin request must carry (at least 16 characters).
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 fn loopback() -> String {
@@ -147,7 +187,7 @@ pub struct CacheConfig {
     /// A secret (at least 16 characters) with which disk and Redis records are authenticated
     /// (HMAC-SHA256 instead of a CRC): entries written without it are rejected and removed.
     #[serde(default)]
-    pub record_secret: Option<String>,
+    pub record_secret: Option<Secret>,
     /// The memory tier.
     #[serde(default)]
     pub memory: MemoryCacheConfig,
@@ -224,7 +264,7 @@ fn default_item_mb() -> u64 {
 }
 
 /// `cache.redis`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisCacheConfig {
     /// `redis://host:port/db`.
@@ -241,6 +281,18 @@ pub struct RedisCacheConfig {
     /// Largest entry in MiB.
     #[serde(default = "default_item_mb", deserialize_with = "lenient")]
     pub max_item_size_mb: u64,
+}
+
+impl std::fmt::Debug for RedisCacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCacheConfig")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_ttl_seconds", &self.redis_ttl_seconds)
+            .field("operation_timeout_ms", &self.operation_timeout_ms)
+            .field("max_item_size_mb", &self.max_item_size_mb)
+            .finish()
+    }
 }
 
 fn default_prefix() -> String {
@@ -358,10 +410,10 @@ pub struct S3Config {
     pub access_key: Option<String>,
     /// Secret access key.
     #[serde(default)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
     /// Session token for temporary keys.
     #[serde(default)]
-    pub session_token: Option<String>,
+    pub session_token: Option<Secret>,
     /// Unsigned requests, for public buckets.
     #[serde(default, deserialize_with = "lenient")]
     pub anonymous: bool,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::schema::CacheConfig;
+use super::schema::{CacheConfig, redact_url};
 use super::{Config, ConfigError};
 use crate::cache::MAX_DIRECTIVE_SECONDS;
 use crate::cors::CorsPolicy;
@@ -62,7 +62,7 @@ impl Config {
             }
             match &a.token {
                 None => p.push("admin.token: required when the admin API is enabled".to_owned()),
-                Some(t) if t.trim().len() < 16 => {
+                Some(t) if t.expose().trim().len() < 16 => {
                     p.push("admin.token: must be at least 16 characters".to_owned())
                 }
                 _ => {}
@@ -230,7 +230,10 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
             ttl_in_range(&format!("cache.{key}"), v, p);
         }
     }
-    if c.record_secret.as_ref().is_some_and(|s| s.len() < 16) {
+    if c.record_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().len() < 16)
+    {
         p.push("cache.record_secret: must be at least 16 characters".to_owned());
     }
     let m = &c.memory;
@@ -265,7 +268,7 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
                 if redis_url_problem(&r.redis_url).is_some() {
                     p.push(format!(
                         "cache.redis.redis_url: `{}` is not a redis:// or rediss:// URL",
-                        r.redis_url
+                        redact_url(&r.redis_url)
                     ));
                 }
                 if r.operation_timeout_ms == 0 {
