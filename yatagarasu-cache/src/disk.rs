@@ -18,7 +18,10 @@ type Hash = [u8; 32];
 
 struct Slot {
     key: Vec<u8>,
+    /// The record's length.
     size: u64,
+    /// What the record takes on disk (whole blocks): what the size budget counts.
+    usage: u64,
     tick: u64,
     expires_at: Option<SystemTime>,
     /// The whole record, for small records (object metadata, small bodies): a hit needs no I/O.
@@ -51,16 +54,23 @@ impl Index {
         }
     }
 
-    fn insert(&mut self, h: Hash, key: Vec<u8>, size: u64, expires_at: Option<SystemTime>) {
+    fn insert(
+        &mut self,
+        h: Hash,
+        key: Vec<u8>,
+        (size, usage): (u64, u64),
+        expires_at: Option<SystemTime>,
+    ) {
         self.remove(&h);
         self.tick += 1;
         self.lru.insert(self.tick, h);
-        self.bytes += size;
+        self.bytes += usage;
         self.slots.insert(
             h,
             Slot {
                 key,
                 size,
+                usage,
                 tick: self.tick,
                 expires_at,
                 inline: None,
@@ -85,11 +95,34 @@ impl Index {
     fn remove(&mut self, h: &Hash) -> Option<Slot> {
         let slot = self.slots.remove(h)?;
         self.lru.remove(&slot.tick);
-        self.bytes -= slot.size;
+        self.bytes -= slot.usage;
         if let Some(i) = &slot.inline {
             self.inline_bytes -= i.len() as u64;
         }
         Some(slot)
+    }
+}
+
+/// Settings of a [`DiskTier`] beyond its size limits.
+#[derive(Debug, Clone)]
+pub struct DiskOptions {
+    /// How records are checked (CRC-32 by default; an HMAC under a secret rejects planted files).
+    pub record_check: RecordCheck,
+    /// Longest one disk operation may take; past it the operation counts as a miss (a read) or a
+    /// skipped write, and the response goes on without the disk. Default 5 s.
+    pub io_timeout: std::time::Duration,
+    /// Most disk operations in flight at once, so a hung disk holds at most this many of the
+    /// runtime's blocking threads. Default 64.
+    pub max_concurrent_io: usize,
+}
+
+impl Default for DiskOptions {
+    fn default() -> Self {
+        Self {
+            record_check: RecordCheck::default(),
+            io_timeout: std::time::Duration::from_secs(5),
+            max_concurrent_io: 64,
+        }
     }
 }
 
@@ -100,6 +133,8 @@ struct Inner {
     max_item_bytes: u64,
     index: Mutex<Index>,
     counters: Counters,
+    io_timeout: std::time::Duration,
+    io_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A tier on local disk, bounded in bytes, that survives restarts.
@@ -142,37 +177,82 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CacheError::Io(format!("disk task failed: {e}")))?
 }
 
+impl Inner {
+    /// Run disk I/O on the blocking pool, at most `max_concurrent_io` at once and within
+    /// `io_timeout` (waiting for a slot included). A timed-out operation keeps its slot until the
+    /// disk answers, so a hung disk cannot take every blocking thread.
+    async fn io<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+    ) -> Result<T, CacheError> {
+        let slots = Arc::clone(&self.io_slots);
+        let run = async move {
+            let slot = slots
+                .acquire_owned()
+                .await
+                .map_err(|_| CacheError::Io("disk tier closed".into()))?;
+            let task = tokio::task::spawn_blocking(move || {
+                let out = f();
+                drop(slot);
+                out
+            });
+            task.await
+                .map_err(|e| CacheError::Io(format!("disk task failed: {e}")))?
+        };
+        match tokio::time::timeout(self.io_timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(CacheError::Io(format!(
+                "disk operation took longer than {:?}",
+                self.io_timeout
+            ))),
+        }
+    }
+}
+
 impl DiskTier {
     /// Open (creating if needed) a tier in `dir`, holding at most `max_bytes` and refusing entries over
     /// `max_item_bytes`. Rebuilds the index from the records present; drops damaged and expired ones.
+    ///
+    /// `dir` must be missing, empty, or a directory this tier created (it holds a
+    /// `.yatagarasu-cache` marker): the tier deletes files it cannot read, so it refuses to start in a
+    /// directory that holds anything else.
     pub async fn open(
         dir: impl AsRef<Path>,
         max_bytes: u64,
         max_item_bytes: u64,
     ) -> Result<Self, CacheError> {
-        Self::open_with_check(dir, max_bytes, max_item_bytes, RecordCheck::default()).await
+        Self::open_with(dir, max_bytes, max_item_bytes, DiskOptions::default()).await
     }
 
-    /// Like [`open`](Self::open), checking records with `check` (e.g. an HMAC under a secret, so
-    /// files planted by anyone without it are rejected). Records of another kind are dropped.
-    pub async fn open_with_check(
+    /// Like [`open`](Self::open), with [`DiskOptions`] (record check, I/O timeout and concurrency).
+    pub async fn open_with(
         dir: impl AsRef<Path>,
         max_bytes: u64,
         max_item_bytes: u64,
-        check: RecordCheck,
+        options: DiskOptions,
     ) -> Result<Self, CacheError> {
         let dir = dir.as_ref().to_path_buf();
         let scan_dir = dir.clone();
-        let scan_check = check.clone();
-        let index = blocking(move || scan(&scan_dir, &scan_check)).await?;
+        let scan_check = options.record_check.clone();
+        let index = blocking(move || {
+            claim(&scan_dir)?;
+            scan(&scan_dir, &scan_check)
+        })
+        .await?;
         let tier = Self {
             inner: Arc::new(Inner {
                 dir,
-                check,
+                check: options.record_check,
                 max_bytes,
                 max_item_bytes,
                 index: Mutex::new(index),
                 counters: Counters::default(),
+                io_timeout: options.io_timeout,
+                io_slots: Arc::new(tokio::sync::Semaphore::new(
+                    options
+                        .max_concurrent_io
+                        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                )),
             }),
         };
         tier.evict_over_budget().await;
@@ -193,7 +273,10 @@ impl DiskTier {
                     break;
                 };
                 if let Some(slot) = idx.slots.remove(&h) {
-                    idx.bytes -= slot.size;
+                    idx.bytes -= slot.usage;
+                    if let Some(i) = &slot.inline {
+                        idx.inline_bytes -= i.len() as u64;
+                    }
                     victims.push(h);
                     Counters::inc(&self.inner.counters.evictions);
                 }
@@ -201,50 +284,134 @@ impl DiskTier {
         }
         if !victims.is_empty() {
             let dir = self.inner.dir.clone();
-            let _ = blocking(move || {
-                for h in victims {
-                    let _ = std::fs::remove_file(Self::path_for(&dir, &h));
-                }
-                Ok(())
-            })
-            .await;
+            let _ = self
+                .inner
+                .io(move || {
+                    for h in victims {
+                        let _ = std::fs::remove_file(Self::path_for(&dir, &h));
+                    }
+                    Ok(())
+                })
+                .await;
         }
     }
 
     async fn remove_file(&self, h: Hash) {
         let path = Self::path_for(&self.inner.dir, &h);
-        let _ = blocking(move || {
-            let _ = std::fs::remove_file(path);
-            Ok(())
-        })
-        .await;
+        let _ = self
+            .inner
+            .io(move || {
+                let _ = std::fs::remove_file(path);
+                Ok(())
+            })
+            .await;
+    }
+}
+
+/// The file that marks a directory as a disk tier's: the tier only ever deletes inside a
+/// directory that holds it.
+const MARKER: &str = ".yatagarasu-cache";
+const MARKER_TEXT: &str =
+    "yatagarasu disk cache: files here are managed (and deleted) by yatagarasu\n";
+
+/// Make `dir` ours, or refuse it: a missing or empty directory is created or adopted (marker
+/// written); one with the marker is ours; one holding only `objects/` and `tmp/` directories is a
+/// tier from before the marker and is adopted; anything else is refused, since the tier deletes
+/// files it cannot read.
+fn claim(dir: &Path) -> Result<(), CacheError> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_private_dir(dir)?;
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(CacheError::Io(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let marker = dir.join(MARKER);
+    if std::fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let ours = (name == "objects" || name == "tmp") && entry.file_type()?.is_dir();
+        if !ours {
+            return Err(CacheError::Io(format!(
+                "{} is not empty and is not a yatagarasu cache directory (no {MARKER} file; found \
+                 `{}`): refusing to use it, since the disk tier deletes files it cannot read",
+                dir.display(),
+                name.to_string_lossy()
+            )));
+        }
+    }
+    write_private(&marker, MARKER_TEXT.as_bytes())?;
+    Ok(())
+}
+
+/// Refuse a path we manage that is a symbolic link (or not a directory).
+fn own_dir(path: &Path) -> Result<(), CacheError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(CacheError::Io(format!(
+            "{} is a symbolic link: refusing to follow it",
+            path.display()
+        ))),
+        Ok(m) if !m.is_dir() => Err(CacheError::Io(format!(
+            "{} is not a directory",
+            path.display()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_private_dir(path),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Read every record header under `dir/objects`, removing temporary files and damaged records.
+/// Nothing outside `dir/objects/??/` and `dir/tmp/` is ever deleted, and no symbolic link is
+/// followed: a link found there is removed itself (its target is left alone).
 fn scan(dir: &Path, check: &RecordCheck) -> Result<Index, CacheError> {
-    std::fs::create_dir_all(dir.join("objects"))?;
+    let objects = dir.join("objects");
     let tmp = dir.join("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+    own_dir(&objects)?;
+    own_dir(&tmp)?;
+    for file in std::fs::read_dir(&tmp)? {
+        let file = file?;
+        if file.file_type()?.is_dir() {
+            continue; // not something we write there
+        }
+        let _ = std::fs::remove_file(file.path());
     }
-    std::fs::create_dir_all(&tmp)?;
     let now = SystemTime::now();
-    // (modified, hash, key, size, expires_at) of each valid record.
-    type Found = (SystemTime, Hash, Vec<u8>, u64, Option<SystemTime>);
-    let mut found: Vec<Found> = Vec::new();
-    for sub in std::fs::read_dir(dir.join("objects"))? {
-        let sub = sub?.path();
-        if !sub.is_dir() {
+    let mut found: Vec<(Hash, OnDisk)> = Vec::new();
+    for sub in std::fs::read_dir(&objects)? {
+        let sub = sub?;
+        let kind = sub.file_type()?;
+        if kind.is_symlink() {
+            let _ = std::fs::remove_file(sub.path());
             continue;
         }
-        for file in std::fs::read_dir(&sub)? {
-            let path = file?.path();
+        if !kind.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(sub.path())? {
+            let file = file?;
+            let path = file.path();
+            if !file.file_type()?.is_file() {
+                // A link, a FIFO, a device, a directory: never ours, never opened.
+                if !file.file_type()?.is_dir() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
             match read_header(&path, check) {
-                Some((key, size, expires_at, mtime)) if expires_at.is_none_or(|e| e > now) => {
-                    let h = hash(&key);
+                Some(r) if r.expires_at.is_none_or(|e| e > now) => {
+                    let h = hash(&r.key);
                     if path == DiskTier::path_for(dir, &h) {
-                        found.push((mtime, h, key, size, expires_at));
+                        found.push((h, r));
                         continue;
                     }
                     let _ = std::fs::remove_file(&path);
@@ -255,19 +422,27 @@ fn scan(dir: &Path, check: &RecordCheck) -> Result<Index, CacheError> {
             }
         }
     }
-    found.sort_by_key(|f| f.0);
+    // Oldest first, so recency after a restart follows modification time.
+    found.sort_by_key(|(_, r)| r.modified);
     let mut index = Index::default();
-    for (_, h, key, size, expires_at) in found {
-        index.insert(h, key, size, expires_at);
+    for (h, r) in found {
+        index.insert(h, r.key, (r.size, r.usage), r.expires_at);
     }
     Ok(index)
 }
 
-/// A record's key, file size, expiry and mtime, if its header is sane and matches the file's length.
-fn read_header(
-    path: &Path,
-    check: &RecordCheck,
-) -> Option<(Vec<u8>, u64, Option<SystemTime>, SystemTime)> {
+/// What the index needs of a record found on disk.
+struct OnDisk {
+    key: Vec<u8>,
+    size: u64,
+    usage: u64,
+    expires_at: Option<SystemTime>,
+    modified: SystemTime,
+}
+
+/// A record's key, length, disk usage, expiry and mtime, if its header is sane and matches the
+/// file's length.
+fn read_header(path: &Path, check: &RecordCheck) -> Option<OnDisk> {
     let mut f = std::fs::File::open(path).ok()?;
     let meta = f.metadata().ok()?;
     let mut head = [0u8; HEADER_LEN];
@@ -278,7 +453,74 @@ fn read_header(
     }
     let mut key = vec![0u8; h.key_len];
     f.read_exact(&mut key).ok()?;
-    Some((key, meta.len(), h.expires_at, meta.modified().ok()?))
+    Some(OnDisk {
+        key,
+        size: meta.len(),
+        usage: disk_usage(&meta),
+        expires_at: h.expires_at,
+        modified: meta.modified().ok()?,
+    })
+}
+
+/// Bytes a file really takes: its allocated blocks, and never less than its length rounded up to
+/// a 4 KiB block (a file just written may not show its blocks yet).
+fn disk_usage(meta: &std::fs::Metadata) -> u64 {
+    let rounded = meta.len().div_ceil(4096).saturating_mul(4096).max(4096);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        rounded.max(meta.blocks().saturating_mul(512))
+    }
+    #[cfg(not(unix))]
+    {
+        rounded
+    }
+}
+
+/// Create a directory (and its parents) readable by this user only.
+fn create_private_dir(path: &Path) -> Result<(), CacheError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(path)?;
+    Ok(())
+}
+
+/// Write a new file readable by this user only (cached objects may be private).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o.open(path)?.write_all(data)
+}
+
+/// Read a record file; anything but a regular file (a link, a device) is refused.
+fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Never follow a link. (A FIFO planted in place of a record blocks this open: the I/O
+        // timeout bounds that, like any hung disk.)
+        o.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut f = o.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 impl CacheTier for DiskTier {
@@ -314,12 +556,14 @@ impl CacheTier for DiskTier {
                 return Ok(Some(e));
             }
             let path = Self::path_for(&self.inner.dir, &h);
-            let read = blocking(move || match std::fs::read(&path) {
-                Ok(b) => Ok(Some(Bytes::from(b))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.into()),
-            })
-            .await;
+            let read = self
+                .inner
+                .io(move || match read_regular_file(&path) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e.into()),
+                })
+                .await;
             let record = match read {
                 Ok(Some(r)) => r,
                 Ok(None) => {
@@ -372,31 +616,37 @@ impl CacheTier for DiskTier {
             let size = record.len() as u64;
             let dir = self.inner.dir.clone();
             let written_record = record.clone();
-            let written = blocking(move || {
-                let final_path = Self::path_for(&dir, &h);
-                if let Some(parent) = final_path.parent() {
-                    std::fs::create_dir_all(parent)?;
+            let written = self
+                .inner
+                .io(move || {
+                    let final_path = Self::path_for(&dir, &h);
+                    if let Some(parent) = final_path.parent() {
+                        create_private_dir(parent)?;
+                    }
+                    let tmp = dir.join("tmp").join(format!(
+                        "{}.{:016x}",
+                        hex::encode(&h[..8]),
+                        fastrand::u64(..)
+                    ));
+                    let result = write_private(&tmp, &record)
+                        .and_then(|()| std::fs::rename(&tmp, &final_path))
+                        .and_then(|()| std::fs::symlink_metadata(&final_path));
+                    if result.is_err() {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    Ok(disk_usage(&result?))
+                })
+                .await;
+            let usage = match written {
+                Ok(u) => u,
+                Err(e) => {
+                    Counters::inc(&self.inner.counters.errors);
+                    return Err(e);
                 }
-                let tmp = dir.join("tmp").join(format!(
-                    "{}.{:016x}",
-                    hex::encode(&h[..8]),
-                    fastrand::u64(..)
-                ));
-                let result =
-                    std::fs::write(&tmp, &record).and_then(|()| std::fs::rename(&tmp, &final_path));
-                if result.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                Ok(result?)
-            })
-            .await;
-            if let Err(e) = written {
-                Counters::inc(&self.inner.counters.errors);
-                return Err(e);
-            }
+            };
             {
                 let mut idx = lock(&self.inner.index);
-                idx.insert(h, key.to_vec(), size, entry.expires_at);
+                idx.insert(h, key.to_vec(), (size, usage), entry.expires_at);
                 idx.inline(&h, &written_record);
             }
             Counters::inc(&self.inner.counters.inserts);
@@ -432,13 +682,14 @@ impl CacheTier for DiskTier {
             };
             let n = victims.len() as u64;
             let dir = self.inner.dir.clone();
-            blocking(move || {
-                for h in victims {
-                    let _ = std::fs::remove_file(Self::path_for(&dir, &h));
-                }
-                Ok(())
-            })
-            .await?;
+            self.inner
+                .io(move || {
+                    for h in victims {
+                        let _ = std::fs::remove_file(Self::path_for(&dir, &h));
+                    }
+                    Ok(())
+                })
+                .await?;
             Ok(n)
         })
     }

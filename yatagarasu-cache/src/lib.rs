@@ -42,7 +42,7 @@ mod tiered;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use disk::DiskTier;
+pub use disk::{DiskOptions, DiskTier};
 pub use entry::{CacheEntry, MAX_TTL, RecordCheck};
 pub use error::CacheError;
 pub use memory::MemoryTier;

@@ -165,7 +165,9 @@ async fn small_records_are_served_from_memory_after_their_first_read() {
 async fn disk_tier_evicts_least_recently_used() {
     let dir = tempfile::tempdir().unwrap();
     let record = 5_000u64;
-    let d = DiskTier::open(dir.path(), 4 * (record + 100), 1 << 20)
+    // The budget counts what records take on disk: two 4 KiB blocks each.
+    let on_disk = 8192u64;
+    let d = DiskTier::open(dir.path(), 4 * on_disk + 100, 1 << 20)
         .await
         .unwrap();
     for i in 0..4 {
@@ -190,7 +192,7 @@ async fn disk_tier_evicts_least_recently_used() {
         "least recently used goes first"
     );
     assert!(d.stats().evictions >= 1);
-    assert!(d.stats().bytes <= 4 * (record + 100));
+    assert!(d.stats().bytes <= 4 * on_disk + 100);
 }
 
 #[tokio::test]
@@ -378,4 +380,147 @@ async fn a_record_with_wrapping_lengths_is_removed_not_read() {
     assert!(matches!(d.get(key).await, Ok(None) | Err(_)));
     assert_eq!(d.stats().entries, 0);
     assert!(!path.exists(), "the crafted record is deleted");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn cached_files_are_private_to_the_proxy_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let d = DiskTier::open(&cache_dir, 1 << 20, 1 << 20).await.unwrap();
+    d.put(b"private/object", entry("secret", None))
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache_dir), 0o700);
+    let mut checked = 0;
+    for sub in std::fs::read_dir(cache_dir.join("objects")).unwrap() {
+        let sub = sub.unwrap().path();
+        assert_eq!(mode(&sub), 0o700, "{}", sub.display());
+        for f in std::fs::read_dir(&sub).unwrap() {
+            assert_eq!(mode(&f.unwrap().path()), 0o600);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 1);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_directory_that_is_not_ours_is_refused_and_links_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not empty, not ours: refused, and nothing in it is touched.
+    let foreign = dir.path().join("home");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
+    let err = DiskTier::open(&foreign, 1 << 20, 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a yatagarasu cache directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+
+    // Ours, but with links planted inside: the links go, their targets stay.
+    let cache = dir.path().join("cache");
+    drop(DiskTier::open(&cache, 1 << 20, 1 << 20).await.unwrap());
+    std::os::unix::fs::symlink(&foreign, cache.join("objects").join("ab")).unwrap();
+    std::fs::create_dir_all(cache.join("objects").join("cd")).unwrap();
+    std::os::unix::fs::symlink(
+        foreign.join("notes.txt"),
+        cache.join("objects").join("cd").join("ef"),
+    )
+    .unwrap();
+    drop(DiskTier::open(&cache, 1 << 20, 1 << 20).await.unwrap());
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+    assert!(std::fs::symlink_metadata(cache.join("objects").join("ab")).is_err());
+
+    // `tmp` or `objects` as a link: refused outright.
+    let cache2 = dir.path().join("cache2");
+    drop(DiskTier::open(&cache2, 1 << 20, 1 << 20).await.unwrap());
+    std::fs::remove_dir(cache2.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(&foreign, cache2.join("tmp")).unwrap();
+    let err = DiskTier::open(&cache2, 1 << 20, 1 << 20).await.unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_size_budget_counts_what_files_take_on_disk() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = DiskTier::open(dir.path(), 64 << 20, 1 << 20).await.unwrap();
+    for i in 0..1000 {
+        d.put(format!("small/{i}").as_bytes(), entry("x", None))
+            .await
+            .unwrap();
+    }
+    let mut used = 0;
+    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            used += f.unwrap().metadata().unwrap().blocks() * 512;
+        }
+    }
+    let counted = d.stats().bytes;
+    assert!(
+        counted >= used,
+        "counted {counted} bytes, files take {used}"
+    );
+    assert!(counted >= 1000 * 4096, "counted {counted}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_hung_disk_read_is_a_miss_after_the_io_timeout() {
+    use yatagarasu_cache::DiskOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let options = DiskOptions {
+        io_timeout: Duration::from_millis(300),
+        max_concurrent_io: 2,
+        ..DiskOptions::default()
+    };
+    let d = DiskTier::open_with(dir.path(), 1 << 20, 1 << 20, options)
+        .await
+        .unwrap();
+    // Larger than what the tier keeps in memory, so a read goes to the file.
+    let big = CacheEntry::new("m", vec![7u8; 64 * 1024], None);
+    d.put(b"hung", big.clone()).await.unwrap();
+    // Replace the record with a FIFO nobody writes to: reading it blocks for ever, like a hung disk.
+    let mut record = None;
+    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            record = Some(f.unwrap().path());
+        }
+    }
+    let record = record.unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&record)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for _ in 0..3 {
+        let read = tokio::time::timeout(Duration::from_secs(5), d.get(b"hung")).await;
+        assert!(read.expect("bounded by the I/O timeout").is_err());
+    }
+    // Two reads hang (the concurrency limit); other work on the tier still answers within the timeout.
+    let answered =
+        tokio::time::timeout(Duration::from_secs(5), d.put(b"other", entry("o", None))).await;
+    assert!(answered.is_ok());
+    // Unblock the hung reads so the test leaves no thread behind.
+    for _ in 0..2 {
+        let _ = std::fs::OpenOptions::new().write(true).open(&record);
+    }
 }

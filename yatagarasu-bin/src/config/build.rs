@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use yatagarasu_cache::{
-    CacheTier, DiskTier, MemoryTier, RecordCheck, RedisOptions, RedisTier, TieredCache,
+    CacheTier, DiskOptions, DiskTier, MemoryTier, RecordCheck, RedisOptions, RedisTier, TieredCache,
 };
 use yatagarasu_s3::{
     AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
@@ -61,11 +61,15 @@ impl Config {
                         .disk
                         .as_ref()
                         .ok_or_else(|| ConfigError::one("cache.disk: required"))?;
-                    let tier = DiskTier::open_with_check(
+                    let tier = DiskTier::open_with(
                         &d.cache_dir,
                         mib(d.max_disk_cache_size_mb),
                         mib(d.max_item_size_mb),
-                        check.clone(),
+                        DiskOptions {
+                            record_check: check.clone(),
+                            io_timeout: Duration::from_millis(d.io_timeout_ms),
+                            ..DiskOptions::default()
+                        },
                     )
                     .await
                     .map_err(|e| {

@@ -253,6 +253,14 @@ pub struct DiskCacheConfig {
     /// Largest entry in MiB.
     #[serde(default = "default_item_mb", deserialize_with = "lenient")]
     pub max_item_size_mb: u64,
+    /// Milliseconds one disk read or write may take before it counts as a miss (a hung disk never
+    /// stalls a response longer than this).
+    #[serde(default = "default_disk_io_timeout", deserialize_with = "lenient")]
+    pub io_timeout_ms: u64,
+}
+
+fn default_disk_io_timeout() -> u64 {
+    5000
 }
 
 fn one_gib_in_mb() -> u64 {

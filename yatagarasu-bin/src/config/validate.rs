@@ -258,6 +258,12 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
             Some(d) if d.max_disk_cache_size_mb == 0 => {
                 p.push("cache.disk.max_disk_cache_size_mb: must be greater than 0".to_owned());
             }
+            Some(d) if !(1..=600_000).contains(&d.io_timeout_ms) => {
+                p.push(format!(
+                    "cache.disk.io_timeout_ms: {} is outside 1 ..= 600000",
+                    d.io_timeout_ms
+                ));
+            }
             _ => {}
         }
     }
