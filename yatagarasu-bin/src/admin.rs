@@ -153,6 +153,9 @@ impl AdminApi {
                 "slices": flights(c.slices),
                 "heads": flights(c.heads),
                 "wait_timeouts": c.wait_timeouts,
+                "resumed": c.resumed,
+                "buffered_bytes": c.buffered_bytes,
+                "buffer_budget_bytes": c.buffer_budget_bytes,
             }
         })
     }

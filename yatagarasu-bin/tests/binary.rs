@@ -472,3 +472,121 @@ async fn cache_tiers_from_config_and_admin_purge_across_them() {
     guard.signal("-TERM");
     assert!(guard.wait_exit(Duration::from_secs(30)).success());
 }
+
+/// Admin stats' `coalescing` section.
+async fn coalescing_stats(http: &reqwest::Client, admin: &str) -> serde_json::Value {
+    let r = http
+        .get(format!("{admin}/admin/stats"))
+        .header("authorization", "Bearer admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    v["coalescing"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_keep_memory_within_the_buffer_budget() {
+    const MIB: u64 = 1024 * 1024;
+    const BUDGET: u64 = 32 * MIB;
+    const READERS: usize = 200;
+    let origin = TestOrigin::start("AKIDSTALL", "stall-secret").await;
+    origin.create_bucket("media");
+    for i in 0..2 * READERS {
+        origin.put_sparse_object(
+            "media",
+            &format!("o{i}.bin"),
+            16 * MIB,
+            &format!("etag-{i}"),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}coalescing:\n  slice_size: 1048576\n  buffer_bytes: 4194304\n  buffer_budget_bytes: {BUDGET}\nadmin:\n  enabled: true\n  port: 0\n  token: admin-token-0123456789\n",
+        config_for(
+            &origin,
+            "  send_timeout_seconds: 600\n  max_connections: 1000\n"
+        )
+    );
+    let cfg = write_config(&dir, &config);
+    let (proxy, admin) =
+        ProxyProcess::start_with(&cfg, &[("TEST_ORIGIN_SECRET", "stall-secret")], true);
+    let admin = admin.unwrap();
+    let http = reqwest::Client::new();
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let baseline = proxy.rss_bytes();
+
+    // Waits (bounded) until `started` shared fetches run and the budget is taken, then samples RSS.
+    let saturated_rss = |started: u64| {
+        let (http, admin) = (http.clone(), admin.clone());
+        let proxy = &proxy;
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    let c = coalescing_stats(&http, &admin).await;
+                    let buffered = c["buffered_bytes"].as_u64().unwrap();
+                    if c["objects"]["started"].as_u64().unwrap() >= started
+                        && buffered >= BUDGET * 3 / 4
+                    {
+                        assert!(buffered <= BUDGET, "buffered {buffered} over the budget");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the stalled fetches fill the budget");
+            let mut peak = 0;
+            for _ in 0..20 {
+                peak = peak.max(proxy.rss_bytes());
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            peak
+        }
+    };
+
+    // 200 HTTP/1.1 clients ask for a 16 MiB object each and never read.
+    let mut sockets = Vec::new();
+    for i in 0..READERS {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!("GET /media/o{i}.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+            .await
+            .unwrap();
+        sockets.push(s);
+    }
+    let h1_peak = saturated_rss(READERS as u64).await;
+    drop(sockets);
+
+    // 200 streams on one HTTP/2 connection, none read.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut streams = Vec::new();
+    for i in READERS..2 * READERS {
+        streams.push(h2.get(format!("{}/media/o{i}.bin", proxy.base)).send());
+    }
+    let responses = futures_util::future::join_all(streams).await;
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.status() == 200))
+    );
+    let h2_peak = saturated_rss(2 * READERS as u64).await;
+    drop(responses);
+
+    let margin = 64 * MIB;
+    eprintln!(
+        "RSS baseline {baseline}, with {READERS} stalled HTTP/1.1 readers {h1_peak} (+{}), with {READERS} stalled HTTP/2 streams {h2_peak} (+{}); budget {BUDGET}",
+        h1_peak.saturating_sub(baseline),
+        h2_peak.saturating_sub(baseline)
+    );
+    for peak in [h1_peak, h2_peak] {
+        assert!(
+            peak.saturating_sub(baseline) < BUDGET + margin,
+            "RSS grew by {} with a {BUDGET}-byte budget",
+            peak.saturating_sub(baseline)
+        );
+    }
+}

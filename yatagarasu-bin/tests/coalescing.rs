@@ -39,7 +39,7 @@ async fn setup() -> Setup {
         .fetch_options(FetchOptions {
             slice_size: SLICE,
             buffer_bytes: 1024 * 1024,
-            max_subscribers: 10_000,
+            ..FetchOptions::default()
         })
         .route(BucketRoute::new("media", "/media", client))
         .build();

@@ -464,3 +464,141 @@ async fn origin_error_messages_stay_in_the_log() {
         "{body}"
     );
 }
+
+/// Sends a GET, reads its status line and a little more, waits `hold`, hangs up.
+async fn get_and_hang_up(addr: SocketAddr, path: &str, hold: Duration) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head[9..12], b"200");
+    tokio::time::sleep(hold).await;
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_requests_stop_pulling_from_the_origin() {
+    const MIB: u64 = 1024 * 1024;
+    let o = origin().await;
+    let rounds = 20u64;
+    for i in 0..rounds {
+        o.put_sparse_object(
+            "media",
+            &format!("big{i}.bin"),
+            48 * MIB,
+            &format!("big-v{i}"),
+        );
+    }
+    let proxy = Proxy::builder()
+        .fetch_options(yatagarasu::FetchOptions {
+            slice_size: MIB,
+            ..yatagarasu::FetchOptions::default()
+        })
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .build();
+    let addr = start(proxy.clone(), ServerOptions::default()).await;
+    // Each its own object, so no request joins another's fetch. What the origin sends after the
+    // client hung up is the waste: at most the slice in progress and the read-ahead request.
+    let mut after_hang_up = 0;
+    for i in 0..rounds {
+        get_and_hang_up(
+            addr,
+            &format!("/media/big{i}.bin"),
+            Duration::from_millis(50),
+        )
+        .await;
+        let at_hang_up = o.stats().body_bytes();
+        // Wait (bounded) until the origin is quiet.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let before = o.stats().body_bytes();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if o.stats().body_bytes() == before {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the origin goes quiet once the client is gone");
+        after_hang_up += o.stats().body_bytes() - at_hang_up;
+    }
+    let total = o.stats().body_bytes();
+    eprintln!(
+        "origin bytes per request abandoned after 50 ms: {} in all, {} after the hang-up",
+        total / rounds,
+        after_hang_up / rounds
+    );
+    assert!(
+        after_hang_up / rounds <= 2 * MIB + 256 * 1024,
+        "{} bytes per request after the client left",
+        after_hang_up / rounds
+    );
+    assert_eq!(proxy.coalescing_stats().objects.started, rounds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_reader_never_aborts_slower_ones() {
+    const MIB: u64 = 1024 * 1024;
+    let len = 32 * MIB;
+    let o = origin().await;
+    o.put_pattern_object("media", "shared.bin", len);
+    let proxy = Proxy::builder()
+        .fetch_options(yatagarasu::FetchOptions {
+            slice_size: 256 * 1024,
+            buffer_bytes: MIB as usize,
+            ..yatagarasu::FetchOptions::default()
+        })
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .build();
+    let base = format!(
+        "http://{}",
+        start(proxy.clone(), ServerOptions::default()).await
+    );
+    let url = format!("{base}/media/shared.bin");
+    let expected: std::sync::Arc<Vec<u8>> =
+        std::sync::Arc::new((0..len).map(yatagarasu_testkit::pattern_byte).collect());
+    // One reader as fast as it can, two that pause after every chunk: they fall far out of the
+    // shared window (1 MiB) and must go on with their own reads, not be aborted.
+    let read = |pause: Option<Duration>| {
+        let url = url.clone();
+        let expected = std::sync::Arc::clone(&expected);
+        tokio::spawn(async move {
+            let r = reqwest::get(&url).await.unwrap();
+            assert_eq!(r.status(), 200);
+            let mut body = r.bytes_stream();
+            let mut at = 0u64;
+            while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+                let chunk = chunk.expect("the body is never cut");
+                let from = usize::try_from(at).unwrap();
+                assert!(
+                    expected.get(from..from + chunk.len()) == Some(&chunk[..]),
+                    "bytes from {at} differ"
+                );
+                at += chunk.len() as u64;
+                if let Some(per_8k) = pause {
+                    // A reader of about 8 MB/s: slower than the origin.
+                    tokio::time::sleep(per_8k * u32::try_from(chunk.len() / 8192).unwrap()).await;
+                }
+            }
+            at
+        })
+    };
+    let readers = [
+        read(None),
+        read(Some(Duration::from_millis(1))),
+        read(Some(Duration::from_millis(1))),
+    ];
+    for r in readers {
+        let got = tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, len);
+    }
+    assert!(
+        proxy.coalescing_stats().resumed >= 1,
+        "{:?}",
+        proxy.coalescing_stats()
+    );
+}

@@ -31,12 +31,14 @@
 //! # }
 //! ```
 
+mod budget;
 mod error;
 mod group;
 mod stats;
 mod stream;
 
+pub use budget::{BufferBudget, Reservation};
 pub use error::FlightError;
 pub use group::{Group, Outcome, Role};
 pub use stats::{FlightStats, FlightStatsSnapshot};
-pub use stream::{StreamGroup, StreamOptions, Subscription};
+pub use stream::{Audience, StreamGroup, StreamOptions, Subscription};

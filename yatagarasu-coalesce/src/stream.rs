@@ -12,12 +12,13 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 use futures_util::{FutureExt as _, StreamExt as _};
 
+use crate::budget::{BufferBudget, Reservation};
 use crate::error::FlightError;
 use crate::group::Role;
 use crate::stats::{FlightStats, FlightStatsSnapshot};
 
 /// Limits of a [`StreamGroup`]'s flights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StreamOptions {
     /// Most bytes one flight keeps. While everything produced is kept, anyone may join and gets the
     /// stream from its first byte. Past this bound the flight drops chunks every subscriber has read
@@ -30,6 +31,15 @@ pub struct StreamOptions {
     /// Most subscribers of one flight; further calls are refused (`None`) and should do the work
     /// themselves.
     pub max_subscribers: usize,
+    /// Bytes a producer may still yield after its last subscriber left (for side effects such as
+    /// filling a cache; a newcomer may join meanwhile). Past this the flight is cancelled. A
+    /// producer started with [`StreamGroup::subscribe_with`] sees the moment through
+    /// [`Audience::is_gone`] and may end sooner with [`Audience::close_if_unread`]. Default 0: a
+    /// flight nobody reads stops at its next chunk.
+    pub linger_bytes: u64,
+    /// A budget shared with other groups for the chunks flights keep; `None`: only
+    /// `buffer_bytes` per flight bounds memory.
+    pub budget: Option<Arc<BufferBudget>>,
 }
 
 impl Default for StreamOptions {
@@ -37,6 +47,8 @@ impl Default for StreamOptions {
         Self {
             buffer_bytes: 64 * 1024 * 1024,
             max_subscribers: 10_000,
+            linger_bytes: 0,
+            budget: None,
         }
     }
 }
@@ -44,6 +56,8 @@ impl Default for StreamOptions {
 struct State<H, T, E> {
     head: Option<H>,
     chunks: VecDeque<T>,
+    /// Budget held for each chunk in `chunks`.
+    reservations: VecDeque<Reservation>,
     /// Byte offset in the stream of each chunk in `chunks`.
     offsets: VecDeque<u64>,
     /// Stream index of `chunks[0]`.
@@ -59,16 +73,54 @@ struct State<H, T, E> {
     /// Subscribers dropped for lagging, told on their next poll.
     lagged: Vec<u64>,
     next_id: u64,
-    /// False once a chunk was dropped: newcomers could not get the stream from its start.
+    /// False once a chunk was dropped, or once the last subscriber left: newcomers could not get
+    /// the stream from its start, or there is nobody to share it with.
     joinable: bool,
-    wakers: Vec<Waker>,
+    /// One waker per waiting subscriber (by id): polling again replaces it, so a subscriber polled
+    /// many times while pending never grows this.
+    wakers: HashMap<u64, Waker>,
 }
 
 impl<H, T, E> State<H, T, E> {
     fn wake_all(&mut self) {
-        for w in self.wakers.drain(..) {
+        for (_, w) in self.wakers.drain() {
             w.wake();
         }
+    }
+
+    fn park(&mut self, id: u64, waker: &Waker) {
+        match self.wakers.get_mut(&id) {
+            Some(w) if w.will_wake(waker) => {}
+            Some(w) => w.clone_from(waker),
+            None => {
+                self.wakers.insert(id, waker.clone());
+            }
+        }
+    }
+
+    /// Drop the oldest chunk (and its budget).
+    fn pop_chunk(&mut self) -> bool
+    where
+        T: AsRef<[u8]>,
+    {
+        let Some(c) = self.chunks.pop_front() else {
+            return false;
+        };
+        self.offsets.pop_front();
+        self.reservations.pop_front();
+        self.retained_bytes -= c.as_ref().len();
+        self.first_index += 1;
+        true
+    }
+
+    /// Drop every chunk all subscribers have read (all of them without subscribers).
+    fn drop_read_chunks(&mut self)
+    where
+        T: AsRef<[u8]>,
+    {
+        let newest = self.first_index + self.chunks.len() as u64;
+        let keep_from = self.positions.values().copied().min().unwrap_or(newest);
+        while self.first_index < keep_from && self.pop_chunk() {}
     }
 
     fn wake_producer(&mut self) {
@@ -182,6 +234,49 @@ impl<H, T, E> std::fmt::Debug for Subscription<H, T, E> {
     }
 }
 
+/// What a producer started with [`StreamGroup::subscribe_with`] may ask of its flight.
+pub struct Audience<H, T, E> {
+    flight: Arc<Flight<H, T, E>>,
+}
+
+impl<H, T, E> Clone for Audience<H, T, E> {
+    fn clone(&self) -> Self {
+        Self {
+            flight: Arc::clone(&self.flight),
+        }
+    }
+}
+
+impl<H, T, E> std::fmt::Debug for Audience<H, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audience")
+            .field("gone", &self.is_gone())
+            .finish()
+    }
+}
+
+impl<H, T, E> Audience<H, T, E> {
+    /// Whether no subscriber reads the flight right now. A newcomer may still join while the
+    /// flight holds its stream from the start; the producer is cut off once it has yielded
+    /// [`StreamOptions::linger_bytes`] without anyone reading.
+    pub fn is_gone(&self) -> bool {
+        lock(&self.flight.state).positions.is_empty()
+    }
+
+    /// End the flight's audience if nobody reads it: from now on nobody can join, so the producer
+    /// may stop early without anyone seeing a short stream. Returns `false` (and changes nothing)
+    /// when someone reads.
+    pub fn close_if_unread(&self) -> bool {
+        let mut st = lock(&self.flight.state);
+        if st.positions.is_empty() {
+            st.joinable = false;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Removes the flight from the group and ends it when the producer task ends, however it ends.
 struct ProducerGuard<K: Hash + Eq, H, T, E> {
     inner: Arc<Inner<K, H, T, E>>,
@@ -242,9 +337,28 @@ where
     /// Join the flight for `key` if one is under way and still has the stream from its start, else
     /// start one with `start` (called at most once, in a spawned task). `None` when the flight has its
     /// maximum of subscribers: do the work without coalescing.
+    ///
+    /// A flight stops when its last subscriber leaves: before its head arrives, `start`'s future is
+    /// dropped; after, at the next chunk (see [`StreamOptions::linger_bytes`]).
     pub fn subscribe<F, Fut, S>(&self, key: K, start: F) -> Option<(Subscription<H, T, E>, Role)>
     where
         F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(H, S), E>> + Send + 'static,
+        S: Stream<Item = Result<T, E>> + Send + 'static,
+    {
+        self.subscribe_with(key, move |_| start())
+    }
+
+    /// Like [`subscribe`](Self::subscribe), and `start` gets the flight's [`Audience`]: a producer
+    /// with side effects (filling a cache) can see that nobody reads any more and end at a point
+    /// of its choosing, within [`StreamOptions::linger_bytes`].
+    pub fn subscribe_with<F, Fut, S>(
+        &self,
+        key: K,
+        start: F,
+    ) -> Option<(Subscription<H, T, E>, Role)>
+    where
+        F: FnOnce(Audience<H, T, E>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(H, S), E>> + Send + 'static,
         S: Stream<Item = Result<T, E>> + Send + 'static,
     {
@@ -267,6 +381,7 @@ where
             state: Mutex::new(State {
                 head: None,
                 chunks: VecDeque::new(),
+                reservations: VecDeque::new(),
                 offsets: VecDeque::new(),
                 first_index: 0,
                 retained_bytes: 0,
@@ -277,7 +392,7 @@ where
                 lagged: Vec::new(),
                 next_id: 0,
                 joinable: true,
-                wakers: Vec::new(),
+                wakers: HashMap::new(),
             }),
         });
         flights.insert(key.clone(), Arc::clone(&flight));
@@ -298,10 +413,12 @@ where
             key,
             flight,
         };
-        let buffer_bytes = self.inner.options.buffer_bytes;
-        let stats = Arc::clone(&self.inner);
+        let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
-            let produced = AssertUnwindSafe(produce(&guard, start, buffer_bytes, &stats.stats))
+            let audience = Audience {
+                flight: Arc::clone(&guard.flight),
+            };
+            let produced = AssertUnwindSafe(produce(&guard, start(audience), &inner))
                 .catch_unwind()
                 .await;
             match produced {
@@ -359,35 +476,87 @@ where
     }
 }
 
-/// Drive the producer: head, then chunks, enforcing the buffer bound. Returns how the stream ended.
-async fn produce<K, H, T, E, F, Fut, S>(
+/// Drive the producer: head, then chunks, enforcing the buffer bound and the budget. Returns how
+/// the stream ended.
+async fn produce<K, H, T, E, Fut, S>(
     guard: &ProducerGuard<K, H, T, E>,
-    start: F,
-    buffer_bytes: usize,
-    stats: &FlightStats,
+    start: Fut,
+    inner: &Inner<K, H, T, E>,
 ) -> Result<(), FlightError<E>>
 where
     K: Hash + Eq,
     T: AsRef<[u8]>,
-    F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(H, S), E>>,
     S: Stream<Item = Result<T, E>>,
 {
-    let (head, stream) = start().await.map_err(FlightError::Failed)?;
+    let options = &inner.options;
+    // Before the head: give up the origin request as soon as nobody waits for it.
+    let started = {
+        let start = std::pin::pin!(start);
+        let mut start = start;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = start.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            let mut st = lock(&guard.flight.state);
+            if st.positions.is_empty() {
+                st.joinable = false;
+                return Poll::Ready(None);
+            }
+            st.producer_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    };
+    let Some(started) = started else {
+        return Err(FlightError::Cancelled);
+    };
+    let (head, stream) = started.map_err(FlightError::Failed)?;
     {
         let mut st = lock(&guard.flight.state);
         st.head = Some(head);
         st.wake_all();
     }
     let mut stream = std::pin::pin!(stream);
+    // Bytes yielded since the last subscriber left (reset when someone joins).
+    let mut lingered: u64 = 0;
     while let Some(item) = stream.next().await {
         let chunk = item.map_err(FlightError::Failed)?;
-        let nobody_left = push_chunk(guard, chunk, buffer_bytes, stats);
-        if nobody_left {
+        let len = chunk.as_ref().len();
+        let unread = {
+            let mut st = lock(&guard.flight.state);
+            if st.positions.is_empty() {
+                lingered += len as u64;
+                if lingered > options.linger_bytes || !st.joinable {
+                    // Nobody reads, and nobody will: stop.
+                    st.joinable = false;
+                    st.drop_read_chunks();
+                    true
+                } else {
+                    false
+                }
+            } else {
+                lingered = 0;
+                false
+            }
+        };
+        if unread {
+            guard.unregister();
             return Err(FlightError::Cancelled);
         }
+        let reservation = match &options.budget {
+            None => None,
+            Some(budget) => Some(reserve(guard, budget, len).await),
+        };
+        push_chunk(
+            guard,
+            chunk,
+            reservation,
+            options.buffer_bytes,
+            &inner.stats,
+        );
         // Backpressure from the fastest subscriber only: never run more than the bound ahead of it.
-        let bound = buffer_bytes as u64;
+        let bound = options.buffer_bytes as u64;
         std::future::poll_fn(|cx| {
             let mut st = lock(&guard.flight.state);
             if st.positions.is_empty() || st.ahead_of_fastest() <= bound {
@@ -402,18 +571,60 @@ where
     Ok(())
 }
 
-/// Append a chunk, enforce the bound, wake readers. Returns whether nobody can read the flight any more.
+/// Budget for a chunk of `len` bytes. When the budget is spent, the flight first gives back the
+/// chunks it kept only for late joiners (it stops being joinable), then waits for budget:
+/// backpressure towards the origin. A flight whose fastest reader has read everything gets its
+/// next chunk without waiting (over budget by that one chunk), so readers that read are never
+/// starved by others that stalled.
+async fn reserve<K: Hash + Eq, H, T: AsRef<[u8]>, E>(
+    guard: &ProducerGuard<K, H, T, E>,
+    budget: &BufferBudget,
+    len: usize,
+) -> Reservation {
+    if let Some(r) = budget.try_reserve(len) {
+        return r;
+    }
+    let was_joinable = {
+        let mut st = lock(&guard.flight.state);
+        let was = st.joinable;
+        st.joinable = false;
+        st.drop_read_chunks();
+        was
+    };
+    if was_joinable {
+        guard.unregister();
+    }
+    let acquire = budget.reserve(len);
+    let mut acquire = std::pin::pin!(acquire);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = acquire.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        let mut st = lock(&guard.flight.state);
+        if st.positions.is_empty() || st.ahead_of_fastest() == 0 {
+            return Poll::Ready(Reservation::none());
+        }
+        st.producer_waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// Append a chunk, enforce the bound, wake readers.
 fn push_chunk<K: Hash + Eq, H, T: AsRef<[u8]>, E>(
     guard: &ProducerGuard<K, H, T, E>,
     chunk: T,
+    reservation: Option<Reservation>,
     buffer_bytes: usize,
     stats: &FlightStats,
-) -> bool {
+) {
     let mut st = lock(&guard.flight.state);
     let len = chunk.as_ref().len();
     let offset = st.produced_bytes;
     st.offsets.push_back(offset);
     st.chunks.push_back(chunk);
+    st.reservations
+        .push_back(reservation.unwrap_or(Reservation::none()));
     st.produced_bytes += len as u64;
     st.retained_bytes += len;
     if st.retained_bytes > buffer_bytes {
@@ -426,7 +637,6 @@ fn push_chunk<K: Hash + Eq, H, T: AsRef<[u8]>, E>(
         enforce_bound(&mut st, buffer_bytes, stats);
     }
     st.wake_all();
-    st.positions.is_empty() && !st.joinable
 }
 
 /// Drop chunks everyone has read; then, while still over the bound, drop the furthest-behind
@@ -441,14 +651,7 @@ fn enforce_bound<H, T: AsRef<[u8]>, E>(
         let newest = st.first_index + st.chunks.len() as u64;
         // Drop every chunk below the slowest reader (all of them if nobody reads).
         let keep_from = min_pos.unwrap_or(newest);
-        while st.first_index < keep_from {
-            let Some(c) = st.chunks.pop_front() else {
-                break;
-            };
-            st.offsets.pop_front();
-            st.retained_bytes -= c.as_ref().len();
-            st.first_index += 1;
-        }
+        while st.first_index < keep_from && st.pop_chunk() {}
         // Never drop the newest chunk: a single chunk larger than the bound still gets delivered.
         if st.retained_bytes <= buffer_bytes || st.chunks.len() <= 1 {
             return;
@@ -487,7 +690,7 @@ impl<H: Clone, T: Clone, E: Clone> Subscription<H, T, E> {
             if st.end.is_some() {
                 return Poll::Ready(Err(FlightError::Cancelled));
             }
-            st.wakers.push(cx.waker().clone());
+            st.park(self.id, cx.waker());
             Poll::Pending
         })
         .await
@@ -543,7 +746,7 @@ impl<H, T: Clone, E: Clone> Stream for Subscription<H, T, E> {
                 Poll::Ready(Some(Err(e)))
             }
             None => {
-                st.wakers.push(cx.waker().clone());
+                st.park(this.id, cx.waker());
                 Poll::Pending
             }
         }
@@ -554,7 +757,36 @@ impl<H, T, E> Drop for Subscription<H, T, E> {
     fn drop(&mut self) {
         let mut st = lock(&self.flight.state);
         st.positions.remove(&self.id);
+        st.wakers.remove(&self.id);
         st.lagged.retain(|id| *id != self.id);
         st.wake_producer();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn polling_a_pending_subscriber_again_and_again_keeps_one_waker() {
+        let group: StreamGroup<u8, u8, Vec<u8>, ()> = StreamGroup::new(StreamOptions::default());
+        let start =
+            || async { Ok::<_, ()>((1u8, futures_util::stream::pending::<Result<Vec<u8>, ()>>())) };
+        let (mut sub, _) = group.subscribe(0, start).expect("room");
+        assert_eq!(sub.head().await, Ok(1));
+        for _ in 0..1000 {
+            // A new waker every time, as a task moved between threads would present.
+            let waker = Waker::from(Arc::new(Noop));
+            let mut cx = Context::from_waker(&waker);
+            assert!(Pin::new(&mut sub).poll_next(&mut cx).is_pending());
+        }
+        assert_eq!(lock(&sub.flight.state).wakers.len(), 1);
+        drop(sub);
     }
 }

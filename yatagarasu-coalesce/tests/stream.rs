@@ -196,6 +196,7 @@ async fn a_slow_subscriber_is_dropped_at_the_bound_and_never_slows_the_producer(
     let options = StreamOptions {
         buffer_bytes: 10 * chunk(0).len(),
         max_subscribers: 100,
+        ..StreamOptions::default()
     };
     let group: G = StreamGroup::new(options);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -224,6 +225,7 @@ async fn past_the_bound_newcomers_start_their_own_flight() {
     let options = StreamOptions {
         buffer_bytes: 5 * chunk(0).len(),
         max_subscribers: 100,
+        ..StreamOptions::default()
     };
     let group: G = StreamGroup::new(options);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -248,6 +250,7 @@ async fn max_subscribers_refuses_extra_callers() {
     let options = StreamOptions {
         buffer_bytes: 1 << 20,
         max_subscribers: 2,
+        ..StreamOptions::default()
     };
     let group: G = StreamGroup::new(options);
     let (_tx, rx) = mpsc::unbounded_channel();
@@ -313,6 +316,7 @@ async fn a_lone_slow_subscriber_gets_backpressure_not_an_error() {
     let options = StreamOptions {
         buffer_bytes: 10 * chunk(0).len(),
         max_subscribers: 100,
+        ..StreamOptions::default()
     };
     let group: G = StreamGroup::new(options);
     let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -340,4 +344,139 @@ async fn a_lone_slow_subscriber_gets_backpressure_not_an_error() {
     }
     assert_eq!(read, 200);
     assert_eq!(group.stats().lagged, 0);
+}
+
+/// A producer's head and endless chunk stream.
+type Endless = futures_util::future::Ready<
+    Result<
+        (
+            u64,
+            futures_util::stream::BoxStream<'static, Result<Bytes, String>>,
+        ),
+        String,
+    >,
+>;
+
+/// Counts the chunks a producer was asked for; never ends by itself.
+fn counting(pulled: std::sync::Arc<std::sync::atomic::AtomicU64>) -> impl FnOnce() -> Endless {
+    move || {
+        let s = futures_util::stream::iter(0u64..).then(move |i| {
+            let pulled = std::sync::Arc::clone(&pulled);
+            async move {
+                pulled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok(chunk(i % 10_000))
+            }
+        });
+        futures_util::future::ready(Ok((77, s.boxed())))
+    }
+}
+
+#[tokio::test]
+async fn a_flight_whose_readers_all_left_stops_pulling() {
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let group: G = StreamGroup::new(StreamOptions {
+        buffer_bytes: 1 << 30, // the bound would never stop it
+        ..StreamOptions::default()
+    });
+    let (mut sub, _) = group.subscribe(1, counting(pulled.clone())).unwrap();
+    assert_eq!(sub.head().await, Ok(77));
+    for _ in 0..5 {
+        sub.next().await.unwrap().unwrap();
+    }
+    drop(sub);
+    // The flight ends (it leaves the group) within a bounded number of further chunks.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while group.in_flight() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the abandoned flight ended");
+    let at_end = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        at_end < 100,
+        "pulled {at_end} chunks for a reader that took 5"
+    );
+    // And a newcomer starts afresh rather than joining a flight nobody reads.
+    let (_, role) = group.subscribe(1, counting(pulled.clone())).unwrap();
+    assert_eq!(role, Role::Leader);
+}
+
+#[tokio::test]
+async fn a_flight_abandoned_before_its_head_drops_the_start() {
+    struct Dropped(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let group: G = StreamGroup::new(StreamOptions::default());
+    let flag = Dropped(dropped.clone());
+    let start = move || async move {
+        let _flag = flag;
+        std::future::pending::<Result<(u64, tokio_stream_like::Rx), String>>().await
+    };
+    let (sub, _) = group.subscribe(1, start).unwrap();
+    tokio::task::yield_now().await; // the producer task starts and waits for the head
+    drop(sub);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !dropped.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the origin request of a flight nobody waits for is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_budget_bounds_what_stalled_flights_hold() {
+    let budget = yatagarasu_coalesce::BufferBudget::new(20 * chunk(0).len());
+    let group: G = StreamGroup::new(StreamOptions {
+        buffer_bytes: 1 << 30,
+        budget: Some(budget.clone()),
+        ..StreamOptions::default()
+    });
+    // Ten flights, each with a subscriber that never reads past the head.
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut stalled = Vec::new();
+    for key in 0..10 {
+        let (mut sub, _) = group.subscribe(key, counting(pulled.clone())).unwrap();
+        assert_eq!(sub.head().await, Ok(77));
+        stalled.push(sub);
+    }
+    // The producers fill the budget, then wait: what they hold never exceeds it.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while budget.in_use() < budget.capacity() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the producers use the budget");
+    let before = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(budget.in_use() <= budget.capacity());
+    // Each stalled flight holds at most one chunk beyond the budget, and one more in hand.
+    let after = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        after <= 20 + 2 * 10,
+        "pulled {after} chunks with room for 20 (had {before})"
+    );
+    // A reader that goes on gets everything in order while the others stay stalled.
+    let mut reader = stalled.pop().unwrap();
+    for i in 0..200 {
+        assert_eq!(reader.next().await.unwrap().unwrap(), chunk(i));
+    }
+    drop(stalled);
+    drop(reader);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while budget.in_use() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the budget is given back when the flights end");
 }

@@ -116,6 +116,8 @@ impl Config {
                 slice_size: co.slice_size,
                 buffer_bytes: co.buffer_bytes,
                 max_subscribers: co.max_subscribers,
+                buffer_budget_bytes: co.buffer_budget_bytes,
+                abandoned_fill_bytes: co.abandoned_fill_bytes,
             })
             .max_uri_bytes(self.server.max_uri_bytes)
             .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));

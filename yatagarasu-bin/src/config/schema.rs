@@ -346,6 +346,14 @@ pub struct CoalescingConfig {
     /// Most bytes one shared fetch holds for its readers (at least `slice_size`).
     #[serde(deserialize_with = "lenient")]
     pub buffer_bytes: usize,
+    /// Most bytes all shared fetches and cache fills hold together; at the limit origin reads
+    /// wait (backpressure) and cache fills are skipped.
+    #[serde(deserialize_with = "lenient")]
+    pub buffer_budget_bytes: usize,
+    /// When every reader of a shared fetch has left, the slice in progress is still fetched for
+    /// the cache if at most this many of its bytes are left.
+    #[serde(deserialize_with = "lenient")]
+    pub abandoned_fill_bytes: u64,
 }
 
 impl Default for CoalescingConfig {
@@ -358,6 +366,8 @@ impl Default for CoalescingConfig {
             wait_timeout_ms: u64::try_from(c.wait_timeout.as_millis()).unwrap_or(u64::MAX),
             max_subscribers: f.max_subscribers,
             buffer_bytes: f.buffer_bytes,
+            buffer_budget_bytes: f.buffer_budget_bytes,
+            abandoned_fill_bytes: f.abandoned_fill_bytes,
         }
     }
 }

@@ -102,6 +102,12 @@ impl Config {
         if c.wait_timeout_ms == 0 {
             p.push("coalescing.wait_timeout_ms: must be at least 1".to_owned());
         }
+        if c.buffer_budget_bytes < c.buffer_bytes {
+            p.push(format!(
+                "coalescing.buffer_budget_bytes: must be at least buffer_bytes ({})",
+                c.buffer_bytes
+            ));
+        }
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         let mut prefixes: BTreeMap<String, usize> = BTreeMap::new();
         for (i, b) in self.buckets.iter().enumerate() {

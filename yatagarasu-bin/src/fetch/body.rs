@@ -19,6 +19,7 @@ pub(crate) type Head = Arc<ObjectMeta>;
 pub(super) type ObjectKey = (Arc<str>, String);
 pub(super) type SliceKey = (Arc<str>, String, u64);
 pub(super) type Sub = Subscription<Head, Bytes, Error>;
+pub(super) type Audience = yatagarasu_coalesce::Audience<Head, Bytes, Error>;
 
 pub(super) fn flight_error(e: FlightError<Error>) -> Error {
     match e {

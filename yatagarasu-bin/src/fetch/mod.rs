@@ -21,15 +21,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use yatagarasu_coalesce::{FlightError, FlightStatsSnapshot, Group, StreamGroup, StreamOptions};
+use yatagarasu_coalesce::{
+    BufferBudget, FlightError, FlightStatsSnapshot, Group, StreamGroup, StreamOptions,
+};
 use yatagarasu_core::{Error, Result};
 use yatagarasu_s3::{HeadObjectRequest, Origin};
 
 pub(crate) use body::{BodyStream, Head};
-use body::{ObjectKey, SliceKey, Sub, flight_error, sub_stream};
-use object::whole_object;
+use body::{ObjectKey, Sub, flight_error};
+use object::{WholeRead, whole_object};
 pub(crate) use slices::{Fill, SliceSource, is_version_change, same_version, window};
-use slices::{SliceChain, open_slice};
+use slices::{SliceChain, SliceReader, open_slice};
 
 /// What a shared fetch needs of a bucket: its name (the coalescing key), its origin (any
 /// [`Origin`], decorators included) and its coalescing settings. Never the whole route.
@@ -69,6 +71,14 @@ pub struct FetchOptions {
     pub buffer_bytes: usize,
     /// Most clients sharing one flight; more fetch on their own.
     pub max_subscribers: usize,
+    /// Most bytes all shared flights and cache fills hold together (one budget for the process).
+    /// At the limit, flights first give up what they keep for late joiners, then their origin reads
+    /// wait (backpressure); cache fills are given up rather than waited for. A reader that reads
+    /// always gets its next chunk, so the bound can be passed by one chunk per flight.
+    pub buffer_budget_bytes: usize,
+    /// When every reader of a shared fetch has left, the slice in progress is still fetched for the
+    /// cache if at most this many of its bytes are left; otherwise the fetch stops at once.
+    pub abandoned_fill_bytes: u64,
 }
 
 impl Default for FetchOptions {
@@ -79,6 +89,8 @@ impl Default for FetchOptions {
             // download costs at most this much memory however slow its readers.
             buffer_bytes: 8 * 1024 * 1024,
             max_subscribers: 10_000,
+            buffer_budget_bytes: 256 * 1024 * 1024,
+            abandoned_fill_bytes: 1024 * 1024,
         }
     }
 }
@@ -94,14 +106,22 @@ pub struct CoalescingStats {
     pub heads: FlightStatsSnapshot,
     /// Requests that waited longer than the wait timeout and fetched on their own.
     pub wait_timeouts: u64,
+    /// Readers that fell out of a shared fetch's window and went on with their own fetch.
+    pub resumed: u64,
+    /// Bytes shared fetches and cache fills hold now, and the budget they share.
+    pub buffered_bytes: u64,
+    /// The buffer budget (`FetchOptions::buffer_budget_bytes`).
+    pub buffer_budget_bytes: u64,
 }
 
 pub(crate) struct Fetcher {
     options: FetchOptions,
     objects: StreamGroup<ObjectKey, Head, Bytes, Error>,
-    slices: StreamGroup<SliceKey, Head, Bytes, Error>,
+    slices: SliceReader,
     heads: Group<ObjectKey, Head, Error>,
+    budget: Arc<BufferBudget>,
     wait_timeouts: std::sync::atomic::AtomicU64,
+    resumed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -114,28 +134,78 @@ impl std::fmt::Debug for Fetcher {
 
 impl Fetcher {
     pub(crate) fn new(options: FetchOptions) -> Self {
+        let budget = BufferBudget::new(options.buffer_budget_bytes);
         let stream_options = StreamOptions {
             buffer_bytes: options.buffer_bytes,
             max_subscribers: options.max_subscribers,
+            // A producer that finishes a slice for the cache after its readers left ends itself;
+            // this is only the backstop.
+            linger_bytes: options.abandoned_fill_bytes,
+            budget: Some(Arc::clone(&budget)),
         };
         Self {
             options,
-            objects: StreamGroup::new(stream_options),
-            slices: StreamGroup::new(stream_options),
+            objects: StreamGroup::new(stream_options.clone()),
+            slices: SliceReader {
+                group: StreamGroup::new(stream_options),
+                slice_size: options.slice_size,
+                budget: Arc::clone(&budget),
+                abandoned_fill: options.abandoned_fill_bytes,
+            },
             heads: Group::new(),
+            budget,
             wait_timeouts: std::sync::atomic::AtomicU64::new(0),
+            resumed: Arc::default(),
         }
     }
 
     pub(crate) fn stats(&self) -> CoalescingStats {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         CoalescingStats {
             objects: self.objects.stats(),
-            slices: self.slices.stats(),
+            slices: self.slices.group.stats(),
             heads: self.heads.stats(),
-            wait_timeouts: self
-                .wait_timeouts
-                .load(std::sync::atomic::Ordering::Relaxed),
+            wait_timeouts: load(&self.wait_timeouts),
+            resumed: load(&self.resumed),
+            buffered_bytes: self.budget.in_use() as u64,
+            buffer_budget_bytes: self.budget.capacity() as u64,
         }
+    }
+
+    fn whole_read(&self, fill: Option<Fill>) -> WholeRead {
+        WholeRead {
+            slice_size: self.options.slice_size,
+            fill,
+            audience: None,
+            abandoned_fill: self.options.abandoned_fill_bytes,
+            budget: Arc::clone(&self.budget),
+        }
+    }
+
+    /// A shared whole-object body that, should this reader fall out of the flight's window, goes on
+    /// with its own ranged reads from where it was (pinned to the same ETag), instead of failing.
+    fn resumable(
+        &self,
+        sub: Sub,
+        target: &FetchTarget,
+        key: &str,
+        head: &Head,
+        fill: Option<&Fill>,
+    ) -> BodyStream {
+        let source = SliceSource {
+            cache: fill.and_then(|f| {
+                crate::cache::freshness(head, f.default_ttl)
+                    .map(|fresh| (f.clone(), f.cache.slice_retention(fresh)))
+            }),
+        };
+        let resume = head.etag.is_some().then(|| RangeRead {
+            reader: self.slices.clone(),
+            target: target.clone(),
+            key: key.to_owned(),
+            head: Arc::clone(head),
+            source,
+        });
+        resumable(sub, resume, Arc::clone(&self.resumed))
     }
 
     /// Wait for a subscription's head within the bucket's wait timeout; `None` on timeout.
@@ -157,19 +227,31 @@ impl Fetcher {
         key: &str,
         fill: Option<Fill>,
     ) -> Result<(Head, BodyStream)> {
-        let (origin, slice_size) = (Arc::clone(&target.origin), self.options.slice_size);
+        let origin = Arc::clone(&target.origin);
         if target.coalescing.enabled {
-            let owned = (Arc::clone(&origin), key.to_owned(), fill.clone());
-            let start = move || whole_object(owned.0, owned.1, slice_size, owned.2);
+            let owned = (
+                Arc::clone(&origin),
+                key.to_owned(),
+                self.whole_read(fill.clone()),
+            );
+            let start = move |audience| {
+                let read = WholeRead {
+                    audience: Some(audience),
+                    ..owned.2
+                };
+                whole_object(owned.0, owned.1, read)
+            };
             if let Some((mut sub, _role)) = self
                 .objects
-                .subscribe((Arc::clone(&target.id), key.to_owned()), start)
+                .subscribe_with((Arc::clone(&target.id), key.to_owned()), start)
                 && let Some(head) = self.head_of(target, &mut sub).await
             {
-                return Ok((head?, sub_stream(sub)));
+                let head = head?;
+                let body = self.resumable(sub, target, key, &head, fill.as_ref());
+                return Ok((head, body));
             }
         }
-        whole_object(origin, key.to_owned(), slice_size, fill).await
+        whole_object(origin, key.to_owned(), self.whole_read(fill)).await
     }
 
     /// The metadata only: from an object flight under way, else one shared HEAD.
@@ -222,7 +304,10 @@ impl Fetcher {
             .objects
             .join(&(Arc::clone(&target.id), key.to_owned()))?;
         let head = self.head_of(target, &mut sub).await?;
-        Some(head.map(|h| (h, sub_stream(sub))))
+        Some(head.map(|h| {
+            let body = self.resumable(sub, target, key, &h, None);
+            (h, body)
+        }))
     }
 
     /// Bytes `start..=end` of the version described by `head`, fetching only the slices they touch,
@@ -232,30 +317,116 @@ impl Fetcher {
         target: &FetchTarget,
         key: &str,
         head: &Head,
-        (start, end): (u64, u64),
+        range: (u64, u64),
         source: SliceSource,
     ) -> Result<BodyStream> {
-        let s = self.options.slice_size;
+        RangeRead {
+            reader: self.slices.clone(),
+            target: target.clone(),
+            key: key.to_owned(),
+            head: Arc::clone(head),
+            source,
+        }
+        .open(range)
+        .await
+    }
+}
+
+/// A read of some bytes of one version of an object, slice by slice (cache first, then slice
+/// flights or the origin): what Range requests are, and what a reader that fell out of a shared
+/// fetch goes on with.
+#[derive(Clone)]
+struct RangeRead {
+    reader: SliceReader,
+    target: FetchTarget,
+    key: String,
+    head: Head,
+    source: SliceSource,
+}
+
+impl RangeRead {
+    async fn open(self, (start, end): (u64, u64)) -> Result<BodyStream> {
+        let s = self.reader.slice_size;
         let (first, last) = (start / s, end / s);
-        let coalesce = target.coalescing.enabled;
-        let first_body =
-            open_slice(&self.slices, target, key, head, first, s, coalesce, &source).await?;
+        let coalesce = self.target.coalescing.enabled;
+        let first_body = open_slice(
+            &self.reader,
+            &self.target,
+            &self.key,
+            &self.head,
+            first,
+            coalesce,
+            &self.source,
+        )
+        .await?;
         let stream = if first == last {
             first_body
         } else {
             let rest = SliceChain {
-                target: target.clone(),
-                key: key.to_owned(),
-                head: Arc::clone(head),
+                target: self.target,
+                key: self.key,
+                head: self.head,
                 next: first + 1,
                 last,
-                slice_size: s,
-                group: self.slices.clone(),
+                reader: self.reader,
                 coalesce,
-                source,
+                source: self.source,
             };
             Box::pin(first_body.chain(rest.into_stream()))
         };
         Ok(window(stream, start - first * s, end - start + 1))
     }
+}
+
+/// A flight subscription as a body; on [`FlightError::Lagged`] it goes on with `resume` from the
+/// byte it had reached (when there is one: without an ETag to pin them, reads cannot be resumed).
+fn resumable(
+    sub: Sub,
+    resume: Option<RangeRead>,
+    resumed: Arc<std::sync::atomic::AtomicU64>,
+) -> BodyStream {
+    enum Phase {
+        Shared(Box<Sub>, u64),
+        Own(BodyStream),
+    }
+    let s = futures_util::stream::unfold(
+        Some((Phase::Shared(Box::new(sub), 0), resume)),
+        move |state| {
+            let resumed = Arc::clone(&resumed);
+            async move {
+                let (phase, resume) = state?;
+                match phase {
+                    Phase::Own(mut body) => {
+                        let item = body.next().await?;
+                        Some((item, Some((Phase::Own(body), resume))))
+                    }
+                    Phase::Shared(mut sub, offset) => match sub.next().await? {
+                        Ok(chunk) => {
+                            let offset = offset + chunk.len() as u64;
+                            Some((Ok(chunk), Some((Phase::Shared(sub, offset), resume))))
+                        }
+                        Err(FlightError::Lagged) if resume.is_some() => {
+                            drop(sub);
+                            let read = resume?;
+                            let size = read.head.size;
+                            if offset >= size {
+                                return None;
+                            }
+                            resumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::debug!(key = %read.key, offset, "reader fell out of the shared fetch; going on with its own");
+                            match read.open((offset, size - 1)).await {
+                                Ok(mut body) => {
+                                    let item = body.next().await?;
+                                    Some((item, Some((Phase::Own(body), None))))
+                                }
+                                Err(e) => Some((Err(e), None)),
+                            }
+                        }
+                        Err(e) => Some((Err(flight_error(e)), None)),
+                    },
+                }
+            }
+        },
+    );
+    Box::pin(s)
 }

@@ -6,16 +6,34 @@ use futures_util::StreamExt as _;
 use yatagarasu_core::{EntityTag, Error, ErrorKind, Result};
 use yatagarasu_s3::{GetObjectOutput, GetObjectRequest, ObjectBody, Origin};
 
-use super::body::{AbortOnDrop, BodyStream, Head, object_body_stream};
+use super::body::{AbortOnDrop, Audience, BodyStream, Head, object_body_stream};
 use super::slices::{Fill, SliceSink, fetch_slice, slice_request};
+
+/// What a whole-object read needs besides the origin and key.
+#[derive(Clone)]
+pub(super) struct WholeRead {
+    pub(super) slice_size: u64,
+    pub(super) fill: Option<Fill>,
+    /// The shared flight's audience, when the read is one: once nobody reads, the read stops
+    /// (after finishing a slice for the cache when at most `abandoned_fill` bytes of it are left).
+    pub(super) audience: Option<Audience>,
+    pub(super) abandoned_fill: u64,
+    pub(super) budget: Arc<yatagarasu_coalesce::BufferBudget>,
+}
 
 /// Fetch a whole object slice by slice with one slice of read-ahead. Yields the metadata first.
 pub(super) async fn whole_object(
     origin: Arc<dyn Origin>,
     key: String,
-    slice_size: u64,
-    fill: Option<Fill>,
+    read: WholeRead,
 ) -> Result<(Head, BodyStream)> {
+    let WholeRead {
+        slice_size,
+        fill,
+        audience,
+        abandoned_fill,
+        budget,
+    } = read;
     let first = match origin
         .get_object(&key, &slice_request(0, slice_size, None, None))
         .await
@@ -47,6 +65,8 @@ pub(super) async fn whole_object(
             slice_size,
             index: 0,
             buf: Vec::new(),
+            budget: Arc::clone(&budget),
+            held: Vec::new(),
         }),
         _ => None,
     };
@@ -73,6 +93,12 @@ pub(super) async fn whole_object(
         ahead: Option<AbortOnDrop<Result<GetObjectOutput>>>,
         failed: bool,
         sink: Option<SliceSink>,
+        audience: Option<Audience>,
+        abandoned_fill: u64,
+        /// Nobody reads any more: finish the current slice for the cache, then stop.
+        last_slice: bool,
+        /// Bytes of the current slice still to come.
+        slice_left: u64,
     }
     let state = State {
         origin,
@@ -86,14 +112,28 @@ pub(super) async fn whole_object(
         ahead: None,
         failed: false,
         sink,
+        audience,
+        abandoned_fill,
+        last_slice: false,
+        slice_left: slice_size.min(size),
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if st.failed {
             return None;
         }
         loop {
+            if !st.last_slice && st.audience.as_ref().is_some_and(Audience::is_gone) {
+                // Every reader left. Without a cache fill there is nothing to finish; with one,
+                // finish the slice in progress only when little of it is left.
+                if st.sink.is_some() && st.slice_left <= st.abandoned_fill {
+                    st.last_slice = true;
+                    st.ahead = None; // aborts the read-ahead request
+                } else if st.audience.as_ref().is_some_and(Audience::close_if_unread) {
+                    return None;
+                }
+            }
             if let Some(body) = st.current.as_mut() {
-                if st.ahead.is_none() && st.next < st.slices {
+                if st.ahead.is_none() && !st.last_slice && st.next < st.slices {
                     // Read-ahead: the next slice's request goes out while this one streams.
                     let (origin, key, etag) =
                         (Arc::clone(&st.origin), st.key.clone(), st.etag.clone());
@@ -104,6 +144,7 @@ pub(super) async fn whole_object(
                 }
                 match body.next().await {
                     Some(Ok(chunk)) => {
+                        st.slice_left = st.slice_left.saturating_sub(chunk.len() as u64);
                         if let Some(sink) = st.sink.as_mut() {
                             sink.push(&chunk).await;
                         }
@@ -118,6 +159,13 @@ pub(super) async fn whole_object(
             }
             if st.next >= st.slices {
                 return None;
+            }
+            if st.last_slice {
+                // The slice for the cache is done: stop, unless someone joined meanwhile.
+                if st.audience.as_ref().is_none_or(Audience::close_if_unread) {
+                    return None;
+                }
+                st.last_slice = false;
             }
             let next = match st.ahead.take() {
                 Some(mut task) => match (&mut task.0).await {
@@ -142,6 +190,7 @@ pub(super) async fn whole_object(
             match next {
                 Ok(out) => {
                     st.next += 1;
+                    st.slice_left = out.content_length;
                     st.current = Some(out.body);
                 }
                 Err(e) => {

@@ -12,7 +12,7 @@ use yatagarasu_s3::{GetObjectRequest, Origin};
 
 use super::FetchTarget;
 use super::body::{
-    AbortOnDrop, BodyStream, Head, SliceKey, flight_error, object_body_stream, sub_stream,
+    AbortOnDrop, Audience, BodyStream, Head, SliceKey, flight_error, object_body_stream, sub_stream,
 };
 use crate::cache::{ObjectCache, freshness};
 
@@ -113,7 +113,6 @@ impl Fill {
 }
 
 /// Re-chunks a body into slices and stores each complete one.
-#[derive(Clone)]
 pub(super) struct SliceSink {
     pub(super) fill: Fill,
     pub(super) etag: EntityTag,
@@ -122,10 +121,28 @@ pub(super) struct SliceSink {
     pub(super) slice_size: u64,
     pub(super) index: u64,
     pub(super) buf: Vec<u8>,
+    /// The proxy's buffer budget: what `buf` holds is counted in it.
+    pub(super) budget: Arc<yatagarasu_coalesce::BufferBudget>,
+    pub(super) held: Vec<yatagarasu_coalesce::Reservation>,
 }
 
 impl SliceSink {
     pub(super) async fn push(&mut self, mut chunk: &[u8]) {
+        if self.size == 0 {
+            return; // given up (or nothing to store)
+        }
+        // What the slice buffer holds counts against the budget; when it is spent, the fill is
+        // given up rather than waited for (responses never wait on caching).
+        match self.budget.try_reserve(chunk.len()) {
+            Some(r) => self.held.push(r),
+            None => {
+                tracing::debug!(key = %self.fill.key, "buffer budget spent; not caching the rest of this object");
+                self.size = 0;
+                self.buf = Vec::new();
+                self.held.clear();
+                return;
+            }
+        }
         while !chunk.is_empty() {
             let slice_len = self
                 .slice_size
@@ -138,6 +155,7 @@ impl SliceSink {
             chunk = &chunk[take..];
             if self.buf.len() as u64 == slice_len && slice_len > 0 {
                 let body = Bytes::from(std::mem::take(&mut self.buf));
+                self.held.clear();
                 let f = &self.fill;
                 f.cache
                     .store_slice(&f.origin, &f.key, &self.etag, self.index, body, self.keep)
@@ -201,19 +219,28 @@ pub(crate) struct SliceSource {
     pub(crate) cache: Option<(Fill, Duration)>,
 }
 
+/// What reading single slices needs of the fetcher: the slice flights, the slice size, the buffer
+/// budget, and how much of a slice is still fetched for the cache once nobody reads it.
+#[derive(Clone)]
+pub(super) struct SliceReader {
+    pub(super) group: StreamGroup<SliceKey, Head, Bytes, Error>,
+    pub(super) slice_size: u64,
+    pub(super) budget: Arc<yatagarasu_coalesce::BufferBudget>,
+    pub(super) abandoned_fill: u64,
+}
+
 /// Open slice `index` of the version described by `head`: from the cache when it holds it, else
 /// from the origin, through a slice flight when coalescing (stored in the cache once complete).
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn open_slice(
-    group: &StreamGroup<SliceKey, Head, Bytes, Error>,
+    reader: &SliceReader,
     target: &FetchTarget,
     key: &str,
     head: &Head,
     index: u64,
-    slice_size: u64,
     coalesce: bool,
     source: &SliceSource,
 ) -> Result<BodyStream> {
+    let (group, slice_size) = (&reader.group, reader.slice_size);
     if let (Some((fill, _)), Some(etag)) = (&source.cache, &head.etag)
         && let Some(body) = fill.cache.slice(&fill.origin, key, etag, index).await
     {
@@ -227,34 +254,53 @@ pub(super) async fn open_slice(
     let origin = Arc::clone(&target.origin);
     let size = head.size;
     let etag = head.etag.clone();
-    let sink = match (&source.cache, &etag) {
-        (Some((fill, keep)), Some(etag)) => Some(SliceSink {
-            fill: fill.clone(),
-            etag: etag.clone(),
-            keep: *keep,
-            size,
-            slice_size,
-            index,
-            buf: Vec::new(),
-        }),
+    // Where the slice is stored once complete (the sink itself is made per fetch).
+    let store = match (&source.cache, &etag) {
+        (Some((fill, keep)), Some(etag)) => Some((fill.clone(), etag.clone(), *keep)),
         _ => None,
     };
+    let budget = Arc::clone(&reader.budget);
+    let abandoned_fill = reader.abandoned_fill;
     let fetch = {
         let (origin, key, etag) = (Arc::clone(&origin), key.to_owned(), etag.clone());
-        move || async move {
+        move |audience: Option<Audience>| async move {
+            let sink = store.map(|(fill, etag, keep)| SliceSink {
+                fill,
+                etag,
+                keep,
+                size,
+                slice_size,
+                index,
+                buf: Vec::new(),
+                budget,
+                held: Vec::new(),
+            });
             let out =
                 fetch_slice(&*origin, &key, index, slice_size, Some(size), etag.as_ref()).await?;
+            let left = out.content_length;
             let body = object_body_stream(out.body);
             let body: BodyStream = match sink {
                 None => body,
                 Some(sink) => Box::pin(futures_util::stream::unfold(
-                    (body, sink),
-                    |(mut body, mut sink)| async move {
-                        let item = body.next().await?;
-                        if let Ok(chunk) = &item {
-                            sink.push(chunk).await;
+                    (body, sink, left),
+                    move |(mut body, mut sink, left)| {
+                        let audience = audience.clone();
+                        async move {
+                            // Nobody reads any more: finish the slice for the cache only when
+                            // little of it is left.
+                            if left > abandoned_fill
+                                && audience.as_ref().is_some_and(Audience::close_if_unread)
+                            {
+                                return None;
+                            }
+                            let item = body.next().await?;
+                            let mut left = left;
+                            if let Ok(chunk) = &item {
+                                left = left.saturating_sub(chunk.len() as u64);
+                                sink.push(chunk).await;
+                            }
+                            Some((item, (body, sink, left)))
                         }
-                        Some((item, (body, sink)))
                     },
                 )),
             };
@@ -264,7 +310,10 @@ pub(super) async fn open_slice(
     let opened = async {
         if coalesce
             && let Some((mut sub, _)) =
-                group.subscribe((target.id.clone(), key.to_owned(), index), fetch.clone())
+                group.subscribe_with((target.id.clone(), key.to_owned(), index), {
+                    let fetch = fetch.clone();
+                    move |audience| fetch(Some(audience))
+                })
         {
             match tokio::time::timeout(target.coalescing.wait_timeout, sub.head()).await {
                 Ok(Ok(slice_head)) => {
@@ -277,7 +326,7 @@ pub(super) async fn open_slice(
                 Err(_) => {}
             }
         }
-        fetch().await.map(|(_, body)| body)
+        fetch(None).await.map(|(_, body)| body)
     }
     .await;
     // The origin no longer has the version a cached record describes: forget the record, so the
@@ -304,8 +353,7 @@ pub(super) struct SliceChain {
     pub(super) head: Head,
     pub(super) next: u64,
     pub(super) last: u64,
-    pub(super) slice_size: u64,
-    pub(super) group: StreamGroup<SliceKey, Head, Bytes, Error>,
+    pub(super) reader: SliceReader,
     pub(super) coalesce: bool,
     pub(super) source: SliceSource,
 }
@@ -318,14 +366,7 @@ impl SliceChain {
         let c = self.clone();
         AbortOnDrop(tokio::spawn(async move {
             open_slice(
-                &c.group,
-                &c.target,
-                &c.key,
-                &c.head,
-                index,
-                c.slice_size,
-                c.coalesce,
-                &c.source,
+                &c.reader, &c.target, &c.key, &c.head, index, c.coalesce, &c.source,
             )
             .await
         }))
