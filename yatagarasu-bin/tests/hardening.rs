@@ -602,3 +602,69 @@ async fn a_fast_reader_never_aborts_slower_ones() {
         proxy.coalescing_stats()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_reset_before_the_answer_cost_no_origin_body() {
+    const MIB: u64 = 1024 * 1024;
+    const STREAMS: u64 = 50;
+    let o = origin().await;
+    for i in 0..STREAMS {
+        o.put_sparse_object("media", &format!("o{i}.bin"), 16 * MIB, &format!("v{i}"));
+    }
+    let proxy = Proxy::builder()
+        .fetch_options(yatagarasu::FetchOptions {
+            slice_size: MIB,
+            ..yatagarasu::FetchOptions::default()
+        })
+        .route(BucketRoute::new("media", "/media", client(&o)))
+        .build();
+    let base = format!(
+        "http://{}",
+        start(proxy.clone(), ServerOptions::default()).await
+    );
+    // The origin holds its answers until the clients have reset their streams.
+    o.inject(Fault::Hold, STREAMS as usize);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|i| tokio::spawn(h2.get(format!("{base}/media/o{i}.bin")).send()))
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while o.stats().gets() < STREAMS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("every stream reached the origin");
+    for s in &streams {
+        s.abort(); // HEADERS, then RST_STREAM
+    }
+    // Every shared fetch notices nobody waits and drops its origin request.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while proxy.coalescing_stats().objects.failed < STREAMS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the abandoned fetches end");
+    o.release_held();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let before = o.stats().body_bytes();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if o.stats().body_bytes() == before {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the origin goes quiet");
+    let sent = o.stats().body_bytes();
+    eprintln!("origin body bytes for {STREAMS} reset streams: {sent}");
+    assert!(
+        sent <= STREAMS * 256 * 1024,
+        "{sent} origin bytes for {STREAMS} reset streams"
+    );
+}

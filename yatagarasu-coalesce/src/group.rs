@@ -45,7 +45,8 @@ struct Inner<K, T, E> {
 /// A singleflight group: concurrent [`run`](Group::run)s with the same key share one execution.
 ///
 /// The work runs in its own task, so a caller that goes away (client disconnect, its own timeout)
-/// neither cancels the work for the others nor leaves them waiting. The key is always released when
+/// neither cancels the work for the others nor leaves them waiting; once *every* caller has gone,
+/// the work is dropped (nobody could receive its result). The key is always released when
 /// the work ends, also when it panics or its task is dropped; a panic reaches every waiter as
 /// [`FlightError::Panicked`]. Errors must be `Clone` because every waiter gets one.
 ///
@@ -193,14 +194,25 @@ where
                         key: Some(key),
                         call,
                     };
+                    let watched = Arc::clone(&completion.call);
                     tokio::spawn(async move {
-                        let result = match AssertUnwindSafe(async move { work().await })
-                            .catch_unwind()
-                            .await
+                        let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
+                        // Every caller gone (none waits, none can see the result): stop working.
+                        let abandoned = watched.tx.closed();
+                        let result = match futures_util::future::select(
+                            std::pin::pin!(work),
+                            std::pin::pin!(abandoned),
+                        )
+                        .await
                         {
-                            Ok(Ok(v)) => Ok(v),
-                            Ok(Err(e)) => Err(FlightError::Failed(e)),
-                            Err(_) => Err(FlightError::Panicked),
+                            futures_util::future::Either::Left((Ok(Ok(v)), _)) => Ok(v),
+                            futures_util::future::Either::Left((Ok(Err(e)), _)) => {
+                                Err(FlightError::Failed(e))
+                            }
+                            futures_util::future::Either::Left((Err(_), _)) => {
+                                Err(FlightError::Panicked)
+                            }
+                            futures_util::future::Either::Right(_) => Err(FlightError::Cancelled),
                         };
                         completion.finish(result);
                     });

@@ -209,3 +209,33 @@ async fn random_joins_and_cancellations() {
         "coalescing happened"
     );
 }
+
+#[tokio::test]
+async fn work_is_dropped_once_every_caller_has_gone() {
+    struct Dropped(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let group: yatagarasu_coalesce::Group<u8, u8, String> = yatagarasu_coalesce::Group::new();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Dropped(dropped.clone());
+    let call = group.run(1, move || async move {
+        let _flag = flag;
+        std::future::pending::<Result<u8, String>>().await
+    });
+    // The caller gives up (a client that left): nobody else waits, so the work stops.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(20), call)
+            .await
+            .is_err()
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while !dropped.load(std::sync::atomic::Ordering::SeqCst) || group.in_flight() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the work of a flight nobody waits for is dropped");
+}

@@ -279,7 +279,9 @@ impl Fetcher {
                 )
                 .await;
             match outcome.result {
-                Err(FlightError::TimedOut) => {}
+                // Waited too long, or the shared HEAD was dropped as everyone else left just as
+                // this request joined: ask on its own.
+                Err(FlightError::TimedOut | FlightError::Cancelled) => {}
                 other => return other.map_err(flight_error),
             }
         }
