@@ -137,7 +137,7 @@ fn from_millis(ms: u64) -> SystemTime {
 }
 
 /// `t + d`, or the far future when the clock cannot hold it: no deadline computation panics.
-fn later(t: SystemTime, d: Duration) -> SystemTime {
+pub(crate) fn later(t: SystemTime, d: Duration) -> SystemTime {
     t.checked_add(d)
         .or_else(|| t.checked_add(MAX_DIRECTIVE_SECONDS_DURATION))
         .unwrap_or(t)
@@ -165,7 +165,7 @@ fn delta_seconds(v: &str) -> Option<u64> {
 /// `R2`, four u64 times (ms since the epoch; fresh, stale-while-revalidate, stale-if-error, last
 /// modified with `u64::MAX` for none), a missing flag, the size, eight optional strings (u32 length,
 /// `u32::MAX` for none), then the user metadata as a count and pairs.
-fn encode_record(r: &Record) -> Bytes {
+pub(crate) fn encode_record(r: &Record) -> Bytes {
     let m = &r.meta;
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"R2");
@@ -208,7 +208,7 @@ fn encode_record(r: &Record) -> Bytes {
 }
 
 /// Reads what [`encode_record`] wrote; `None` for anything else (a record from another version is a miss).
-fn decode_record(b: &[u8]) -> Option<Record> {
+pub(crate) fn decode_record(b: &[u8]) -> Option<Record> {
     struct Cursor<'a>(&'a [u8]);
     impl Cursor<'_> {
         fn take(&mut self, n: usize) -> Option<&[u8]> {

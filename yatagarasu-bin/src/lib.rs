@@ -80,6 +80,10 @@ mod cache;
 pub mod config;
 mod cors;
 mod fetch;
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(all(test, not(fuzzing)))]
+mod fuzzing;
 mod lenient;
 mod metrics;
 mod outcome;

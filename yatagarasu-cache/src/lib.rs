@@ -43,6 +43,21 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use disk::{DiskOptions, DiskTier};
+
+/// Entry points for the cargo-fuzz targets in `fuzz/` (built with `--cfg fuzzing` only).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decode `record` as the disk and Redis tiers do (CRC, or HMAC under `secret`): never
+    /// panics, and whatever decodes lies within the record.
+    pub fn decode_record(record: &[u8], secret: Option<&[u8]>) {
+        let check = secret.map_or_else(crate::RecordCheck::default, crate::RecordCheck::hmac);
+        let bytes = bytes::Bytes::copy_from_slice(record);
+        if let Ok((key, entry)) = crate::entry::decode(&bytes, &check) {
+            assert!(key.len() + entry.metadata.len() + entry.body.len() <= record.len());
+        }
+    }
+}
 pub use entry::{CacheEntry, MAX_TTL, RecordCheck};
 pub use error::CacheError;
 pub use memory::MemoryTier;
