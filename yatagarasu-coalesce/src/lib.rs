@@ -14,7 +14,11 @@
 //!   and then chunks; every subscriber, however late it joins, receives the whole stream from the first
 //!   chunk, then live ones, with no gap and no duplicate. Memory per flight is bounded
 //!   ([`StreamOptions::buffer_bytes`]); a slow subscriber never slows the producer or the others, and
-//!   is dropped with [`FlightError::Lagged`] if it falls behind the bound.
+//!   is dropped with [`FlightError::Lagged`] if it falls behind the bound. A flight stops when its
+//!   last subscriber leaves (a producer with side effects may linger a bounded number of bytes, see
+//!   [`Audience`]).
+//! - [`BufferBudget`]: one byte budget shared by the flights of any number of groups; at the limit
+//!   producers wait (backpressure), while a subscriber that reads always gets its next chunk.
 //!
 //! ```
 //! use yatagarasu_coalesce::{Group, Role};
