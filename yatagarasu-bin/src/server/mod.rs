@@ -6,7 +6,10 @@ mod conn;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use self::conn::{Activity, TrackedIo, Verdict};
 use crate::proxy::Proxy;
@@ -84,8 +87,8 @@ pub async fn serve(
     .await
 }
 
-/// Where a running server stands: 0 serving, 1 draining, 2 closing what is left.
-const SERVING: u8 = 0;
+/// Where a running server stands, as told to each connection: serving (0), draining (1), closing
+/// what is left (2).
 const DRAINING: u8 = 1;
 const CLOSING: u8 = 2;
 
@@ -118,7 +121,7 @@ where
         .timer(TokioTimer::new());
     let max = options.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max));
-    let (state, _) = watch::channel(SERVING);
+    let connections = Arc::new(Connections::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // At the connection limit, stop accepting until a connection closes.
@@ -157,65 +160,152 @@ where
         let conn = builder
             .serve_connection_with_upgrades(io, service)
             .into_owned();
-        let mut state = state.subscribe();
+        let signal = connections.register();
+        let connections = Arc::clone(&connections);
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let mut closing_since: Option<tokio::time::Instant> = None;
-            loop {
-                let wake = match closing_since {
-                    // Closing politely: give the peer a moment, then drop.
-                    Some(t) => t + Duration::from_secs(1),
-                    None => match activity.verdict(&options, std::time::Instant::now()) {
-                        Verdict::WaitUntil(t) => tokio::time::Instant::from_std(t),
-                        Verdict::CloseIdle => {
-                            tracing::debug!(%peer, "closing an idle connection");
-                            conn.as_mut().graceful_shutdown();
-                            closing_since = Some(tokio::time::Instant::now());
-                            continue;
-                        }
-                        Verdict::Abort => {
-                            tracing::debug!(%peer, "dropping a connection whose client stopped reading");
-                            break;
-                        }
-                    },
-                };
-                tokio::select! {
-                    done = conn.as_mut() => {
-                        if let Err(e) = done {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    () = tokio::time::sleep_until(wake) => {
-                        if closing_since.is_some() {
-                            break;
-                        }
-                    }
-                    changed = state.changed() => {
-                        let now = if changed.is_ok() { *state.borrow_and_update() } else { CLOSING };
-                        if now == CLOSING {
-                            break;
-                        }
-                        if now == DRAINING && closing_since.is_none() {
-                            conn.as_mut().graceful_shutdown();
-                            // Draining has its own limit (the grace period), not the idle one.
-                            closing_since = Some(tokio::time::Instant::now() + options.grace_period);
-                        }
-                    }
-                }
+            let outcome = supervise(conn, &activity, &signal, &options).await;
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            connections.remove(&signal);
             drop(permit);
         });
     }
     drop(listener);
-    state.send_replace(DRAINING);
+    connections.signal_all(DRAINING);
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     tokio::select! {
         _ = permits.acquire_many(all) => tracing::info!("all connections closed"),
         () = tokio::time::sleep(options.grace_period) => {
             tracing::warn!("grace period over; closing remaining connections");
-            state.send_replace(CLOSING);
+            connections.signal_all(CLOSING);
         }
     }
     Ok(())
+}
+
+/// Drive one connection: the connection itself, its clock (first request, idle, send timeouts) and
+/// the server's drain and close signals. Polled on every wake of the connection, so it only
+/// touches per-connection state (no lock shared with other connections).
+async fn supervise<C, E>(
+    conn: C,
+    activity: &Activity,
+    signal: &ConnSignal,
+    options: &ServerOptions,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>> + GracefulShutdown,
+{
+    let mut conn = std::pin::pin!(conn);
+    let now = tokio::time::Instant::now();
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(now));
+    // Set once the connection was asked to close: past this instant it is dropped.
+    let mut close_by: Option<tokio::time::Instant> = None;
+    let mut drained = false;
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            signal.waker.register(cx.waker());
+            match signal.state.load(Ordering::Acquire) {
+                CLOSING => return Poll::Ready(Ok(())),
+                DRAINING if !drained => {
+                    drained = true;
+                    conn.as_mut().graceful_shutdown();
+                    // Draining has its own limit (the grace period), not the idle one.
+                    let by = tokio::time::Instant::now() + options.grace_period;
+                    close_by = Some(by);
+                    timer.as_mut().reset(by);
+                    continue;
+                }
+                _ => {}
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if close_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
+                return Poll::Ready(Ok(()));
+            }
+            if close_by.is_some() {
+                continue;
+            }
+            match activity.verdict(options, std::time::Instant::now()) {
+                Verdict::WaitUntil(t) => timer.as_mut().reset(tokio::time::Instant::from_std(t)),
+                Verdict::CloseIdle => {
+                    conn.as_mut().graceful_shutdown();
+                    // Closing politely: give the peer a moment, then drop.
+                    let by = tokio::time::Instant::now() + Duration::from_secs(1);
+                    close_by = Some(by);
+                    timer.as_mut().reset(by);
+                }
+                Verdict::Abort => return Poll::Ready(Ok(())),
+            }
+        }
+    })
+    .await
+}
+
+/// What can be asked to shut down gracefully.
+trait GracefulShutdown {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulShutdown
+    for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// The server's word to one connection: drain, or close now.
+#[derive(Debug, Default)]
+struct ConnSignal {
+    id: u64,
+    state: AtomicU8,
+    waker: futures_util::task::AtomicWaker,
+}
+
+/// The open connections, to signal them all at shutdown (locked per connection, never per request).
+#[derive(Debug, Default)]
+struct Connections {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnSignal>>>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<ConnSignal>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn register(&self) -> Arc<ConnSignal> {
+        let signal = Arc::new(ConnSignal {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            ..ConnSignal::default()
+        });
+        self.lock().insert(signal.id, Arc::clone(&signal));
+        signal
+    }
+
+    fn remove(&self, signal: &ConnSignal) {
+        self.lock().remove(&signal.id);
+    }
+
+    fn signal_all(&self, state: u8) {
+        for s in self.lock().values() {
+            s.state.store(state, Ordering::Release);
+            s.waker.wake();
+        }
+    }
 }
