@@ -33,6 +33,9 @@ pub struct BucketRoute {
     pub coalescing: CoalescingOptions,
     /// Caching of this bucket's objects (when the proxy has a cache).
     pub cache: CachePolicy,
+    /// Tokens required to read this bucket (`None`: public). Checked on every request, cache hits
+    /// included; CORS preflights need none.
+    pub auth: Option<crate::auth::JwtAuth>,
 }
 
 impl BucketRoute {
@@ -51,7 +54,14 @@ impl BucketRoute {
             cors: None,
             coalescing: CoalescingOptions::default(),
             cache: CachePolicy::default(),
+            auth: None,
         }
+    }
+
+    /// Require tokens verified by `auth` for this bucket.
+    pub fn with_auth(mut self, auth: crate::auth::JwtAuth) -> Self {
+        self.auth = Some(auth);
+        self
     }
 }
 

@@ -11,8 +11,11 @@ use yatagarasu_s3::{
     AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
 };
 
+use jsonwebtoken::Algorithm;
+
 use super::schema::redact_url;
 use super::{Config, ConfigError};
+use crate::auth::{self, ClaimRule, JwtAuth, TokenSource};
 use crate::cache::CachePolicy;
 use crate::cors::CorsPolicy;
 use crate::fetch::{CoalescingOptions, FetchOptions};
@@ -106,8 +109,117 @@ impl Config {
         Ok(Some(TieredCache::new(tiers)))
     }
 
+    /// Build the token verifier of the `jwt` section (`None` when it is off): keys read and
+    /// parsed now, so a bad key fails start-up (and `--check`) naming its key.
+    pub fn build_jwt(&self) -> Result<Option<JwtAuth>, ConfigError> {
+        let Some(j) = self.jwt.as_ref().filter(|j| j.enabled) else {
+            return Ok(None);
+        };
+        let alg = |at: &str, name: &str| {
+            name.parse::<Algorithm>().map_err(|_| {
+                ConfigError::one(format!(
+                    "{at}: `{name}` is not a JWT algorithm (HS256, RS256, ES256, ...)"
+                ))
+            })
+        };
+        let pem = |at: &str, algorithm: Algorithm, path: &str| {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ConfigError::one(format!("{at}: cannot read `{path}`: {e}")))?;
+            auth::pem_key(algorithm, &bytes)
+                .map_err(|e| ConfigError::one(format!("{at}: `{path}`: {}", e.message())))
+        };
+        let mut b = JwtAuth::builder().leeway_seconds(j.leeway_seconds);
+        let single = [
+            ("jwt.secret", j.secret.is_some()),
+            ("jwt.rsa_public_key_path", j.rsa_public_key_path.is_some()),
+            (
+                "jwt.ecdsa_public_key_path",
+                j.ecdsa_public_key_path.is_some(),
+            ),
+        ];
+        let given: Vec<&str> = single.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect();
+        if given.len() > 1 {
+            return Err(ConfigError::one(format!(
+                "jwt: give one of {} (several keys go under jwt.keys)",
+                given.join(", ")
+            )));
+        }
+        if let Some(&key) = given.first() {
+            let name = j
+                .algorithm
+                .as_deref()
+                .ok_or_else(|| ConfigError::one(format!("jwt.algorithm: required with {key}")))?;
+            let a = alg("jwt.algorithm", name)?;
+            b = match (&j.secret, &j.rsa_public_key_path, &j.ecdsa_public_key_path) {
+                (Some(s), _, _) if name.starts_with("HS") => b.hmac_key(a, s.expose().as_bytes()),
+                (None, Some(p), _) => b.key(a, pem(key, a, p)?),
+                (None, None, Some(p)) => b.key(a, pem(key, a, p)?),
+                _ => {
+                    return Err(ConfigError::one(format!(
+                        "jwt.algorithm: `{name}` does not go with {key}"
+                    )));
+                }
+            };
+        } else if j.keys.is_empty() {
+            return Err(ConfigError::one(
+                "jwt: no key (give secret, rsa_public_key_path, ecdsa_public_key_path or keys)",
+            ));
+        }
+        for (i, k) in j.keys.iter().enumerate() {
+            let at = format!("jwt.keys[{i}]");
+            let a = alg(&format!("{at}.algorithm"), &k.algorithm)?;
+            let key = match (&k.secret, &k.path) {
+                (Some(s), None) if k.algorithm.starts_with("HS") => {
+                    jsonwebtoken::DecodingKey::from_secret(s.expose().as_bytes())
+                }
+                (None, Some(p)) if !k.algorithm.starts_with("HS") => {
+                    pem(&format!("{at}.path"), a, p)?
+                }
+                _ => {
+                    return Err(ConfigError::one(format!(
+                        "{at}: an HS* key takes `secret`, other algorithms take `path`"
+                    )));
+                }
+            };
+            b = b.key_with_id(k.id.clone(), a, key);
+        }
+        if let Some(iss) = &j.issuer {
+            b = b.issuer(iss.clone());
+        }
+        for aud in &j.audience {
+            b = b.audience(aud.clone());
+        }
+        for (i, s) in j.token_sources.iter().enumerate() {
+            let at = format!("jwt.token_sources[{i}]");
+            let name = || {
+                s.name
+                    .clone()
+                    .ok_or_else(|| ConfigError::one(format!("{at}.name: required for {}", s.kind)))
+            };
+            b = b.source(match s.kind.as_str() {
+                "bearer" => TokenSource::Bearer,
+                "header" => TokenSource::Header {
+                    name: http::HeaderName::try_from(name()?)
+                        .map_err(|_| ConfigError::one(format!("{at}.name: not a header name")))?,
+                    prefix: s.prefix.clone(),
+                },
+                "query" => TokenSource::Query { name: name()? },
+                other => {
+                    return Err(ConfigError::one(format!(
+                        "{at}.type: `{other}` is not one of bearer, header, query"
+                    )));
+                }
+            });
+        }
+        for r in &j.claims {
+            b = b.rule(ClaimRule::new(r.claim.clone(), r.operator, r.value.clone()));
+        }
+        Ok(Some(b.build()))
+    }
+
     /// Build the proxy: one S3 client per bucket sharing one connection pool, and the cache tiers.
     pub async fn build_proxy(&self) -> Result<Proxy, ConfigError> {
+        let jwt = self.build_jwt()?;
         let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
             .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
         let co = &self.coalescing;
@@ -194,6 +306,9 @@ impl Config {
                 ttl: Duration::from_secs(bucket_cache.ttl_seconds.unwrap_or(default_ttl)),
                 cache_authenticated: bucket_cache.cache_authenticated,
             };
+            if b.auth.enabled {
+                route.auth = jwt.clone();
+            }
             route.coalescing = CoalescingOptions {
                 enabled: overrides.enabled.unwrap_or(co.enabled),
                 wait_timeout: Duration::from_millis(

@@ -261,7 +261,7 @@ mod tests {
             "buckets[2].path_prefix: `/health` would shadow the proxy's own `/health` endpoint",
             "buckets[2].s3.addressing: `sideways` is not one of auto, path, virtual",
             "buckets[3].path_prefix: `nope` must start with `/`",
-            "buckets[3].auth.enabled: authentication is not available in this version; set it to false",
+            "buckets[3].auth.enabled: needs the `jwt` section with `enabled: true`",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
@@ -269,9 +269,13 @@ mod tests {
 
     #[test]
     fn unavailable_features_are_refused_not_ignored() {
-        let err = parse(&format!("{MINIMAL}jwt:\n  enabled: true\n")).unwrap_err();
+        let err = parse(&format!(
+            "{MINIMAL}jwt:\n  enabled: true\n  jwks_url: https://issuer.example/jwks.json\n"
+        ))
+        .unwrap_err();
         assert!(
-            err.to_string().starts_with("jwt: jwt is not available"),
+            err.to_string()
+                .starts_with("jwt.jwks_url: not available in this version"),
             "{err}"
         );
         let err = parse(&format!(
@@ -315,6 +319,44 @@ mod tests {
             "cache.memory.max_cache_size: unknown field, did you mean max_cache_size_mb?"
         );
         assert!(parse(&format!("{MINIMAL}cache:\n  enabled: false\n")).is_ok());
+    }
+
+    #[test]
+    fn jwt_keys_are_checked_when_the_proxy_is_built() {
+        let build = |jwt: &str| {
+            let c = parse(&format!("{MINIMAL}jwt:\n  enabled: true\n{jwt}")).unwrap();
+            c.build_jwt().map(|j| j.is_some())
+        };
+        assert_eq!(
+            build("  algorithm: HS256\n  secret: a-secret-of-enough-length\n"),
+            Ok(true)
+        );
+        let problem = |jwt: &str| build(jwt).unwrap_err().to_string();
+        assert!(problem("").contains("jwt: no key"));
+        assert!(problem("  secret: s\n").contains("jwt.algorithm: required with jwt.secret"));
+        assert!(
+            problem("  algorithm: HS999\n  secret: s\n").contains("`HS999` is not a JWT algorithm")
+        );
+        assert!(
+            problem("  algorithm: RS256\n  rsa_public_key_path: /nonexistent.pem\n")
+                .contains("jwt.rsa_public_key_path: cannot read `/nonexistent.pem`")
+        );
+        assert!(
+            problem("  algorithm: RS256\n  secret: s\n").contains("does not go with jwt.secret")
+        );
+        assert!(
+            problem("  keys:\n    - {id: k1, algorithm: RS256, secret: s}\n")
+                .contains("jwt.keys[0]: an HS* key takes `secret`")
+        );
+        assert!(
+            problem("  algorithm: HS256\n  secret: s\n  token_sources: [{type: cookie}]\n")
+                .contains("`cookie` is not one of bearer, header, query")
+        );
+        let err = parse(&format!(
+            "{MINIMAL}jwt:\n  enabled: true\n  claims: [{{claim: role, operator: like, value: x}}]\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("jwt.claims[0].operator"), "{err}");
     }
 
     #[test]

@@ -61,9 +61,9 @@ pub struct Config {
     /// Sliced, shared origin fetches.
     #[serde(default)]
     pub coalescing: CoalescingConfig,
-    /// JWT authentication (not available yet: only `enabled: false` is accepted).
+    /// JWT authentication for buckets with `auth.enabled`.
     #[serde(default)]
-    pub jwt: Option<Value>,
+    pub jwt: Option<JwtConfig>,
     /// Caching in memory, on disk and in Redis.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
@@ -136,6 +136,117 @@ impl Default for ServerConfig {
             http2_keep_alive_timeout_seconds: o.http2_keep_alive_timeout.as_secs(),
         }
     }
+}
+
+/// `jwt`: how tokens are verified (keys, issuer, audience), where they are found, and the claim
+/// rules every token must satisfy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Verify tokens at all (buckets opt in with `auth.enabled`).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// The algorithm of the single key below (`secret`, `rsa_public_key_path` or
+    /// `ecdsa_public_key_path`).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// HMAC secret (HS256/384/512).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// PEM file of an RSA public key (RS*/PS*).
+    #[serde(default)]
+    pub rsa_public_key_path: Option<String>,
+    /// PEM file of an EC public key (ES256/ES384).
+    #[serde(default)]
+    pub ecdsa_public_key_path: Option<String>,
+    /// Several keys, chosen by the token's `kid`.
+    #[serde(default)]
+    pub keys: Vec<JwtKeyConfig>,
+    /// Not available in this version.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Not available in this version.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub jwks_refresh_interval_secs: Option<u64>,
+    /// Required `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (one string or a list).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Clock skew allowed for `exp` and `nbf`, seconds (default 60).
+    #[serde(default = "default_leeway", deserialize_with = "lenient")]
+    pub leeway_seconds: u64,
+    /// Where tokens are found, in order (default: bearer).
+    #[serde(default)]
+    pub token_sources: Vec<TokenSourceConfig>,
+    /// Rules every token's claims must satisfy.
+    #[serde(default)]
+    pub claims: Vec<ClaimRuleConfig>,
+    /// Not available in this version.
+    #[serde(default)]
+    pub admin_claims: Option<Value>,
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// `jwt.keys[]`: a key chosen by the token's `kid`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// The `kid` that selects this key.
+    pub id: String,
+    /// The key's algorithm.
+    pub algorithm: String,
+    /// PEM file (RSA, EC or Ed25519 public key).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// HMAC secret.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+}
+
+/// `jwt.token_sources[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSourceConfig {
+    /// `bearer`, `header` or `query`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Header or query parameter name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Text before the token in a header (e.g. `"Token "`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// `jwt.claims[]`: `{claim, operator, value}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRuleConfig {
+    /// The claim (dots reach nested objects).
+    pub claim: String,
+    /// equals, not_equals, in, not_in, contains, exists, gt, lt, gte, lte, glob.
+    pub operator: crate::auth::Operator,
+    /// The value compared with.
+    #[serde(default)]
+    pub value: Value,
 }
 
 /// `admin`: the admin API listener.

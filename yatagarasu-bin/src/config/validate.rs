@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::schema::{CacheConfig, redact_url};
 use super::{Config, ConfigError};
 use crate::cache::MAX_DIRECTIVE_SECONDS;
@@ -71,13 +69,21 @@ impl Config {
                 p.push("admin.port: must differ from server.port".to_owned());
             }
         }
-        for (section, v) in [("jwt", &self.jwt)] {
-            if let Some(v) = v
-                && v.get("enabled").and_then(Value::as_bool) != Some(false)
-            {
-                p.push(format!(
-                    "{section}: {section} is not available in this version; remove the section or set `{section}.enabled: false`"
-                ));
+        let jwt_on = self.jwt.as_ref().is_some_and(|j| j.enabled);
+        if let Some(j) = self.jwt.as_ref().filter(|j| j.enabled) {
+            for (key, set) in [
+                ("jwks_url", j.jwks_url.is_some()),
+                (
+                    "jwks_refresh_interval_secs",
+                    j.jwks_refresh_interval_secs.is_some(),
+                ),
+                ("admin_claims", j.admin_claims.is_some()),
+            ] {
+                if set {
+                    p.push(format!(
+                        "jwt.{key}: not available in this version; remove it"
+                    ));
+                }
             }
         }
         if self.buckets.is_empty() {
@@ -128,9 +134,9 @@ impl Config {
                     b.path_prefix
                 ));
             }
-            if b.auth.enabled {
+            if b.auth.enabled && !jwt_on {
                 p.push(format!(
-                    "{at}.auth.enabled: authentication is not available in this version; set it to false"
+                    "{at}.auth.enabled: needs the `jwt` section with `enabled: true`"
                 ));
             }
             let s3 = &b.s3;

@@ -1,7 +1,8 @@
 //! The access-control stage: who may read what. Checks run in order after routing and before
 //! anything touches the cache or the origin; the first refusal ends the request with its error
-//! (401, 403, 429). Empty today: authentication (JWT, JWKS), authorization (claims, OPA, OpenFGA),
-//! IP filters and rate limits are added here as [`AccessCheck`]s.
+//! (401, 403, 429). First the bucket's own token check (JWT and claim rules, see
+//! [`crate::auth`]), then the proxy-wide [`AccessCheck`]s (IP filters, policies and rate limits
+//! plug in there).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +31,12 @@ pub(crate) struct AccessControl {
 impl AccessControl {
     /// Run every check; the first refusal wins.
     pub(crate) async fn check(&self, ctx: &RequestContext<'_>, req: &Parts) -> Result<(), Error> {
+        // A CORS preflight carries no credentials by design, and reads nothing.
+        if let Some(auth) = &ctx.route.route.auth
+            && req.method != http::Method::OPTIONS
+        {
+            auth.authenticate(&req.headers, req.uri.query())?;
+        }
         for c in &self.checks {
             c.check(ctx, req).await?;
         }

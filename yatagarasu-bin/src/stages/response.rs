@@ -202,8 +202,8 @@ pub(crate) fn error_json(err: &Error) -> String {
 /// checks: its message may then carry what clients must not see (AWS AccessDenied messages name
 /// account ids and role ARNs; transport errors name internal addresses).
 fn from_origin(err: &Error) -> bool {
-    let ctx = err.context();
-    ctx.operation.is_some() || ctx.upstream_code.is_some()
+    // Every error of an origin operation names it (GetObject, HeadObject, ...).
+    err.context().operation.is_some()
 }
 
 /// The message a client sees: the proxy's own words for its own checks (they say what to fix);
@@ -256,6 +256,18 @@ pub(crate) fn error_response(method: &Method, err: &Error) -> Response<ProxyBody
     } else {
         json_response(status, error_json(err))
     };
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 6750 3: the scheme, and `invalid_token` when a token was sent and refused.
+        let challenge = if err.code() == "InvalidToken" {
+            r#"Bearer error="invalid_token""#
+        } else {
+            "Bearer"
+        };
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
