@@ -40,6 +40,7 @@ pub struct ProxyBuilder {
     fetch: FetchOptions,
     cache: Option<ObjectCache>,
     metrics: Arc<dyn MetricsRecorder>,
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxyBuilder {
@@ -52,6 +53,7 @@ impl Default for ProxyBuilder {
             ready_cache: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(5),
             metrics: Arc::new(NoMetrics),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -60,6 +62,13 @@ impl ProxyBuilder {
     /// Serve a bucket under a path prefix.
     pub fn route(mut self, route: BucketRoute) -> Self {
         self.routes.push(route);
+        self
+    }
+
+    /// Proxies (networks) in front of this one: only from these peers are `Forwarded` and
+    /// `X-Forwarded-For` believed when IP filters decide who the client is.
+    pub fn trusted_proxies(mut self, networks: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = networks;
         self
     }
 
@@ -128,7 +137,7 @@ impl ProxyBuilder {
                 ready: tokio::sync::Mutex::new(None),
             }),
             routes: Arc::new(RwLock::new(Arc::new(RouteTable::new(self.routes, None)))),
-            access: Arc::default(),
+            access: Arc::new(AccessControl::with_trusted_proxies(self.trusted_proxies)),
             max_uri_bytes: self.max_uri_bytes,
         }
     }

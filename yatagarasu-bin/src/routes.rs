@@ -36,6 +36,9 @@ pub struct BucketRoute {
     /// Tokens required to read this bucket (`None`: public). Checked on every request, cache hits
     /// included; CORS preflights need none.
     pub auth: Option<crate::auth::JwtAuth>,
+    /// Which client addresses may read this bucket (`None`: any). The address is the socket's, or
+    /// a forwarded one behind the proxy's trusted proxies (`ProxyBuilder::trusted_proxies`).
+    pub ip_filter: Option<crate::auth::IpFilter>,
 }
 
 impl BucketRoute {
@@ -55,6 +58,7 @@ impl BucketRoute {
             coalescing: CoalescingOptions::default(),
             cache: CachePolicy::default(),
             auth: None,
+            ip_filter: None,
         }
     }
 

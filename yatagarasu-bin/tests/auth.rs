@@ -165,3 +165,73 @@ async fn a_private_bucket_beside_a_public_one() {
         .unwrap();
     assert_ne!(pre.status().as_u16(), 401);
 }
+
+async fn proxy_with(yaml_extra: &str, origin: &TestOrigin) -> String {
+    let yaml = format!(
+        r#"
+{yaml_extra}
+buckets:
+  - name: office
+    path_prefix: /office
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDAUTH, secret_key: auth-secret}}
+    ip_filter: {{allowlist: [10.0.0.0/8, "2001:db8::/32"], blocklist: [10.0.0.50]}}
+"#,
+        ep = origin.endpoint()
+    );
+    let config = Config::from_yaml_with_env(&yaml, &|_| None).unwrap();
+    let proxy = config.build_proxy().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    base
+}
+
+async fn from(url: &str, forwarded_for: Option<&str>) -> (u16, String) {
+    let mut r = reqwest::Client::new().get(url);
+    if let Some(f) = forwarded_for {
+        r = r.header("x-forwarded-for", f);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let code = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+#[tokio::test]
+async fn ip_filters_use_forwarded_addresses_only_from_trusted_proxies() {
+    let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"office only");
+
+    // The test client (127.0.0.1) is a trusted proxy: the forwarded address decides.
+    let base = proxy_with("server:\n  trusted_proxies: [127.0.0.1/32]", &origin).await;
+    let url = format!("{base}/office/a.txt");
+    assert_eq!(from(&url, Some("10.1.2.3")).await.0, 200);
+    assert_eq!(
+        from(&url, Some("10.0.0.50")).await,
+        (403, "IpNotAllowed".into()),
+        "blocklist wins"
+    );
+    assert_eq!(from(&url, Some("2001:db8::9")).await.0, 200);
+    // A client-written entry on the left is not believed past the hop the proxy added.
+    assert_eq!(from(&url, Some("10.1.2.3, 192.0.2.1")).await.0, 403);
+    // No forwarded address: the proxy itself is the client, and 127.0.0.1 is not allowed.
+    assert_eq!(from(&url, None).await.0, 403);
+
+    // Without trusted proxies, X-Forwarded-For is ignored: anyone could write it.
+    let base = proxy_with("", &origin).await;
+    let url = format!("{base}/office/a.txt");
+    assert_eq!(
+        from(&url, Some("10.1.2.3")).await,
+        (403, "IpNotAllowed".into())
+    );
+}

@@ -27,6 +27,7 @@
 //! ```
 
 mod claims;
+mod ip;
 mod token;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use serde_json::Value;
 use yatagarasu_core::{Error, ErrorKind};
 
 pub use claims::{ClaimRule, Operator};
+pub use ip::{IpFilter, client_ip, parse_net};
 pub use token::TokenSource;
 
 /// Longest token accepted (longer ones are refused before any parsing).

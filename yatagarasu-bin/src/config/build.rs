@@ -15,7 +15,7 @@ use jsonwebtoken::Algorithm;
 
 use super::schema::redact_url;
 use super::{Config, ConfigError};
-use crate::auth::{self, ClaimRule, JwtAuth, TokenSource};
+use crate::auth::{self, ClaimRule, IpFilter, JwtAuth, TokenSource};
 use crate::cache::CachePolicy;
 use crate::cors::CorsPolicy;
 use crate::fetch::{CoalescingOptions, FetchOptions};
@@ -232,6 +232,13 @@ impl Config {
                 abandoned_fill_bytes: co.abandoned_fill_bytes,
             })
             .max_uri_bytes(self.server.max_uri_bytes)
+            .trusted_proxies(
+                self.server
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|n| auth::parse_net(n))
+                    .collect(),
+            )
             .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));
         if let Some(tiers) = self.build_cache().await? {
             let retention = self
@@ -308,6 +315,11 @@ impl Config {
             };
             if b.auth.enabled {
                 route.auth = jwt.clone();
+            }
+            if let Some(f) = &b.ip_filter {
+                let nets =
+                    |list: &[String]| list.iter().filter_map(|n| auth::parse_net(n)).collect();
+                route.ip_filter = Some(IpFilter::new(nets(&f.allowlist), nets(&f.blocklist)));
             }
             route.coalescing = CoalescingOptions {
                 enabled: overrides.enabled.unwrap_or(co.enabled),

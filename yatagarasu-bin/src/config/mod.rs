@@ -360,6 +360,23 @@ mod tests {
     }
 
     #[test]
+    fn networks_are_checked() {
+        let err = parse(&format!(
+            "server:\n  trusted_proxies: [10.0.0.0/8, 300.1.1.1]\n{}    ip_filter: {{allowlist: [10.0.0.0/33], blocklist: ['::1', nope]}}\n",
+            MINIMAL
+        ))
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "server.trusted_proxies[1]: `300.1.1.1` is not an address or CIDR network",
+            "buckets[0].ip_filter.allowlist[0]: `10.0.0.0/33` is not an address or CIDR network",
+            "buckets[0].ip_filter.blocklist[1]: `nope` is not an address or CIDR network",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_and_odd_documents() {
         assert!(
             parse("buckets: [")

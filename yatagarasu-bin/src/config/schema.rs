@@ -115,6 +115,9 @@ pub struct ServerConfig {
     /// Seconds an HTTP/2 PING may go unanswered before the connection is closed.
     #[serde(deserialize_with = "lenient")]
     pub http2_keep_alive_timeout_seconds: u64,
+    /// Networks of proxies in front of this one: only from them are `Forwarded` and
+    /// `X-Forwarded-For` believed (for IP filters).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +137,7 @@ impl Default for ServerConfig {
             send_timeout_seconds: o.send_timeout.as_secs(),
             http2_keep_alive_interval_seconds: o.http2_keep_alive_interval.as_secs(),
             http2_keep_alive_timeout_seconds: o.http2_keep_alive_timeout.as_secs(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -505,9 +509,12 @@ pub struct BucketConfig {
     pub path_prefix: String,
     /// The origin.
     pub s3: S3Config,
-    /// Authentication (not available yet: only `enabled: false` is accepted).
+    /// Authentication: `enabled: true` requires tokens the `jwt` section accepts.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Which client addresses may read this bucket.
+    #[serde(default)]
+    pub ip_filter: Option<IpFilterConfig>,
     /// CORS for browsers.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
@@ -558,6 +565,18 @@ pub struct S3Config {
     /// Attempts per origin request (1 = no retry).
     #[serde(default, deserialize_with = "lenient_opt")]
     pub max_attempts: Option<u32>,
+}
+
+/// `buckets[].ip_filter`: networks (CIDR or single addresses, IPv4 and IPv6).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpFilterConfig {
+    /// Only these may read (empty: anyone not blocked).
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// These may not read; wins over the allowlist.
+    #[serde(default)]
+    pub blocklist: Vec<String>,
 }
 
 /// `buckets[].auth`.

@@ -69,6 +69,13 @@ impl Config {
                 p.push("admin.port: must differ from server.port".to_owned());
             }
         }
+        for (i, n) in s.trusted_proxies.iter().enumerate() {
+            if crate::auth::parse_net(n).is_none() {
+                p.push(format!(
+                    "server.trusted_proxies[{i}]: `{n}` is not an address or CIDR network"
+                ));
+            }
+        }
         let jwt_on = self.jwt.as_ref().is_some_and(|j| j.enabled);
         if let Some(j) = self.jwt.as_ref().filter(|j| j.enabled) {
             for (key, set) in [
@@ -133,6 +140,17 @@ impl Config {
                     "{at}.path_prefix: `{}` is the same prefix as buckets[{j}].path_prefix (`{norm}`)",
                     b.path_prefix
                 ));
+            }
+            if let Some(f) = &b.ip_filter {
+                for (list, nets) in [("allowlist", &f.allowlist), ("blocklist", &f.blocklist)] {
+                    for (j, n) in nets.iter().enumerate() {
+                        if crate::auth::parse_net(n).is_none() {
+                            p.push(format!(
+                                "{at}.ip_filter.{list}[{j}]: `{n}` is not an address or CIDR network"
+                            ));
+                        }
+                    }
+                }
             }
             if b.auth.enabled && !jwt_on {
                 p.push(format!(

@@ -25,12 +25,37 @@ pub(crate) trait AccessCheck: Send + Sync + std::fmt::Debug {
 /// The checks, in order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AccessControl {
+    /// Peers whose `Forwarded` / `X-Forwarded-For` are believed.
+    trusted_proxies: Vec<ipnet::IpNet>,
     checks: Vec<Arc<dyn AccessCheck>>,
 }
 
 impl AccessControl {
+    /// No checks yet, believing forwarded addresses from `trusted_proxies` only.
+    pub(crate) fn with_trusted_proxies(trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+        Self {
+            trusted_proxies,
+            checks: Vec::new(),
+        }
+    }
+
     /// Run every check; the first refusal wins.
     pub(crate) async fn check(&self, ctx: &RequestContext<'_>, req: &Parts) -> Result<(), Error> {
+        if let Some(filter) = &ctx.route.route.ip_filter {
+            let ip = crate::auth::client_ip(
+                ctx.client_addr.map(|a| a.ip()),
+                &req.headers,
+                &self.trusted_proxies,
+            );
+            // No known address with a filter configured: refused (fail closed).
+            if !ip.is_some_and(|ip| filter.permits(ip)) {
+                return Err(Error::new(
+                    yatagarasu_core::ErrorKind::AccessDenied,
+                    "this client address may not read this bucket",
+                )
+                .with_upstream_code("IpNotAllowed"));
+            }
+        }
         // A CORS preflight carries no credentials by design, and reads nothing.
         if let Some(auth) = &ctx.route.route.auth
             && req.method != http::Method::OPTIONS

@@ -27,11 +27,8 @@ pub(crate) struct RequestContext<'t> {
     pub(crate) route: &'t MountedRoute,
     /// The object key, percent-decoded once; may be empty (the bucket root).
     pub(crate) key: String,
-    /// The client's address, when the server knows it.
-    #[expect(
-        dead_code,
-        reason = "read by the IP filters and per-IP rate limits of the access-control stage"
-    )]
+    /// The socket peer's address, when the server knows it (the client's own may be forwarded:
+    /// see `auth::client_ip`).
     pub(crate) client_addr: Option<SocketAddr>,
 }
 
