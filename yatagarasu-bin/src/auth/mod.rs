@@ -59,6 +59,7 @@ pub struct JwtAuth {
 }
 
 struct Inner {
+    verified: VerifiedCache,
     default_key: Option<Key>,
     by_kid: HashMap<String, Key>,
     issuer: Option<String>,
@@ -196,6 +197,7 @@ impl JwtAuthBuilder {
         };
         JwtAuth {
             inner: Arc::new(Inner {
+                verified: VerifiedCache::default(),
                 default_key: self.default_key,
                 by_kid: self.by_kid,
                 issuer: self.issuer,
@@ -241,11 +243,23 @@ impl JwtAuth {
         Ok(claims)
     }
 
-    /// Verify a token's signature and registered claims; its claims on success.
+    /// Verify a token's signature and registered claims; its claims on success. Tokens that
+    /// verified are remembered (by their SHA-256, at most 10,000, never past their `exp`), so a
+    /// client sending the same token again costs a hash instead of a signature check.
     pub fn verify(&self, token: &str) -> Result<Value, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("the token is too long"));
         }
+        let digest = VerifiedCache::digest(token);
+        if let Some(claims) = self.inner.verified.get(&digest) {
+            return Ok(claims);
+        }
+        let claims = self.verify_uncached(token)?;
+        self.inner.verified.put(digest, &claims);
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Value, Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             invalid("the token is not a well-formed JWT with a supported algorithm")
         })?;
@@ -290,6 +304,53 @@ impl JwtAuth {
                     _ => "the token could not be verified",
                 })
             })
+    }
+}
+
+/// Tokens that verified, by SHA-256 of the whole token (the token itself is never kept), with
+/// their claims, until their `exp`. Bounded: when full, it is emptied (a burst of distinct tokens
+/// costs their verification, never memory).
+#[derive(Default)]
+struct VerifiedCache {
+    entries: std::sync::Mutex<HashMap<[u8; 32], (u64, Arc<Value>)>>,
+}
+
+impl VerifiedCache {
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (u64, Arc<Value>)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<Value> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut entries = self.lock();
+        match entries.get(digest) {
+            Some((exp, claims)) if now < *exp => Some(Value::clone(claims)),
+            Some(_) => {
+                entries.remove(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, digest: [u8; 32], claims: &Value) {
+        let Some(exp) = claims.get("exp").and_then(Value::as_u64) else {
+            return;
+        };
+        let mut entries = self.lock();
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(digest, (exp, Arc::new(claims.clone())));
     }
 }
 
