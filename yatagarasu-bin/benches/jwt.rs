@@ -1,6 +1,7 @@
 //! Token verification per request: HS256, RS256 and ES256, with the claim rule the README's
 //! example uses, the first time a token is seen (signature checked) and when it is seen again
 //! (remembered). `cargo bench -p yatagarasu --bench jwt`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
 

@@ -312,8 +312,11 @@ impl JwtAuth {
 /// costs their verification, never memory).
 #[derive(Default)]
 struct VerifiedCache {
-    entries: std::sync::Mutex<HashMap<[u8; 32], (u64, Arc<Value>)>>,
+    entries: std::sync::Mutex<Verified>,
 }
+
+/// Token digest -> (`exp`, claims).
+type Verified = HashMap<[u8; 32], (u64, Arc<Value>)>;
 
 impl VerifiedCache {
     const MAX_ENTRIES: usize = 10_000;
@@ -323,7 +326,7 @@ impl VerifiedCache {
         sha2::Sha256::digest(token.as_bytes()).into()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (u64, Arc<Value>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verified> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
