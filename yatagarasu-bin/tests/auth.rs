@@ -235,3 +235,121 @@ async fn ip_filters_use_forwarded_addresses_only_from_trusted_proxies() {
         (403, "IpNotAllowed".into())
     );
 }
+
+fn rs256_with(private: &str, kid: &str, sub: &str) -> String {
+    let pem = std::fs::read(format!("{DATA}/{private}")).unwrap();
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(kid.into());
+    encode(
+        &h,
+        &claims("reader", sub),
+        &EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn keys_from_a_jwks_endpoint_that_goes_down_rotates_and_serves_garbage() {
+    use std::sync::{Arc, Mutex};
+    use yatagarasu::{BucketRoute, Proxy};
+    use yatagarasu_testkit::{StubServer, response};
+
+    let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"the object");
+    // What the issuer answers, switched by the test: down, k1, k1+k2, garbage.
+    let answer = Arc::new(Mutex::new((503u16, String::new())));
+    let shared = Arc::clone(&answer);
+    let issuer = StubServer::start(move |_| {
+        let (status, body) = shared.lock().unwrap().clone();
+        response(status, &[("content-type", "application/json")], body)
+    })
+    .await;
+    let set = |status: u16, file: &str| {
+        let body = if file.is_empty() {
+            String::new()
+        } else {
+            std::fs::read_to_string(format!("{DATA}/{file}")).unwrap_or_else(|_| file.to_owned())
+        };
+        *answer.lock().unwrap() = (status, body);
+    };
+    let auth = yatagarasu::auth::JwtAuth::builder()
+        .jwks(
+            format!("{}/jwks.json", issuer.url()),
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::ZERO, // the test's refetches are never throttled
+        )
+        .issuer("https://issuer.example")
+        .build();
+    let client = yatagarasu_s3::S3Client::builder("media")
+        .endpoint(origin.endpoint())
+        .credentials(yatagarasu_s3::Credentials::new("AKIDAUTH", "auth-secret"))
+        .build()
+        .unwrap();
+    let proxy = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client).with_auth(auth))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/media/a.txt", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let k1 = rs256_with("rsa-private.pem", "k1", "u1");
+    let k2 = rs256_with("rsa2-private.pem", "k2", "u1");
+
+    // The issuer is down: no keys yet, so 503 (not 401: the token may well be good).
+    let a = get(&url, Some(&k1)).await;
+    assert_eq!(a.status, 503);
+    // It comes up: the next request fetches the set and passes.
+    set(200, "jwks-k1.json");
+    assert_eq!(get(&url, Some(&k1)).await.status, 200);
+    // A token of a key rotated in since: its unknown kid makes the proxy fetch again.
+    assert_eq!(
+        get(&url, Some(&k2)).await.status,
+        401,
+        "k2 is not published yet"
+    );
+    set(200, "jwks-k1-k2.json");
+    assert_eq!(get(&url, Some(&k2)).await.status, 200);
+    // Garbage, or an error, from the issuer: the last good set stays.
+    set(200, "{\"keys\": \"not a list\"}");
+    let k2_again = rs256_with("rsa2-private.pem", "k2", "u2"); // a new token (not remembered)
+    let unknown = rs256_with("rsa2-private.pem", "k3", "u1"); // forces a fetch of the garbage
+    assert_eq!(get(&url, Some(&unknown)).await.status, 401);
+    assert_eq!(get(&url, Some(&k2_again)).await.status, 200);
+    assert!(issuer.requests().len() >= 4);
+}
+
+#[tokio::test]
+async fn random_kids_cannot_flood_the_issuer() {
+    use yatagarasu_testkit::{StubServer, response};
+    let jwks = std::fs::read_to_string(format!("{DATA}/jwks-k1.json")).unwrap();
+    let issuer = StubServer::start(move |_| response(200, &[], jwks.clone())).await;
+    let auth = yatagarasu::auth::JwtAuth::builder()
+        .jwks(
+            format!("{}/jwks.json", issuer.url()),
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs(60),
+        )
+        .build();
+    let k1 = rs256_with("rsa-private.pem", "k1", "u1");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {k1}").parse().unwrap());
+    // The first request fetches the set (or finds the background fetch done).
+    auth.authenticate_async(&headers, None).await.unwrap();
+    let fetched = issuer.requests().len();
+    for i in 0..50 {
+        let t = rs256_with("rsa-private.pem", &format!("random-{i}"), "u1");
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        assert!(auth.authenticate_async(&h, None).await.is_err());
+    }
+    assert!(
+        issuer.requests().len() <= fetched + 1,
+        "{} fetches for 50 unknown kids",
+        issuer.requests().len() - fetched
+    );
+}

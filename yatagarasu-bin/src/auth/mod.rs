@@ -28,6 +28,7 @@
 
 mod claims;
 mod ip;
+mod jwks;
 mod token;
 
 use std::collections::HashMap;
@@ -60,6 +61,7 @@ pub struct JwtAuth {
 
 struct Inner {
     verified: VerifiedCache,
+    jwks: Option<Arc<jwks::Jwks>>,
     default_key: Option<Key>,
     by_kid: HashMap<String, Key>,
     issuer: Option<String>,
@@ -88,6 +90,7 @@ impl std::fmt::Debug for JwtAuth {
 /// Builds a [`JwtAuth`].
 #[derive(Default)]
 pub struct JwtAuthBuilder {
+    jwks: Option<(String, std::time::Duration, std::time::Duration)>,
     default_key: Option<Key>,
     by_kid: HashMap<String, Key>,
     issuer: Option<String>,
@@ -158,6 +161,20 @@ impl JwtAuthBuilder {
         self
     }
 
+    /// Keys (by `kid`) from a JWKS endpoint, fetched in the background (when a Tokio runtime runs
+    /// the build), refreshed every `interval`, and again when a token names an unknown `kid`, at
+    /// most once per `min_refetch`. Until a first set arrives, requests get 503; a failed or
+    /// garbage refresh keeps the last good set.
+    pub fn jwks(
+        mut self,
+        url: impl Into<String>,
+        interval: std::time::Duration,
+        min_refetch: std::time::Duration,
+    ) -> Self {
+        self.jwks = Some((url.into(), interval, min_refetch));
+        self
+    }
+
     /// Require this `iss`.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
@@ -198,6 +215,9 @@ impl JwtAuthBuilder {
         JwtAuth {
             inner: Arc::new(Inner {
                 verified: VerifiedCache::default(),
+                jwks: self
+                    .jwks
+                    .map(|(url, interval, min)| jwks::Jwks::new(url, interval, min)),
                 default_key: self.default_key,
                 by_kid: self.by_kid,
                 issuer: self.issuer,
@@ -217,6 +237,9 @@ fn unauthenticated(code: &str, message: &str) -> Error {
 fn invalid(message: &str) -> Error {
     unauthenticated("InvalidToken", message)
 }
+
+const NO_KEY: &str = "no key for the token's key id";
+const KEYS_NOT_LOADED: &str = "the signing keys are not available yet";
 
 impl JwtAuth {
     /// Start building.
@@ -243,6 +266,26 @@ impl JwtAuth {
         Ok(claims)
     }
 
+    /// [`authenticate`](Self::authenticate), and when the token names a key the JWKS does not
+    /// have (or no key set arrived yet), fetch the set again first (throttled) and retry once.
+    pub async fn authenticate_async(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Value, Error> {
+        match self.authenticate(headers, query) {
+            Err(e)
+                if matches!(e.message(), NO_KEY | KEYS_NOT_LOADED) && self.inner.jwks.is_some() =>
+            {
+                match &self.inner.jwks {
+                    Some(j) if j.refetch().await => self.authenticate(headers, query),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Verify a token's signature and registered claims; its claims on success. Tokens that
     /// verified are remembered (by their SHA-256, at most 10,000, never past their `exp`), so a
     /// client sending the same token again costs a hash instead of a signature check.
@@ -263,18 +306,36 @@ impl JwtAuth {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             invalid("the token is not a well-formed JWT with a supported algorithm")
         })?;
+        let from_jwks;
         let key = match &header.kid {
-            Some(kid) => self.inner.by_kid.get(kid).or_else(|| {
-                // A single configured key verifies tokens whatever their kid.
-                self.inner
-                    .by_kid
-                    .is_empty()
-                    .then_some(self.inner.default_key.as_ref())
-                    .flatten()
-            }),
-            None => self.inner.default_key.as_ref(),
-        }
-        .ok_or_else(|| invalid("no key for the token's key id"))?;
+            Some(kid) => match self.inner.by_kid.get(kid) {
+                Some(k) => k,
+                None => match &self.inner.jwks {
+                    Some(j) => match j.lookup(kid) {
+                        jwks::Lookup::Found(k) => {
+                            from_jwks = k;
+                            &from_jwks
+                        }
+                        jwks::Lookup::Unknown => return Err(invalid(NO_KEY)),
+                        jwks::Lookup::NotLoaded => {
+                            return Err(Error::new(ErrorKind::Unavailable, KEYS_NOT_LOADED));
+                        }
+                    },
+                    // A single configured key verifies tokens whatever their kid.
+                    None if self.inner.by_kid.is_empty() => self
+                        .inner
+                        .default_key
+                        .as_ref()
+                        .ok_or_else(|| invalid(NO_KEY))?,
+                    None => return Err(invalid(NO_KEY)),
+                },
+            },
+            None => self
+                .inner
+                .default_key
+                .as_ref()
+                .ok_or_else(|| invalid(NO_KEY))?,
+        };
         if header.alg != key.algorithm {
             return Err(invalid("the token's algorithm is not its key's"));
         }

@@ -160,10 +160,14 @@ impl Config {
                     )));
                 }
             };
-        } else if j.keys.is_empty() {
+        } else if j.keys.is_empty() && j.jwks_url.is_none() {
             return Err(ConfigError::one(
-                "jwt: no key (give secret, rsa_public_key_path, ecdsa_public_key_path or keys)",
+                "jwt: no key (give secret, rsa_public_key_path, ecdsa_public_key_path, keys or jwks_url)",
             ));
+        }
+        if let Some(url) = &j.jwks_url {
+            let interval = Duration::from_secs(j.jwks_refresh_interval_secs.unwrap_or(3600));
+            b = b.jwks(url.clone(), interval, Duration::from_secs(5));
         }
         for (i, k) in j.keys.iter().enumerate() {
             let at = format!("jwt.keys[{i}]");

@@ -166,10 +166,10 @@ pub struct JwtConfig {
     /// Several keys, chosen by the token's `kid`.
     #[serde(default)]
     pub keys: Vec<JwtKeyConfig>,
-    /// Not available in this version.
+    /// A JWKS endpoint to take keys (by `kid`) from.
     #[serde(default)]
     pub jwks_url: Option<String>,
-    /// Not available in this version.
+    /// Seconds between JWKS refreshes (default 3600).
     #[serde(default, deserialize_with = "lenient_opt")]
     pub jwks_refresh_interval_secs: Option<u64>,
     /// Required `iss`.

@@ -60,7 +60,8 @@ impl AccessControl {
         if let Some(auth) = &ctx.route.route.auth
             && req.method != http::Method::OPTIONS
         {
-            auth.authenticate(&req.headers, req.uri.query())?;
+            auth.authenticate_async(&req.headers, req.uri.query())
+                .await?;
         }
         for c in &self.checks {
             c.check(ctx, req).await?;
