@@ -202,6 +202,10 @@ where
     // Set once the connection was asked to close: past this instant it is dropped.
     let mut close_by: Option<tokio::time::Instant> = None;
     let mut drained = false;
+    // The timer is polled once after each reset (to register it); afterwards only its state is
+    // read, so the many wakes of a busy connection cost no timer poll (and no cooperative-budget
+    // unit that would make the connection's own I/O yield sooner).
+    let mut armed = false;
     std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(r) = conn.as_mut().poll(cx) {
@@ -217,17 +221,25 @@ where
                     let by = tokio::time::Instant::now() + options.grace_period;
                     close_by = Some(by);
                     timer.as_mut().reset(by);
+                    armed = false;
                     continue;
                 }
                 _ => {}
             }
-            if timer.as_mut().poll(cx).is_pending() {
+            if armed {
+                if !timer.is_elapsed() {
+                    return Poll::Pending;
+                }
+            } else if timer.as_mut().poll(cx).is_pending() {
+                armed = true;
                 return Poll::Pending;
             }
             if close_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
                 return Poll::Ready(Ok(()));
             }
-            if close_by.is_some() {
+            armed = false;
+            if let Some(by) = close_by {
+                timer.as_mut().reset(by);
                 continue;
             }
             match activity.verdict(options, std::time::Instant::now()) {
