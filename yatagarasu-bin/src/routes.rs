@@ -242,14 +242,19 @@ fn bad(message: &str) -> Error {
 }
 
 /// Percent-decode a request path once, refusing what could change its segments or escape a bucket.
-fn decode_path(raw: &str) -> Result<String, Error> {
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
-        return Err(bad("encoded slashes are not allowed in object paths"));
-    }
-    let decoded = percent_decode(raw.as_bytes())
-        .decode_utf8()
-        .map_err(|_| bad("object path is not valid UTF-8 after percent-decoding"))?;
+fn decode_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
+    // Without escapes there is nothing to decode (the common case costs no allocation).
+    let decoded = if raw.contains('%') {
+        let lower = raw.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") {
+            return Err(bad("encoded slashes are not allowed in object paths"));
+        }
+        percent_decode(raw.as_bytes())
+            .decode_utf8()
+            .map_err(|_| bad("object path is not valid UTF-8 after percent-decoding"))?
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     if decoded.contains('\0') {
         return Err(bad("object path contains a NUL byte"));
     }
@@ -259,7 +264,7 @@ fn decode_path(raw: &str) -> Result<String, Error> {
     if decoded.contains('\\') && decoded.split('\\').any(|s| s == "..") {
         return Err(bad("object path contains a `..` segment"));
     }
-    Ok(decoded.into_owned())
+    Ok(decoded)
 }
 
 #[cfg(test)]

@@ -322,15 +322,7 @@ impl Fetcher {
         range: (u64, u64),
         source: SliceSource,
     ) -> Result<BodyStream> {
-        RangeRead {
-            reader: self.slices.clone(),
-            target: target.clone(),
-            key: key.to_owned(),
-            head: Arc::clone(head),
-            source,
-        }
-        .open(range)
-        .await
+        read_range(&self.slices, target, key, head, range, source).await
     }
 }
 
@@ -347,37 +339,49 @@ struct RangeRead {
 }
 
 impl RangeRead {
-    async fn open(self, (start, end): (u64, u64)) -> Result<BodyStream> {
-        let s = self.reader.slice_size;
-        let (first, last) = (start / s, end / s);
-        let coalesce = self.target.coalescing.enabled;
-        let first_body = open_slice(
+    async fn open(self, range: (u64, u64)) -> Result<BodyStream> {
+        read_range(
             &self.reader,
             &self.target,
             &self.key,
             &self.head,
-            first,
-            coalesce,
-            &self.source,
+            range,
+            self.source,
         )
-        .await?;
-        let stream = if first == last {
-            first_body
-        } else {
-            let rest = SliceChain {
-                target: self.target,
-                key: self.key,
-                head: self.head,
-                next: first + 1,
-                last,
-                reader: self.reader,
-                coalesce,
-                source: self.source,
-            };
-            Box::pin(first_body.chain(rest.into_stream()))
-        };
-        Ok(window(stream, start - first * s, end - start + 1))
+        .await
     }
+}
+
+/// Bytes `start..=end` of the version `head`: the first slice opened now (borrowing everything:
+/// a cached single-slice read clones nothing), the rest chained with read-ahead.
+async fn read_range(
+    reader: &SliceReader,
+    target: &FetchTarget,
+    key: &str,
+    head: &Head,
+    (start, end): (u64, u64),
+    source: SliceSource,
+) -> Result<BodyStream> {
+    let s = reader.slice_size;
+    let (first, last) = (start / s, end / s);
+    let coalesce = target.coalescing.enabled;
+    let first_body = open_slice(reader, target, key, head, first, coalesce, &source).await?;
+    let stream = if first == last {
+        first_body
+    } else {
+        let rest = SliceChain {
+            target: target.clone(),
+            key: key.to_owned(),
+            head: Arc::clone(head),
+            next: first + 1,
+            last,
+            reader: reader.clone(),
+            coalesce,
+            source,
+        };
+        Box::pin(first_body.chain(rest.into_stream()))
+    };
+    Ok(window(stream, start - first * s, end - start + 1))
 }
 
 /// A flight subscription as a body; on [`FlightError::Lagged`] it goes on with `resume` from the
