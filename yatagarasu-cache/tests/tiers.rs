@@ -519,8 +519,18 @@ async fn a_hung_disk_read_is_a_miss_after_the_io_timeout() {
     let answered =
         tokio::time::timeout(Duration::from_secs(5), d.put(b"other", entry("o", None))).await;
     assert!(answered.is_ok());
-    // Unblock the hung reads so the test leaves no thread behind.
-    for _ in 0..2 {
-        let _ = std::fs::OpenOptions::new().write(true).open(&record);
+    // Unblock the hung reads so the test leaves no thread behind (the runtime waits for them):
+    // opening the FIFO for writing releases every reader waiting in open(). Non-blocking, so it
+    // never waits itself; it fails with ENXIO once no reader is left.
+    use std::os::unix::fs::OpenOptionsExt as _;
+    for _ in 0..1000 {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&record);
+        if opened.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
     }
 }
