@@ -577,7 +577,8 @@ async fn a_fast_reader_never_aborts_slower_ones() {
                 );
                 at += chunk.len() as u64;
                 if let Some(per_8k) = pause {
-                    // A reader of about 8 MB/s: slower than the origin.
+                    // A reader of about 4 MB/s: well below the origin even on a loaded machine, so it
+                    // drifts out of the 1 MiB window despite what socket buffers absorb.
                     tokio::time::sleep(per_8k * u32::try_from(chunk.len() / 8192).unwrap()).await;
                 }
             }
@@ -586,8 +587,8 @@ async fn a_fast_reader_never_aborts_slower_ones() {
     };
     let readers = [
         read(None),
-        read(Some(Duration::from_millis(1))),
-        read(Some(Duration::from_millis(1))),
+        read(Some(Duration::from_millis(2))),
+        read(Some(Duration::from_millis(2))),
     ];
     for r in readers {
         let got = tokio::time::timeout(Duration::from_secs(60), r)
