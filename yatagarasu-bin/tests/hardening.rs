@@ -465,6 +465,21 @@ async fn origin_error_messages_stay_in_the_log() {
     );
 }
 
+/// Waits (bounded) until the origin has sent no body byte for 100 ms.
+async fn origin_quiet(o: &TestOrigin) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let before = o.stats().body_bytes();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if o.stats().body_bytes() == before {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the origin goes quiet once no client reads");
+}
+
 /// Sends a GET, reads its status line and a little more, waits `hold`, hangs up.
 async fn get_and_hang_up(addr: SocketAddr, path: &str, hold: Duration) {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -509,18 +524,7 @@ async fn abandoned_requests_stop_pulling_from_the_origin() {
         )
         .await;
         let at_hang_up = o.stats().body_bytes();
-        // Wait (bounded) until the origin is quiet.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let before = o.stats().body_bytes();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if o.stats().body_bytes() == before {
-                    break;
-                }
-            }
-        })
-        .await
-        .expect("the origin goes quiet once the client is gone");
+        origin_quiet(&o).await;
         after_hang_up += o.stats().body_bytes() - at_hang_up;
     }
     let total = o.stats().body_bytes();
@@ -651,17 +655,7 @@ async fn http2_streams_reset_before_the_answer_cost_no_origin_body() {
     .await
     .expect("the abandoned fetches end");
     o.release_held();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let before = o.stats().body_bytes();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if o.stats().body_bytes() == before {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the origin goes quiet");
+    origin_quiet(&o).await;
     let sent = o.stats().body_bytes();
     eprintln!("origin body bytes for {STREAMS} reset streams: {sent}");
     assert!(

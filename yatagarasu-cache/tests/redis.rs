@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::wrapping_record;
 use yatagarasu_cache::{CacheEntry, CacheTier, MemoryTier, RedisOptions, RedisTier, TieredCache};
 use yatagarasu_testkit::RedisServer;
 
@@ -192,23 +194,7 @@ async fn a_crafted_record_in_redis_is_deleted_and_never_promoted() {
     let server = RedisServer::start();
     let key = b"obj/crafted";
     // Lengths that wrap u64 to the record's real length, and a valid checksum.
-    let payload = b"not what the header claims";
-    let len = (32 + key.len() + payload.len()) as u64;
-    let meta_len = u32::MAX;
-    let body_len = len
-        .wrapping_sub(32 + key.len() as u64)
-        .wrapping_sub(u64::from(meta_len));
-    let mut r = Vec::new();
-    r.extend_from_slice(b"YCE1");
-    r.extend_from_slice(&[0; 4]);
-    r.extend_from_slice(&u64::MAX.to_le_bytes());
-    r.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    r.extend_from_slice(&meta_len.to_le_bytes());
-    r.extend_from_slice(&body_len.to_le_bytes());
-    r.extend_from_slice(key);
-    r.extend_from_slice(payload);
-    let crc = crc32fast::hash(&r[8..]);
-    r[4..8].copy_from_slice(&crc.to_le_bytes());
+    let r = wrapping_record(key);
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let full_key = [&b"crafted:"[..], key].concat();

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::wrapping_record;
 use yatagarasu_cache::{CacheEntry, CacheError, CacheTier, DiskTier, MemoryTier, TieredCache};
 
 fn entry(body: &str, ttl: Option<Duration>) -> CacheEntry {
@@ -338,30 +340,6 @@ async fn kill_9_during_writes_never_leaves_a_torn_entry() {
             "round {round}: no damaged record survives a restart"
         );
     }
-}
-
-/// A record whose header lengths add up, modulo 2^64, to its real length, with a valid checksum:
-/// a naive length check passes it and slicing by its lengths would run far past its end.
-pub fn wrapping_record(key: &[u8]) -> Vec<u8> {
-    let payload = b"not what the header claims";
-    let len = (32 + key.len() + payload.len()) as u64;
-    let meta_len = u32::MAX;
-    let body_len = len
-        .wrapping_sub(32)
-        .wrapping_sub(key.len() as u64)
-        .wrapping_sub(u64::from(meta_len));
-    let mut r = Vec::new();
-    r.extend_from_slice(b"YCE1");
-    r.extend_from_slice(&[0; 4]);
-    r.extend_from_slice(&u64::MAX.to_le_bytes()); // no expiry
-    r.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    r.extend_from_slice(&meta_len.to_le_bytes());
-    r.extend_from_slice(&body_len.to_le_bytes());
-    r.extend_from_slice(key);
-    r.extend_from_slice(payload);
-    let crc = crc32fast::hash(&r[8..]);
-    r[4..8].copy_from_slice(&crc.to_le_bytes());
-    r
 }
 
 #[tokio::test]
