@@ -35,8 +35,10 @@ use md5::Digest as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+mod policy;
 mod redis;
 mod stub;
+pub use policy::PolicyServer;
 pub use redis::RedisServer;
 pub use stub::{StubRequest, StubServer, response};
 

@@ -39,6 +39,9 @@ pub struct BucketRoute {
     /// Which client addresses may read this bucket (`None`: any). The address is the socket's, or
     /// a forwarded one behind the proxy's trusted proxies (`ProxyBuilder::trusted_proxies`).
     pub ip_filter: Option<crate::auth::IpFilter>,
+    /// A policy that decides each request after the token check (`None`: the token, if any,
+    /// suffices). CORS preflights are not asked about.
+    pub policy: Option<crate::auth::Policy>,
 }
 
 impl BucketRoute {
@@ -58,6 +61,7 @@ impl BucketRoute {
             coalescing: CoalescingOptions::default(),
             cache: CachePolicy::default(),
             auth: None,
+            policy: None,
             ip_filter: None,
         }
     }
@@ -65,6 +69,12 @@ impl BucketRoute {
     /// Require tokens verified by `auth` for this bucket.
     pub fn with_auth(mut self, auth: crate::auth::JwtAuth) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Let `policy` decide each request (after the token check, when the route has one).
+    pub fn with_policy(mut self, policy: crate::auth::Policy) -> Self {
+        self.policy = Some(policy);
         self
     }
 }

@@ -73,16 +73,23 @@ impl Jwks {
         }
     }
 
-    /// Fetch now, unless a fetch happened within `min_refetch`; whether the keys were replaced.
+    /// Fetch now, unless a fetch happened within `min_refetch` (then wait for a fetch under way);
+    /// whether a retry with the key set may now succeed.
     pub(super) async fn refetch(&self) -> bool {
-        {
-            let last = self
-                .last_fetch
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
-                return false;
-            }
+        let throttled = self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < self.min_refetch);
+        if throttled {
+            // A fetch may be under way (the first one, just after start): its keys are worth
+            // waiting for, rather than a 503 or 401 while they are on the wire.
+            drop(self.fetching.lock().await);
+            return self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some();
         }
         self.fetch().await
     }

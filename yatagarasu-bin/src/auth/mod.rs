@@ -29,6 +29,7 @@
 mod claims;
 mod ip;
 mod jwks;
+mod policy;
 mod token;
 
 use std::collections::HashMap;
@@ -41,6 +42,10 @@ use yatagarasu_core::{Error, ErrorKind};
 
 pub use claims::{ClaimRule, Operator};
 pub use ip::{IpFilter, client_ip, parse_net};
+pub use policy::{
+    FailMode, INPUT_HEADERS, Opa, OpenFga, Policy, PolicyBuilder, PolicyEngine, PolicyInput,
+    PolicyStats, Rego,
+};
 pub use token::TokenSource;
 
 /// Longest token accepted (longer ones are refused before any parsing).

@@ -13,7 +13,7 @@ use yatagarasu_s3::{
 
 use jsonwebtoken::Algorithm;
 
-use super::schema::redact_url;
+use super::schema::{AuthorizationConfig, redact_url};
 use super::{Config, ConfigError};
 use crate::auth::{self, ClaimRule, IpFilter, JwtAuth, TokenSource};
 use crate::cache::CachePolicy;
@@ -320,6 +320,11 @@ impl Config {
             if b.auth.enabled {
                 route.auth = jwt.clone();
             }
+            if let Some(a) = &b.authorization {
+                route.policy = Some(build_policy(a).map_err(|e| {
+                    ConfigError::one(format!("buckets[{i}].authorization.{}", e.message()))
+                })?);
+            }
             if let Some(f) = &b.ip_filter {
                 let nets =
                     |list: &[String]| list.iter().filter_map(|n| auth::parse_net(n)).collect();
@@ -335,4 +340,73 @@ impl Config {
         }
         Ok(builder.build())
     }
+}
+
+/// The policy a validated `authorization` section describes. Errors start with the key at fault.
+fn build_policy(a: &AuthorizationConfig) -> Result<auth::Policy, yatagarasu_core::Error> {
+    let config = |m: String| yatagarasu_core::Error::new(yatagarasu_core::ErrorKind::Config, m);
+    let missing = |key: &str| config(format!("{key}: required"));
+    let (engine, timeout, ttl, mode): (auth::PolicyEngine, _, _, _) = match a.kind.as_str() {
+        "opa" => (
+            auth::Opa::new(
+                a.opa_url.as_deref().ok_or_else(|| missing("opa_url"))?,
+                a.opa_policy_path
+                    .as_deref()
+                    .ok_or_else(|| missing("opa_policy_path"))?,
+            )?
+            .into(),
+            a.opa_timeout_ms,
+            a.opa_cache_ttl_seconds,
+            a.opa_fail_mode.as_deref(),
+        ),
+        "openfga" => {
+            let mut f = auth::OpenFga::new(
+                a.openfga_endpoint
+                    .as_deref()
+                    .ok_or_else(|| missing("openfga_endpoint"))?,
+                a.openfga_store_id
+                    .as_deref()
+                    .ok_or_else(|| missing("openfga_store_id"))?,
+            )?;
+            if let Some(id) = &a.openfga_authorization_model_id {
+                f = f.authorization_model_id(id.clone());
+            }
+            if let Some(t) = &a.openfga_api_token {
+                f = f.api_token(t.expose().to_owned());
+            }
+            if let Some(c) = &a.openfga_user_claim {
+                f = f.user_claim(c.clone());
+            }
+            (
+                f.into(),
+                a.openfga_timeout_ms,
+                a.openfga_cache_ttl_seconds,
+                a.openfga_fail_mode.as_deref(),
+            )
+        }
+        _ => {
+            let path = a
+                .policy_path
+                .as_deref()
+                .ok_or_else(|| missing("policy_path"))?;
+            let source = std::fs::read_to_string(path)
+                .map_err(|e| config(format!("policy_path: cannot read `{path}`: {e}")))?;
+            let query = a.query.as_deref().ok_or_else(|| missing("query"))?;
+            let rego = auth::Rego::new(path, &source, query)
+                .map_err(|e| config(format!("policy_path: {}", e.message())))?;
+            (
+                rego.into(),
+                a.rego_timeout_ms,
+                a.rego_cache_ttl_seconds,
+                a.rego_fail_mode.as_deref(),
+            )
+        }
+    };
+    let mut b = auth::Policy::builder(engine)
+        .timeout(Duration::from_millis(timeout.unwrap_or(100)))
+        .cache_ttl(Duration::from_secs(ttl.unwrap_or(60)));
+    if mode == Some("open") {
+        b = b.fail_mode(auth::FailMode::Open);
+    }
+    Ok(b.build())
 }

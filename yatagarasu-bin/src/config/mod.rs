@@ -268,6 +268,70 @@ mod tests {
     }
 
     #[test]
+    fn authorization_sections_name_every_problem() {
+        let bucket = |n: usize, extra: &str| {
+            format!("  - name: b{n}\n    path_prefix: /b{n}\n    s3: {{bucket: x}}\n{extra}")
+        };
+        let yaml = [
+            "buckets:\n".to_owned(),
+            bucket(0, "    authorization: {type: opa, opa_policy_path: a/b, openfga_store_id: s, opa_fail_mode: maybe}\n"),
+            bucket(1, "    authorization: {type: openfga, openfga_endpoint: http://f, openfga_store_id: s, openfga_timeout_ms: 0}\n"),
+            bucket(2, "    authorization: {type: rego, query: data.x.allow, rego_cache_ttl_seconds: 999999}\n"),
+            bucket(3, "    authorization: {type: ldap}\n"),
+        ]
+        .concat();
+        let text = parse(&yaml).unwrap_err().to_string();
+        for want in [
+            "buckets[0].authorization.opa_url: required with type: opa",
+            "buckets[0].authorization.openfga_store_id: only with type: openfga",
+            "buckets[0].authorization.opa_fail_mode: `maybe` is not one of closed, open",
+            "buckets[1].authorization.openfga_timeout_ms: 0 is outside 1 ..= 60000",
+            "buckets[1].authorization.type: openfga needs auth.enabled: true",
+            "buckets[2].authorization.policy_path: required with type: rego",
+            "buckets[2].authorization.rego_cache_ttl_seconds: 999999 is more than a day",
+            "buckets[3].authorization.type: `ldap` is not one of opa, openfga, rego",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        // Unknown keys are refused by name while parsing (before the checks above).
+        let err = parse(
+            &[
+                "buckets:\n".to_owned(),
+                bucket(4, "    authorization: {type: opa, colour: red}\n"),
+            ]
+            .concat(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("buckets[0].authorization") && err.contains("colour"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn authorization_engines_that_cannot_be_built_name_the_key() {
+        let with = |a: &str| format!("{MINIMAL}    authorization: {a}\n");
+        for (a, want) in [
+            (
+                "{type: opa, opa_url: 'ftp://o', opa_policy_path: a/b}",
+                "buckets[0].authorization.opa_url: `ftp://o` must be an http:// or https:// URL",
+            ),
+            (
+                "{type: opa, opa_url: 'http://o', opa_policy_path: 'a/../b'}",
+                "buckets[0].authorization.opa_policy_path: `a/../b` must be a rule path",
+            ),
+            (
+                "{type: rego, policy_path: /nonexistent/authz.rego, query: data.a.allow}",
+                "buckets[0].authorization.policy_path: cannot read `/nonexistent/authz.rego`",
+            ),
+        ] {
+            let err = parse(&with(a)).unwrap().build_proxy().await.unwrap_err();
+            assert!(err.to_string().starts_with(want), "{a}: {err}");
+        }
+    }
+
+    #[test]
     fn unavailable_features_are_refused_not_ignored() {
         let err = parse(&format!(
             "{MINIMAL}jwt:\n  enabled: true\n  admin_claims: [x]\n"

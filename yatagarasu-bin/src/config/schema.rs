@@ -515,6 +515,9 @@ pub struct BucketConfig {
     /// Which client addresses may read this bucket.
     #[serde(default)]
     pub ip_filter: Option<IpFilterConfig>,
+    /// A policy deciding each request (OPA, OpenFGA or Rego in the process).
+    #[serde(default)]
+    pub authorization: Option<AuthorizationConfig>,
     /// CORS for browsers.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
@@ -577,6 +580,71 @@ pub struct IpFilterConfig {
     /// These may not read; wins over the allowlist.
     #[serde(default)]
     pub blocklist: Vec<String>,
+}
+
+/// `buckets[].authorization`: one policy engine, named by `type` (`opa`, `openfga`, `rego`), with
+/// that engine's keys (prefixed by its name, as in the earlier proxy). Flat rather than tagged, so
+/// a key of another engine gets an error naming it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// `opa`, `openfga` or `rego`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// OPA: the server's base URL.
+    #[serde(default)]
+    pub opa_url: Option<String>,
+    /// OPA: the rule, slash separated (`yatagarasu/authz/allow`).
+    #[serde(default)]
+    pub opa_policy_path: Option<String>,
+    /// OPA: milliseconds to wait for a decision (default 100).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub opa_timeout_ms: Option<u64>,
+    /// OPA: seconds a decision is remembered (default 60; 0: never).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub opa_cache_ttl_seconds: Option<u64>,
+    /// OPA: `closed` (503, default) or `open` (allow) when the server cannot answer.
+    #[serde(default)]
+    pub opa_fail_mode: Option<String>,
+    /// OpenFGA: the server's base URL.
+    #[serde(default)]
+    pub openfga_endpoint: Option<String>,
+    /// OpenFGA: the store.
+    #[serde(default)]
+    pub openfga_store_id: Option<String>,
+    /// OpenFGA: the authorization model (default: the store's latest).
+    #[serde(default)]
+    pub openfga_authorization_model_id: Option<String>,
+    /// OpenFGA: preshared key sent as a bearer token.
+    #[serde(default)]
+    pub openfga_api_token: Option<Secret>,
+    /// OpenFGA: milliseconds to wait for a decision (default 100).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub openfga_timeout_ms: Option<u64>,
+    /// OpenFGA: seconds a decision is remembered (default 60; 0: never).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub openfga_cache_ttl_seconds: Option<u64>,
+    /// OpenFGA: `closed` (default) or `open`.
+    #[serde(default)]
+    pub openfga_fail_mode: Option<String>,
+    /// OpenFGA: the claim naming the user (default `sub`).
+    #[serde(default)]
+    pub openfga_user_claim: Option<String>,
+    /// Rego: the policy file.
+    #[serde(default)]
+    pub policy_path: Option<String>,
+    /// Rego: the rule, `data.<package>.<rule>`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Rego: milliseconds an evaluation may take (default 100).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub rego_timeout_ms: Option<u64>,
+    /// Rego: seconds a decision is remembered (default 60; 0: never).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub rego_cache_ttl_seconds: Option<u64>,
+    /// Rego: `closed` (default) or `open` when an evaluation fails.
+    #[serde(default)]
+    pub rego_fail_mode: Option<String>,
 }
 
 /// `buckets[].auth`.

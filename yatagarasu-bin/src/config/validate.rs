@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::schema::{CacheConfig, redact_url};
+use super::schema::{AuthorizationConfig, CacheConfig, redact_url};
 use super::{Config, ConfigError};
 use crate::cache::MAX_DIRECTIVE_SECONDS;
 use crate::cors::CorsPolicy;
@@ -78,19 +78,21 @@ impl Config {
         }
         let jwt_on = self.jwt.as_ref().is_some_and(|j| j.enabled);
         if let Some(j) = self.jwt.as_ref().filter(|j| j.enabled) {
-            for (key, set) in [
-                ("jwks_url", j.jwks_url.is_some()),
-                (
-                    "jwks_refresh_interval_secs",
-                    j.jwks_refresh_interval_secs.is_some(),
-                ),
-                ("admin_claims", j.admin_claims.is_some()),
-            ] {
-                if set {
-                    p.push(format!(
-                        "jwt.{key}: not available in this version; remove it"
-                    ));
+            if j.admin_claims.is_some() {
+                p.push("jwt.admin_claims: not available in this version; remove it".to_owned());
+            }
+            if let Some(u) = &j.jwks_url {
+                match url::Url::parse(u) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                    _ => p.push(format!(
+                        "jwt.jwks_url: `{u}` must be an http:// or https:// URL"
+                    )),
                 }
+            } else if j.jwks_refresh_interval_secs.is_some() {
+                p.push("jwt.jwks_refresh_interval_secs: only with jwt.jwks_url".to_owned());
+            }
+            if j.jwks_refresh_interval_secs == Some(0) {
+                p.push("jwt.jwks_refresh_interval_secs: must be at least 1".to_owned());
             }
         }
         if self.buckets.is_empty() {
@@ -151,6 +153,9 @@ impl Config {
                         }
                     }
                 }
+            }
+            if let Some(a) = &b.authorization {
+                validate_authorization(a, &format!("{at}.authorization"), b.auth.enabled, &mut p);
             }
             if b.auth.enabled && !jwt_on {
                 p.push(format!(
@@ -316,6 +321,117 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
 }
 
 /// Every TTL is bounded by a year, the longest freshness a `Cache-Control` directive is taken at.
+/// One engine's keys, all others absent; required keys present; numbers and modes in range.
+fn validate_authorization(a: &AuthorizationConfig, at: &str, auth_on: bool, p: &mut Vec<String>) {
+    let keys: [(&str, &str, bool); 17] = [
+        ("opa", "opa_url", a.opa_url.is_some()),
+        ("opa", "opa_policy_path", a.opa_policy_path.is_some()),
+        ("opa", "opa_timeout_ms", a.opa_timeout_ms.is_some()),
+        (
+            "opa",
+            "opa_cache_ttl_seconds",
+            a.opa_cache_ttl_seconds.is_some(),
+        ),
+        ("opa", "opa_fail_mode", a.opa_fail_mode.is_some()),
+        ("openfga", "openfga_endpoint", a.openfga_endpoint.is_some()),
+        ("openfga", "openfga_store_id", a.openfga_store_id.is_some()),
+        (
+            "openfga",
+            "openfga_authorization_model_id",
+            a.openfga_authorization_model_id.is_some(),
+        ),
+        (
+            "openfga",
+            "openfga_api_token",
+            a.openfga_api_token.is_some(),
+        ),
+        (
+            "openfga",
+            "openfga_timeout_ms",
+            a.openfga_timeout_ms.is_some(),
+        ),
+        (
+            "openfga",
+            "openfga_cache_ttl_seconds",
+            a.openfga_cache_ttl_seconds.is_some(),
+        ),
+        (
+            "openfga",
+            "openfga_fail_mode",
+            a.openfga_fail_mode.is_some(),
+        ),
+        (
+            "openfga",
+            "openfga_user_claim",
+            a.openfga_user_claim.is_some(),
+        ),
+        ("rego", "policy_path", a.policy_path.is_some()),
+        ("rego", "query", a.query.is_some()),
+        ("rego", "rego_timeout_ms", a.rego_timeout_ms.is_some()),
+        (
+            "rego",
+            "rego_cache_ttl_seconds",
+            a.rego_cache_ttl_seconds.is_some(),
+        ),
+    ];
+    let kind = a.kind.as_str();
+    if !matches!(kind, "opa" | "openfga" | "rego") {
+        p.push(format!(
+            "{at}.type: `{kind}` is not one of opa, openfga, rego"
+        ));
+        return;
+    }
+    let required: &[&str] = match kind {
+        "opa" => &["opa_url", "opa_policy_path"],
+        "openfga" => &["openfga_endpoint", "openfga_store_id"],
+        _ => &["policy_path", "query"],
+    };
+    for (engine, key, set) in keys {
+        if set && engine != kind {
+            p.push(format!("{at}.{key}: only with type: {engine}"));
+        }
+        if !set && required.contains(&key) {
+            p.push(format!("{at}.{key}: required with type: {kind}"));
+        }
+    }
+    if a.rego_fail_mode.is_some() && kind != "rego" {
+        p.push(format!("{at}.rego_fail_mode: only with type: rego"));
+    }
+    let (timeout, ttl, mode) = match kind {
+        "opa" => (a.opa_timeout_ms, a.opa_cache_ttl_seconds, &a.opa_fail_mode),
+        "openfga" => (
+            a.openfga_timeout_ms,
+            a.openfga_cache_ttl_seconds,
+            &a.openfga_fail_mode,
+        ),
+        _ => (
+            a.rego_timeout_ms,
+            a.rego_cache_ttl_seconds,
+            &a.rego_fail_mode,
+        ),
+    };
+    if let Some(t) = timeout.filter(|t| !(1..=60_000).contains(t)) {
+        p.push(format!(
+            "{at}.{kind}_timeout_ms: {t} is outside 1 ..= 60000"
+        ));
+    }
+    if let Some(t) = ttl.filter(|t| *t > 86_400) {
+        p.push(format!(
+            "{at}.{kind}_cache_ttl_seconds: {t} is more than a day (86400)"
+        ));
+    }
+    if let Some(m) = mode.as_deref().filter(|m| !matches!(*m, "open" | "closed")) {
+        p.push(format!(
+            "{at}.{kind}_fail_mode: `{m}` is not one of closed, open"
+        ));
+    }
+    if kind == "openfga" && !auth_on {
+        p.push(format!(
+            "{at}.type: openfga needs auth.enabled: true on the bucket (the user comes from the token)"
+        ));
+    }
+}
+
 fn ttl_in_range(at: &str, v: u64, p: &mut Vec<String>) {
     if v > MAX_DIRECTIVE_SECONDS {
         p.push(format!(

@@ -1,8 +1,8 @@
 //! The access-control stage: who may read what. Checks run in order after routing and before
 //! anything touches the cache or the origin; the first refusal ends the request with its error
-//! (401, 403, 429). First the bucket's own token check (JWT and claim rules, see
-//! [`crate::auth`]), then the proxy-wide [`AccessCheck`]s (IP filters, policies and rate limits
-//! plug in there).
+//! (401, 403, 429, 503). First the bucket's IP filter, then its token check (JWT and claim rules),
+//! then its policy (OPA, OpenFGA, Rego; see [`crate::auth`]), then the proxy-wide
+//! [`AccessCheck`]s (rate limits plug in there).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use http::request::Parts;
 use yatagarasu_core::Error;
 
 use super::routing::RequestContext;
+use crate::auth::PolicyInput;
 
 /// The future an [`AccessCheck`] returns.
 pub(crate) type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
@@ -41,12 +42,17 @@ impl AccessControl {
 
     /// Run every check; the first refusal wins.
     pub(crate) async fn check(&self, ctx: &RequestContext<'_>, req: &Parts) -> Result<(), Error> {
-        if let Some(filter) = &ctx.route.route.ip_filter {
-            let ip = crate::auth::client_ip(
-                ctx.client_addr.map(|a| a.ip()),
-                &req.headers,
-                &self.trusted_proxies,
-            );
+        let route = &ctx.route.route;
+        let ip = (route.ip_filter.is_some() || route.policy.is_some())
+            .then(|| {
+                crate::auth::client_ip(
+                    ctx.client_addr.map(|a| a.ip()),
+                    &req.headers,
+                    &self.trusted_proxies,
+                )
+            })
+            .flatten();
+        if let Some(filter) = &route.ip_filter {
             // No known address with a filter configured: refused (fail closed).
             if !ip.is_some_and(|ip| filter.permits(ip)) {
                 return Err(Error::new(
@@ -57,11 +63,22 @@ impl AccessControl {
             }
         }
         // A CORS preflight carries no credentials by design, and reads nothing.
-        if let Some(auth) = &ctx.route.route.auth
-            && req.method != http::Method::OPTIONS
-        {
-            auth.authenticate_async(&req.headers, req.uri.query())
-                .await?;
+        if req.method != http::Method::OPTIONS {
+            let claims = match &route.auth {
+                Some(auth) => Some(
+                    auth.authenticate_async(&req.headers, req.uri.query())
+                        .await?,
+                ),
+                None => None,
+            };
+            if let Some(policy) = &route.policy {
+                let input = PolicyInput::new(req.method.as_str(), &route.name, &ctx.key)
+                    .path(req.uri.path())
+                    .client_ip(ip)
+                    .claims(claims.unwrap_or_default())
+                    .headers(&req.headers);
+                policy.authorize(&input).await?;
+            }
         }
         for c in &self.checks {
             c.check(ctx, req).await?;
