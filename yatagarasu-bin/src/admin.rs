@@ -1,6 +1,8 @@
 //! The admin API, on its own listener and off by default: purge the cache (one object, a prefix, a
 //! bucket, everything, across all tiers) and read counters. Every request needs
-//! `Authorization: Bearer <token>`.
+//! `Authorization: Bearer <token>`: the admin token, or (with [`AdminApi::with_jwt`]) a JWT whose
+//! claims pass the admin rules (`jwt.admin_claims`). A JWT that verifies but fails the rules gets
+//! 403; anything else 401.
 //!
 //! - `POST /admin/purge?bucket=NAME&key=KEY`: one object (its record and all its slices)
 //! - `POST /admin/purge?bucket=NAME&prefix=P`: every object of the bucket whose key starts with P
@@ -17,6 +19,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use tokio::net::TcpListener;
 use yatagarasu_core::{Error, ErrorKind};
 
+use crate::auth::JwtAuth;
 use crate::proxy::{Proxy, PurgeTarget};
 use crate::server::{ServerOptions, serve_with};
 use crate::stages::response::{ProxyBody, error_response, json_response};
@@ -25,7 +28,10 @@ use crate::stages::response::{ProxyBody, error_response, json_response};
 #[derive(Clone)]
 pub struct AdminApi {
     proxy: Proxy,
-    token: Arc<str>,
+    /// The static admin token (`None`, or empty: JWTs only).
+    token: Option<Arc<str>>,
+    /// Verifies admin JWTs (its claim rules are the admin rules).
+    jwt: Option<JwtAuth>,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -51,33 +57,52 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl AdminApi {
-    /// Admin API for `proxy`, accepting `token`.
+    /// Admin API for `proxy`, accepting `token` (an empty token is never accepted).
     pub fn new(proxy: Proxy, token: impl Into<Arc<str>>) -> Self {
+        let token: Arc<str> = token.into();
         Self {
             proxy,
-            token: token.into(),
+            token: (!token.is_empty()).then_some(token),
+            jwt: None,
+        }
+    }
+
+    /// Also accept bearer JWTs that `auth` accepts: build it with the admin claim rules, e.g. with
+    /// [`JwtAuth::with_rules`] from the buckets' verifier.
+    pub fn with_jwt(mut self, auth: JwtAuth) -> Self {
+        self.jwt = Some(auth);
+        self
+    }
+
+    /// `Ok` when the request may use the admin API.
+    async fn authorize(&self, headers: &http::HeaderMap) -> Result<(), Error> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let (Some(sent), Some(token)) = (bearer, &self.token)
+            && constant_time_eq(sent.as_bytes(), token.as_bytes())
+        {
+            return Ok(());
+        }
+        match (&self.jwt, bearer) {
+            // Only a token shaped like a JWT is worth verifying.
+            (Some(auth), Some(t)) if t.matches('.').count() == 2 => {
+                auth.authenticate_async(headers, None).await.map(|_| ())
+            }
+            _ => Err(Error::new(
+                ErrorKind::Unauthenticated,
+                "a valid admin bearer token is required",
+            )),
         }
     }
 
     /// Answer one request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
-        let authorized = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.token.as_bytes()));
-        if !authorized {
-            let mut r = error(
-                req.method(),
-                ErrorKind::Unauthenticated,
-                "a valid admin bearer token is required",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return r;
+        if let Err(e) = self.authorize(req.headers()).await {
+            // A 401 gets its `WWW-Authenticate` challenge there.
+            return error_response(req.method(), &e);
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/admin/stats") => json(StatusCode::OK, &self.stats()),

@@ -145,7 +145,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             )
         })?;
         tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
-        let api = AdminApi::new(proxy.clone(), token);
+        let mut api = AdminApi::new(proxy.clone(), token);
+        if let Some(jwt) = config.build_admin_jwt()? {
+            api = api.with_jwt(jwt);
+        }
         // The admin listener: the proxy's timeouts, and few connections (operators, not clients).
         let options = yatagarasu::ServerOptions {
             max_connections: 64,

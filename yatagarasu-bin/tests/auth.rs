@@ -353,3 +353,100 @@ async fn random_kids_cannot_flood_the_issuer() {
         issuer.requests().len() - fetched
     );
 }
+
+#[tokio::test]
+async fn admin_claims_open_the_admin_api_to_tokens_that_pass_them() {
+    let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
+    origin.create_bucket("media");
+    let yaml = format!(
+        r#"
+buckets:
+  - name: media
+    path_prefix: /media
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDAUTH, secret_key: auth-secret}}
+admin:
+  enabled: true
+  port: 0
+  token: static-admin-token-0123
+jwt:
+  enabled: true
+  algorithm: HS256
+  secret: "{SECRET}"
+  issuer: https://issuer.example
+  admin_claims:
+    - {{claim: role, operator: equals, value: admin}}
+    - {{claim: sub, operator: glob, value: "ops-*"}}
+"#,
+        ep = origin.endpoint()
+    );
+    let config = Config::from_yaml_with_env(&yaml, &|_| None).unwrap();
+    let proxy = config.build_proxy().await.unwrap();
+    let api = yatagarasu::AdminApi::new(proxy, "static-admin-token-0123")
+        .with_jwt(config.build_admin_jwt().unwrap().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stats = format!("http://{}/admin/stats", listener.local_addr().unwrap());
+    tokio::spawn(yatagarasu::serve_admin(
+        listener,
+        api,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let call = |token: Option<String>| {
+        let stats = stats.clone();
+        async move { get(&stats, token.as_deref()).await }
+    };
+    // The static token, and a token whose claims pass every admin rule.
+    assert_eq!(
+        call(Some("static-admin-token-0123".into())).await.status,
+        200
+    );
+    assert_eq!(
+        call(Some(hs256(&claims("admin", "ops-alice"))))
+            .await
+            .status,
+        200
+    );
+    // Valid tokens that fail a rule: 403, naming the claim.
+    let a = call(Some(hs256(&claims("admin", "dev-bob")))).await;
+    assert_eq!((a.status, code(&a).as_str()), (403, "ClaimRuleFailed"));
+    assert_eq!(
+        call(Some(hs256(&claims("reader", "ops-carol"))))
+            .await
+            .status,
+        403
+    );
+    // Forged, expired, missing: 401 with a challenge.
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &claims("admin", "ops-eve"),
+        &EncodingKey::from_secret(b"another secret of thirty-two b!!"),
+    )
+    .unwrap();
+    let mut expired = claims("admin", "ops-alice");
+    expired["exp"] = json!(jsonwebtoken::get_current_timestamp() - 3600);
+    for t in [
+        Some(forged),
+        Some(hs256(&expired)),
+        Some("static".into()),
+        None,
+    ] {
+        let a = call(t).await;
+        assert_eq!(a.status, 401);
+        assert!(a.challenge.is_some());
+    }
+
+    // Without admin.token, JWTs alone open it; an empty list of rules is refused.
+    let jwt_only = yaml.replace("  token: static-admin-token-0123\n", "");
+    assert!(Config::from_yaml_with_env(&jwt_only, &|_| None).is_ok());
+    let no_rules = jwt_only.replace(
+        "    - {claim: role, operator: equals, value: admin}\n    - {claim: sub, operator: glob, value: \"ops-*\"}\n",
+        "",
+    ).replace("  admin_claims:\n", "  admin_claims: []\n");
+    let err = Config::from_yaml_with_env(&no_rules, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("jwt.admin_claims: needs at least one rule"),
+        "{err}"
+    );
+}

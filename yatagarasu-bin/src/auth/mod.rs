@@ -252,6 +252,30 @@ impl JwtAuth {
         JwtAuthBuilder::default()
     }
 
+    /// A verifier with the same keys (a JWKS endpoint included: one key set, fetched once) and the
+    /// same `iss`, `aud` and leeway checks, but its own token sources and claim rules: e.g. the
+    /// admin API's, which accepts only bearer tokens whose claims pass stricter rules.
+    pub fn with_rules(&self, sources: Vec<TokenSource>, rules: Vec<ClaimRule>) -> JwtAuth {
+        let i = &self.inner;
+        JwtAuth {
+            inner: Arc::new(Inner {
+                verified: VerifiedCache::default(),
+                jwks: i.jwks.clone(),
+                default_key: i.default_key.clone(),
+                by_kid: i.by_kid.clone(),
+                issuer: i.issuer.clone(),
+                audience: i.audience.clone(),
+                leeway_seconds: i.leeway_seconds,
+                sources: if sources.is_empty() {
+                    vec![TokenSource::Bearer]
+                } else {
+                    sources
+                },
+                rules,
+            }),
+        }
+    }
+
     /// Find the request's token, verify it and apply the claim rules; the claims on success.
     pub fn authenticate(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Value, Error> {
         let token = token::find(&self.inner.sources, headers, query)?;

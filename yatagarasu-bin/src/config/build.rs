@@ -221,6 +221,27 @@ impl Config {
         Ok(Some(b.build()))
     }
 
+    /// The admin API's JWT verifier (`None` without `jwt.admin_claims`): the `jwt` section's keys and
+    /// checks, bearer tokens only, and the admin rules instead of `jwt.claims`.
+    pub fn build_admin_jwt(&self) -> Result<Option<JwtAuth>, ConfigError> {
+        let Some(rules) = self
+            .jwt
+            .as_ref()
+            .filter(|j| j.enabled)
+            .and_then(|j| j.admin_claims.as_ref())
+        else {
+            return Ok(None);
+        };
+        let Some(jwt) = self.build_jwt()? else {
+            return Ok(None);
+        };
+        let rules = rules
+            .iter()
+            .map(|r| ClaimRule::new(r.claim.clone(), r.operator, r.value.clone()))
+            .collect();
+        Ok(Some(jwt.with_rules(vec![TokenSource::Bearer], rules)))
+    }
+
     /// Build the proxy: one S3 client per bucket sharing one connection pool, and the cache tiers.
     pub async fn build_proxy(&self) -> Result<Proxy, ConfigError> {
         let jwt = self.build_jwt()?;

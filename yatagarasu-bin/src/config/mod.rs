@@ -334,15 +334,6 @@ mod tests {
     #[test]
     fn unavailable_features_are_refused_not_ignored() {
         let err = parse(&format!(
-            "{MINIMAL}jwt:\n  enabled: true\n  admin_claims: [x]\n"
-        ))
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("jwt.admin_claims: not available in this version"),
-            "{err}"
-        );
-        let err = parse(&format!(
             "{MINIMAL}cache:\n  cache_layers: [memory, tape, memory]\n"
         ))
         .unwrap_err();

@@ -187,9 +187,10 @@ pub struct JwtConfig {
     /// Rules every token's claims must satisfy.
     #[serde(default)]
     pub claims: Vec<ClaimRuleConfig>,
-    /// Not available in this version.
+    /// Rules that open the admin API to a bearer token (signed by the keys above) whose claims
+    /// pass them all; beside `admin.token`, or instead of it.
     #[serde(default)]
-    pub admin_claims: Option<Value>,
+    pub admin_claims: Option<Vec<ClaimRuleConfig>>,
 }
 
 fn default_leeway() -> u64 {

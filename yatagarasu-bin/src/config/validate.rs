@@ -51,6 +51,10 @@ impl Config {
         if let Some(c) = self.cache.as_ref().filter(|c| c.enabled) {
             validate_cache(c, &mut p);
         }
+        let admin_claims = self
+            .jwt
+            .as_ref()
+            .is_some_and(|j| j.enabled && j.admin_claims.is_some());
         if let Some(a) = self.admin.as_ref().filter(|a| a.enabled) {
             if a.address.parse::<std::net::IpAddr>().is_err() {
                 p.push(format!(
@@ -59,7 +63,11 @@ impl Config {
                 ));
             }
             match &a.token {
-                None => p.push("admin.token: required when the admin API is enabled".to_owned()),
+                None if !admin_claims => p.push(
+                    "admin.token: required when the admin API is enabled (or set jwt.admin_claims)"
+                        .to_owned(),
+                ),
+                None => {}
                 Some(t) if t.expose().trim().len() < 16 => {
                     p.push("admin.token: must be at least 16 characters".to_owned())
                 }
@@ -78,8 +86,12 @@ impl Config {
         }
         let jwt_on = self.jwt.as_ref().is_some_and(|j| j.enabled);
         if let Some(j) = self.jwt.as_ref().filter(|j| j.enabled) {
-            if j.admin_claims.is_some() {
-                p.push("jwt.admin_claims: not available in this version; remove it".to_owned());
+            if j.admin_claims.as_ref().is_some_and(Vec::is_empty) {
+                p.push(
+                    "jwt.admin_claims: needs at least one rule (none would open the admin API to \
+                     every valid token)"
+                        .to_owned(),
+                );
             }
             if let Some(u) = &j.jwks_url {
                 match url::Url::parse(u) {
