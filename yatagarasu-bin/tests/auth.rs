@@ -450,3 +450,129 @@ jwt:
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_attack_battery_over_real_sockets() {
+    use base64::Engine as _;
+    let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"the object");
+    let base = proxy(&origin).await;
+    let private = format!("{base}/private/a.txt");
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let with = |k: &str, v: Value| {
+        let mut c = claims("reader", "u1");
+        c[k] = v;
+        hs256(&c)
+    };
+    let good = hs256(&claims("reader", "u1"));
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut evil = claims("admin", "u1");
+    evil["sub"] = json!("root");
+    let rsa_public = std::fs::read(format!("{DATA}/rsa-public.pem")).unwrap();
+    let signed = |h: Header, secret: &[u8]| {
+        encode(
+            &h,
+            &claims("admin", "u1"),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let mut confused = Header::new(Algorithm::HS256);
+    confused.kid = Some("rsa-1".into());
+    let mut jku = Header::new(Algorithm::HS256);
+    jku.jku = Some("https://evil.example/jwks.json".into());
+    let mut traversal = Header::new(Algorithm::RS256);
+    traversal.kid = Some("../../etc/passwd".into());
+    let mut no_role = claims("reader", "u1");
+    no_role.as_object_mut().unwrap().remove("role");
+    let attacks: Vec<(&str, String, u16)> = vec![
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none"})),
+                b64(&claims("admin", "u1"))
+            ),
+            401,
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            signed(confused, &rsa_public),
+            401,
+        ),
+        (
+            "tampered payload",
+            format!("{}.{}.{}", parts[0], b64(&evil), parts[2]),
+            401,
+        ),
+        ("truncated", good[..good.len() / 2].to_owned(), 401),
+        ("expired", with("exp", json!(1_000_000)), 401),
+        (
+            "nbf in the future",
+            with("nbf", json!(jsonwebtoken::get_current_timestamp() + 3600)),
+            401,
+        ),
+        ("wrong iss", with("iss", json!("https://evil.example")), 401),
+        ("wrong aud", with("aud", json!("someone-else")), 401),
+        (
+            "unknown kid",
+            rs256_with("rsa2-private.pem", "k9", "u1"),
+            401,
+        ),
+        (
+            "kid with path characters",
+            encode(
+                &traversal,
+                &claims("admin", "u1"),
+                &EncodingKey::from_rsa_pem(
+                    &std::fs::read(format!("{DATA}/rsa-private.pem")).unwrap(),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+            401,
+        ),
+        (
+            "jku elsewhere",
+            signed(jku, b"the attacker's own secret......."),
+            401,
+        ),
+        ("claim rule on a missing claim", hs256(&no_role), 403),
+    ];
+    for (name, token, want) in &attacks {
+        let a = get(&private, Some(token)).await;
+        assert_eq!(a.status, *want, "{name}");
+        let body = String::from_utf8_lossy(&a.body);
+        assert!(body.starts_with("{\"error\":"), "{name}: {body}");
+        assert!(
+            !body.contains(token.as_str()),
+            "{name}: the token is echoed"
+        );
+    }
+    // Empty bearer: no token at all.
+    let a = get(&private, Some("")).await;
+    assert_eq!((a.status, code(&a).as_str()), (401, "MissingToken"));
+    // A 64 KiB token: refused by the header limits or the token limit, never a crash.
+    let huge = "a".repeat(64 * 1024);
+    let r = reqwest::Client::new()
+        .get(&private)
+        .bearer_auth(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(r.status().as_u16(), 401 | 431), "{}", r.status());
+    // Two different tokens in two sources: refused, though each is good alone (the same token
+    // twice is not ambiguous, and passes).
+    let other = hs256(&claims("admin", "u2"));
+    let r = reqwest::Client::new()
+        .get(format!("{private}?token={other}"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // None of it reached the origin; the proxy still serves a good token.
+    assert_eq!(origin.stats().gets(), 0);
+    assert_eq!(get(&private, Some(&good)).await.status, 200);
+}

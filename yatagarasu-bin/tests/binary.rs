@@ -40,6 +40,8 @@ fn check_config(path: &std::path::Path) -> std::process::Output {
 struct ProxyProcess {
     child: Child,
     base: String,
+    /// Every line the process writes to stdout (its log), in order.
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl ProxyProcess {
@@ -67,8 +69,10 @@ impl ProxyProcess {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let (log_tx, log) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = log_tx.send(line.clone());
                 if let Some(rest) = line.split("address=").nth(1) {
                     let addr = rest
                         .split_whitespace()
@@ -91,7 +95,22 @@ impl ProxyProcess {
             }
         }
         let base = proxy.unwrap_or_default();
-        (Self { child, base }, admin_addr)
+        (Self { child, base, log }, admin_addr)
+    }
+
+    /// The log lines written until `want` lines matching `pred` have been seen (bounded).
+    fn log_until(&self, want: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut seen = 0;
+        while seen < want {
+            let line = self
+                .log
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the expected log lines are written");
+            seen += usize::from(pred(&line));
+            lines.push(line);
+        }
+        lines
     }
 
     fn rss_bytes(&self) -> u64 {
@@ -282,6 +301,48 @@ async fn serves_from_config_and_ready_follows_the_origin() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
+}
+
+#[tokio::test]
+async fn query_string_tokens_never_reach_the_log() {
+    let origin = TestOrigin::start("AKIDBIN", "bin-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "hello.txt", b"hello from the binary");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_for(&origin, "").replace(
+        "buckets:\n  - name: media\n",
+        "jwt:\n  enabled: true\n  algorithm: HS256\n  secret: an hmac secret of thirty-two b!!\n  \
+         token_sources: [{type: query, name: token}]\nbuckets:\n  - name: media\n    auth: {enabled: true}\n",
+    );
+    let cfg = write_config(&dir, &yaml);
+    let proxy = ProxyProcess::start(&cfg, "bin-secret");
+    let claims =
+        serde_json::json!({"sub": "u1", "exp": jsonwebtoken::get_current_timestamp() + 600});
+    let good = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"an hmac secret of thirty-two b!!"),
+    )
+    .unwrap();
+    let bad = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXRoYXQtZmFpbHM";
+    let http = reqwest::Client::new();
+    for (token, status) in [(good.as_str(), 200), (bad, 401)] {
+        let r = http
+            .get(format!("{}/media/hello.txt?token={token}", proxy.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
+    // Both request lines written (they name the path): neither token, nor any part of one.
+    let lines = proxy.log_until(2, |l| l.contains("/media/hello.txt"));
+    let signature = good.rsplit('.').next().unwrap();
+    for line in &lines {
+        assert!(
+            !line.contains(signature) && !line.contains("c2lnbmF0dXJl") && !line.contains("token="),
+            "a token in the log: {line}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
