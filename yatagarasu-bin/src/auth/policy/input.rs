@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
 
 /// The request headers a policy sees, by lower-case name; no others (tokens, cookies and the like
 /// never leave the proxy).
@@ -89,6 +90,44 @@ impl PolicyInput {
     /// The object key.
     pub(crate) fn key(&self) -> &str {
         &self.key
+    }
+
+    /// A digest of everything in the input document, without building it (the decision cache's
+    /// key for engines that see the whole input).
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(Sha256::new());
+        // Length-prefixed fields: no two inputs share a byte stream.
+        for field in [&self.method, &self.bucket, &self.key, &self.path] {
+            h.0.update((field.len() as u64).to_le_bytes());
+            h.0.update(field.as_bytes());
+        }
+        match self.client_ip {
+            Some(IpAddr::V4(ip)) => {
+                h.0.update([4]);
+                h.0.update(ip.octets());
+            }
+            Some(IpAddr::V6(ip)) => {
+                h.0.update([6]);
+                h.0.update(ip.octets());
+            }
+            None => h.0.update([0]),
+        }
+        // serde_json's maps are ordered: equal claims and headers write equal bytes. Writing to a
+        // hasher cannot fail.
+        let _ = serde_json::to_writer(&mut h, &self.claims);
+        h.0.update([0]);
+        let _ = serde_json::to_writer(&mut h, &self.headers);
+        h.0.finalize().into()
     }
 
     /// The input document.

@@ -44,7 +44,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
 use yatagarasu_coalesce::{FlightError, Group};
 use yatagarasu_core::{Error, ErrorKind};
 
@@ -93,10 +92,11 @@ impl From<Rego> for PolicyEngine {
     }
 }
 
-/// One question for an engine, ready to ask: the decision-cache key and what to send.
+/// One question for an engine: the decision-cache key, and what to send (built only when the
+/// decision is not cached).
 pub(crate) struct Question {
     key: [u8; 32],
-    body: serde_json::Value,
+    body: Option<serde_json::Value>,
 }
 
 impl PolicyEngine {
@@ -105,12 +105,10 @@ impl PolicyEngine {
     fn question(&self, input: &PolicyInput) -> Result<Question, Error> {
         match self {
             Self::OpenFga(f) => f.question(input),
-            Self::Opa(_) | Self::Rego(_) => {
-                let body = input.to_json();
-                // serde_json's maps are ordered, so equal inputs serialize to equal bytes.
-                let key = Sha256::digest(body.to_string().as_bytes()).into();
-                Ok(Question { key, body })
-            }
+            Self::Opa(_) | Self::Rego(_) => Ok(Question {
+                key: input.digest(),
+                body: None,
+            }),
         }
     }
 
@@ -279,7 +277,7 @@ impl Policy {
             let engine = Arc::clone(&inner.engine);
             let calls = Arc::clone(&inner.counters.engine_calls);
             let timeout = inner.timeout;
-            let body = question.body;
+            let body = question.body.unwrap_or_else(|| input.to_json());
             let outcome = inner
                 .flights
                 .run(question.key, move || async move {

@@ -233,7 +233,10 @@ impl OpenFga {
         if let Some(id) = &self.model_id {
             body["authorization_model_id"] = id.clone().into();
         }
-        Ok(Question { key, body })
+        Ok(Question {
+            key,
+            body: Some(body),
+        })
     }
 
     pub(super) async fn ask(&self, body: Value, timeout: Duration) -> Result<bool, String> {

@@ -284,3 +284,33 @@ fn policy_server_settings_are_checked_when_built() {
     assert!(OpenFga::new("http://h", "a/b").is_err());
     assert!(OpenFga::new("http://h", "").is_err());
 }
+
+#[test]
+fn the_decision_cache_key_covers_every_field_of_the_input() {
+    let mut h = http::HeaderMap::new();
+    h.insert("user-agent", "a".parse().unwrap());
+    let base = || {
+        PolicyInput::new("GET", "media", "k")
+            .claims(json!({"sub": "alice"}))
+            .client_ip(Some([10, 0, 0, 1].into()))
+    };
+    let variants = [
+        base(),
+        PolicyInput::new("HEAD", "media", "k")
+            .claims(json!({"sub": "alice"}))
+            .client_ip(Some([10, 0, 0, 1].into())),
+        base().path("/other/k"),
+        base().client_ip(Some([10, 0, 0, 2].into())),
+        base().client_ip(None),
+        base().claims(json!({"sub": "bob"})),
+        base().headers(&h),
+        // Field boundaries matter: bucket "me" + key "diak" is not bucket "media" + key "k".
+        PolicyInput::new("GET", "me", "diak")
+            .path("/media/k")
+            .claims(json!({"sub": "alice"}))
+            .client_ip(Some([10, 0, 0, 1].into())),
+    ];
+    let digests: std::collections::HashSet<_> = variants.iter().map(PolicyInput::digest).collect();
+    assert_eq!(digests.len(), variants.len());
+    assert_eq!(base().digest(), base().digest());
+}
