@@ -48,10 +48,10 @@ YAML
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 }
 
-# run URL -> "req/s|MB/s|p50|p99"
+# run URL [WRK_ARGS...] -> "req/s|MB/s|p50|p99"
 run() {
     local out rps mbs p50 p99
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$1")
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${@:2}" "$1")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     mbs=$(awk '/Transfer\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")

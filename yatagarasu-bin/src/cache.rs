@@ -21,9 +21,9 @@ pub struct CachePolicy {
     pub enabled: bool,
     /// Freshness when the object's `Cache-Control` gives none.
     pub ttl: Duration,
-    /// Cache responses of authenticated requests (takes effect with authentication; without it,
-    /// `Authorization` and cookies never reach the origin and requests carrying them are cached).
-    /// Off by default.
+    /// For a bucket with access control (`auth` or `policy`): whether its objects are cached, and
+    /// shared by every request that passes access control (on by default). Off keeps them out of
+    /// every tier. Buckets without access control ignore it.
     pub cache_authenticated: bool,
 }
 
@@ -32,7 +32,7 @@ impl Default for CachePolicy {
         Self {
             enabled: true,
             ttl: Duration::from_secs(3600),
-            cache_authenticated: false,
+            cache_authenticated: true,
         }
     }
 }

@@ -576,3 +576,68 @@ async fn the_attack_battery_over_real_sockets() {
     assert_eq!(origin.stats().gets(), 0);
     assert_eq!(get(&private, Some(&good)).await.status, 200);
 }
+
+#[tokio::test]
+async fn cache_authenticated_false_keeps_a_private_bucket_out_of_the_cache() {
+    let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"the object");
+    let yaml = format!(
+        r#"
+buckets:
+  - name: shared
+    path_prefix: /shared
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDAUTH, secret_key: auth-secret}}
+    auth: {{enabled: true}}
+  - name: uncached
+    path_prefix: /uncached
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDAUTH, secret_key: auth-secret}}
+    auth: {{enabled: true}}
+    cache: {{cache_authenticated: false}}
+cache:
+  cache_layers: [memory]
+jwt:
+  enabled: true
+  algorithm: HS256
+  secret: "{SECRET}"
+"#,
+        ep = origin.endpoint()
+    );
+    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let t = hs256(&claims("reader", "u1"));
+    // Shared (the default): the second authorized request is a hit.
+    assert_eq!(
+        get(&format!("{base}/shared/a.txt"), Some(&t))
+            .await
+            .cache
+            .as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(
+        get(&format!("{base}/shared/a.txt"), Some(&t))
+            .await
+            .cache
+            .as_deref(),
+        Some("HIT")
+    );
+    let gets = origin.stats().gets();
+    // Off: every request goes to the origin, cached copies of the same object notwithstanding.
+    for _ in 0..2 {
+        let a = get(&format!("{base}/uncached/a.txt"), Some(&t)).await;
+        assert_eq!((a.status, &a.body[..]), (200, &b"the object"[..]));
+        assert_ne!(a.cache.as_deref(), Some("HIT"));
+    }
+    assert_eq!(origin.stats().gets(), gets + 2);
+}

@@ -336,7 +336,7 @@ impl Config {
             route.cache = CachePolicy {
                 enabled: bucket_cache.enabled.unwrap_or(true),
                 ttl: Duration::from_secs(bucket_cache.ttl_seconds.unwrap_or(default_ttl)),
-                cache_authenticated: bucket_cache.cache_authenticated,
+                cache_authenticated: bucket_cache.cache_authenticated.unwrap_or(true),
             };
             if b.auth.enabled {
                 route.auth = jwt.clone();

@@ -437,10 +437,11 @@ pub struct BucketCacheConfig {
     /// Freshness when an object's `Cache-Control` gives none.
     #[serde(default, deserialize_with = "lenient_opt")]
     pub ttl_seconds: Option<u64>,
-    /// Cache responses of authenticated requests (takes effect with authentication; without it,
-    /// `Authorization` and cookies never reach the origin and requests carrying them are cached).
-    #[serde(default, deserialize_with = "lenient")]
-    pub cache_authenticated: bool,
+    /// With `auth` or `authorization` on the bucket: whether its objects are cached, shared by
+    /// every request that passes access control (default true); false keeps them out of every
+    /// tier. Buckets without access control ignore it.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub cache_authenticated: Option<bool>,
 }
 
 /// `coalescing`: how origin fetches are sliced and shared between concurrent requests.

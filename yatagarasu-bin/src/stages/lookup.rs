@@ -39,10 +39,12 @@ pub(crate) enum Lookup<'s> {
 ///
 /// `Authorization` and `Cookie` never reach the origin (the proxy signs with its own credentials),
 /// so they cannot change the response: requests carrying them are served from and fill the cache
-/// like any other. Caching with authentication on is the access stage's to define.
+/// like any other. Access control runs before this on every request, so on a bucket with `auth` or
+/// a policy the cache is shared by the requests that pass it, unless `cache_authenticated` is off.
 pub(crate) fn cache_for<'s>(state: &'s State, route: &BucketRoute) -> Option<&'s ObjectCache> {
     let cache = state.cache.as_ref()?;
-    route.cache.enabled.then_some(cache)
+    let guarded = route.auth.is_some() || route.policy.is_some();
+    (route.cache.enabled && (!guarded || route.cache.cache_authenticated)).then_some(cache)
 }
 
 /// Look the object up.
