@@ -641,3 +641,71 @@ jwt:
     }
     assert_eq!(origin.stats().gets(), gets + 2);
 }
+
+#[tokio::test]
+async fn a_jwks_issuer_too_slow_to_answer_gives_503_until_it_does() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use yatagarasu::{BucketRoute, Proxy};
+
+    let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"the object");
+    // An issuer that takes requests and answers none until released: a hung server, for real.
+    let issuer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", issuer.local_addr().unwrap());
+    let (release, released) = tokio::sync::watch::channel(false);
+    let jwks = std::fs::read_to_string(format!("{DATA}/jwks-k1.json")).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = issuer.accept().await {
+            let mut released = released.clone();
+            let body = jwks.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = released.wait_for(|r| *r).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let auth = yatagarasu::auth::JwtAuth::builder()
+        .jwks(
+            jwks_url,
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::ZERO,
+        )
+        .jwks_timeout(std::time::Duration::from_millis(300))
+        .issuer("https://issuer.example")
+        .build();
+    let client = yatagarasu_s3::S3Client::builder("media")
+        .endpoint(origin.endpoint())
+        .credentials(yatagarasu_s3::Credentials::new("AKIDAUTH", "auth-secret"))
+        .build()
+        .unwrap();
+    let proxy = Proxy::builder()
+        .route(BucketRoute::new("media", "/media", client).with_auth(auth))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/media/a.txt", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let k1 = rs256_with("rsa-private.pem", "k1", "u1");
+    // Every fetch times out: 503, bounded by the fetch timeout (not a hang), and never a 401.
+    let a = tokio::time::timeout(std::time::Duration::from_secs(10), get(&url, Some(&k1)))
+        .await
+        .expect("answered within the fetch timeout");
+    assert_eq!(
+        (a.status, code(&a).as_str()),
+        (503, "SigningKeysUnavailable")
+    );
+    // The issuer answers again: the next request fetches the set and reads.
+    release.send_replace(true);
+    assert_eq!(get(&url, Some(&k1)).await.status, 200);
+}

@@ -42,9 +42,14 @@ impl std::fmt::Debug for Jwks {
 }
 
 impl Jwks {
-    pub(super) fn new(url: String, interval: Duration, min_refetch: Duration) -> Arc<Self> {
+    pub(super) fn new(
+        url: String,
+        interval: Duration,
+        min_refetch: Duration,
+        timeout: Duration,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(timeout)
             .build()
             .unwrap_or_default();
         let jwks = Arc::new(Self {

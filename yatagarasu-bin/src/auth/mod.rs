@@ -96,6 +96,7 @@ impl std::fmt::Debug for JwtAuth {
 #[derive(Default)]
 pub struct JwtAuthBuilder {
     jwks: Option<(String, std::time::Duration, std::time::Duration)>,
+    jwks_timeout: Option<std::time::Duration>,
     default_key: Option<Key>,
     by_kid: HashMap<String, Key>,
     issuer: Option<String>,
@@ -180,6 +181,13 @@ impl JwtAuthBuilder {
         self
     }
 
+    /// How long one JWKS fetch may take (default 5 s); a request waiting for keys waits at most
+    /// this long before its 503.
+    pub fn jwks_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.jwks_timeout = Some(timeout);
+        self
+    }
+
     /// Require this `iss`.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
@@ -220,9 +228,12 @@ impl JwtAuthBuilder {
         JwtAuth {
             inner: Arc::new(Inner {
                 verified: VerifiedCache::default(),
-                jwks: self
-                    .jwks
-                    .map(|(url, interval, min)| jwks::Jwks::new(url, interval, min)),
+                jwks: self.jwks.map(|(url, interval, min)| {
+                    let timeout = self
+                        .jwks_timeout
+                        .unwrap_or(std::time::Duration::from_secs(5));
+                    jwks::Jwks::new(url, interval, min, timeout)
+                }),
                 default_key: self.default_key,
                 by_kid: self.by_kid,
                 issuer: self.issuer,
@@ -276,8 +287,13 @@ impl JwtAuth {
         }
     }
 
-    /// Find the request's token, verify it and apply the claim rules; the claims on success.
-    pub fn authenticate(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Value, Error> {
+    /// Find the request's token, verify it and apply the claim rules; the claims on success
+    /// (shared: a remembered token's claims are not copied per request).
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Arc<Value>, Error> {
         let token = token::find(&self.inner.sources, headers, query)?;
         let claims = self.verify(&token)?;
         for rule in &self.inner.rules {
@@ -301,7 +317,7 @@ impl JwtAuth {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Value, Error> {
+    ) -> Result<Arc<Value>, Error> {
         match self.authenticate(headers, query) {
             Err(e)
                 if matches!(e.message(), NO_KEY | KEYS_NOT_LOADED) && self.inner.jwks.is_some() =>
@@ -318,7 +334,7 @@ impl JwtAuth {
     /// Verify a token's signature and registered claims; its claims on success. Tokens that
     /// verified are remembered (by their SHA-256, at most 10,000, never past their `exp`), so a
     /// client sending the same token again costs a hash instead of a signature check.
-    pub fn verify(&self, token: &str) -> Result<Value, Error> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Value>, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("the token is too long"));
         }
@@ -326,7 +342,7 @@ impl JwtAuth {
         if let Some(claims) = self.inner.verified.get(&digest) {
             return Ok(claims);
         }
-        let claims = self.verify_uncached(token)?;
+        let claims = Arc::new(self.verify_uncached(token)?);
         self.inner.verified.put(digest, &claims);
         Ok(claims)
     }
@@ -347,7 +363,8 @@ impl JwtAuth {
                         }
                         jwks::Lookup::Unknown => return Err(invalid(NO_KEY)),
                         jwks::Lookup::NotLoaded => {
-                            return Err(Error::new(ErrorKind::Unavailable, KEYS_NOT_LOADED));
+                            return Err(Error::new(ErrorKind::Unavailable, KEYS_NOT_LOADED)
+                                .with_upstream_code("SigningKeysUnavailable"));
                         }
                     },
                     // A single configured key verifies tokens whatever their kid.
@@ -422,11 +439,11 @@ impl VerifiedCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<Value> {
+    fn get(&self, digest: &[u8; 32]) -> Option<Arc<Value>> {
         let now = jsonwebtoken::get_current_timestamp();
         let mut entries = self.lock();
         match entries.get(digest) {
-            Some((exp, claims)) if now < *exp => Some(Value::clone(claims)),
+            Some((exp, claims)) if now < *exp => Some(Arc::clone(claims)),
             Some(_) => {
                 entries.remove(digest);
                 None
@@ -435,7 +452,7 @@ impl VerifiedCache {
         }
     }
 
-    fn put(&self, digest: [u8; 32], claims: &Value) {
+    fn put(&self, digest: [u8; 32], claims: &Arc<Value>) {
         let Some(exp) = claims.get("exp").and_then(Value::as_u64) else {
             return;
         };
@@ -443,7 +460,7 @@ impl VerifiedCache {
         if entries.len() >= Self::MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(digest, (exp, Arc::new(claims.clone())));
+        entries.insert(digest, (exp, Arc::clone(claims)));
     }
 }
 

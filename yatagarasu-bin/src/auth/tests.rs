@@ -219,10 +219,10 @@ fn tokens_come_from_the_configured_sources_and_never_two_at_once() {
 fn verified_tokens_are_remembered_until_their_exp_only() {
     let cache = VerifiedCache::default();
     let d = VerifiedCache::digest("a token");
-    cache.put(d, &json!({"exp": now() + 600, "sub": "u1"}));
+    cache.put(d, &Arc::new(json!({"exp": now() + 600, "sub": "u1"})));
     assert_eq!(cache.get(&d).unwrap()["sub"], "u1");
     let expired = VerifiedCache::digest("an old token");
-    cache.put(expired, &json!({"exp": now() - 1}));
+    cache.put(expired, &Arc::new(json!({"exp": now() - 1})));
     assert!(cache.get(&expired).is_none());
     // A remembered token still has the rules applied on every request.
     let a = auth();
@@ -241,7 +241,7 @@ fn verified_tokens_are_remembered_until_their_exp_only() {
     for i in 0..VerifiedCache::MAX_ENTRIES + 10 {
         cache.put(
             VerifiedCache::digest(&i.to_string()),
-            &json!({"exp": now() + 600}),
+            &Arc::new(json!({"exp": now() + 600})),
         );
     }
     assert!(cache.lock().len() <= VerifiedCache::MAX_ENTRIES);

@@ -1,5 +1,7 @@
 //! Where a request's token is found.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use yatagarasu_core::Error;
 
@@ -26,24 +28,24 @@ pub enum TokenSource {
 }
 
 impl TokenSource {
-    fn find(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    fn find<'r>(&self, headers: &'r HeaderMap, query: Option<&'r str>) -> Option<Cow<'r, str>> {
         match self {
             Self::Bearer => headers
                 .get(http::header::AUTHORIZATION)?
                 .to_str()
                 .ok()?
                 .strip_prefix("Bearer ")
-                .map(|t| t.trim().to_owned()),
+                .map(|t| Cow::Borrowed(t.trim())),
             Self::Header { name, prefix } => {
                 let v = headers.get(name)?.to_str().ok()?;
                 match prefix {
-                    Some(p) => v.strip_prefix(p.as_str()).map(|t| t.trim().to_owned()),
-                    None => Some(v.trim().to_owned()),
+                    Some(p) => v.strip_prefix(p.as_str()).map(|t| Cow::Borrowed(t.trim())),
+                    None => Some(Cow::Borrowed(v.trim())),
                 }
             }
             Self::Query { name } => url::form_urlencoded::parse(query?.as_bytes())
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned()),
+                .map(|(_, v)| v),
         }
         .filter(|t| !t.is_empty())
     }
@@ -51,12 +53,12 @@ impl TokenSource {
 
 /// The request's token: from the first source that has one; refused when none has one, or when
 /// two sources carry different tokens.
-pub(super) fn find(
+pub(super) fn find<'r>(
     sources: &[TokenSource],
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Result<String, Error> {
-    let mut found: Option<String> = None;
+    headers: &'r HeaderMap,
+    query: Option<&'r str>,
+) -> Result<Cow<'r, str>, Error> {
+    let mut found: Option<Cow<'r, str>> = None;
     for s in sources {
         if let Some(t) = s.find(headers, query) {
             match &found {

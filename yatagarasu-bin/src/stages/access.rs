@@ -75,7 +75,7 @@ impl AccessControl {
                 let input = PolicyInput::new(req.method.as_str(), &route.name, &ctx.key)
                     .path(req.uri.path())
                     .client_ip(ip)
-                    .claims(claims.unwrap_or_default())
+                    .claims(claims.unwrap_or_else(|| std::sync::Arc::new(serde_json::Value::Null)))
                     .headers(&req.headers);
                 policy.authorize(&input).await?;
             }

@@ -1,6 +1,7 @@
 //! What a policy is asked about.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
@@ -29,7 +30,7 @@ pub struct PolicyInput {
     key: String,
     path: String,
     client_ip: Option<IpAddr>,
-    claims: Value,
+    claims: Arc<Value>,
     headers: Map<String, Value>,
 }
 
@@ -43,7 +44,7 @@ impl PolicyInput {
             key: key.to_owned(),
             path: format!("/{bucket}/{key}"),
             client_ip: None,
-            claims: Value::Null,
+            claims: Arc::new(Value::Null),
             headers: Map::new(),
         }
     }
@@ -60,9 +61,10 @@ impl PolicyInput {
         self
     }
 
-    /// The verified token's claims.
-    pub fn claims(mut self, claims: Value) -> Self {
-        self.claims = claims;
+    /// The verified token's claims (a `Value`, or the shared claims [`JwtAuth`](super::super::JwtAuth)
+    /// returns).
+    pub fn claims(mut self, claims: impl Into<Arc<Value>>) -> Self {
+        self.claims = claims.into();
         self
     }
 
@@ -138,7 +140,7 @@ impl PolicyInput {
             "key": self.key,
             "path": self.path,
             "client_ip": self.client_ip.map(|ip| ip.to_string()),
-            "claims": self.claims,
+            "claims": *self.claims,
             "headers": self.headers,
         })
     }
