@@ -8,7 +8,8 @@
 //! - `POST /admin/purge?bucket=NAME&prefix=P`: every object of the bucket whose key starts with P
 //! - `POST /admin/purge?bucket=NAME`: the whole bucket
 //! - `POST /admin/purge`: everything
-//! - `GET /admin/stats`: per-tier cache counters and coalescing counters
+//! - `GET /admin/stats`: per-tier cache counters, coalescing counters, and per-bucket policy
+//!   decisions
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -171,7 +172,22 @@ impl AdminApi {
                 (name, v)
             })
             .collect();
+        // Per bucket with a policy: its decisions (allowed and denied include cached ones).
+        let policies: serde_json::Map<String, serde_json::Value> = self
+            .proxy
+            .routes()
+            .into_iter()
+            .filter_map(|r| {
+                let s = r.policy?.stats();
+                let v = serde_json::json!({
+                    "allowed": s.allowed, "denied": s.denied, "cache_hits": s.cache_hits,
+                    "engine_calls": s.engine_calls, "unavailable": s.unavailable,
+                });
+                Some((r.name, v))
+            })
+            .collect();
         serde_json::json!({
+            "policies": policies,
             "cache": { "tiers": tiers, "buckets": buckets },
             "coalescing": {
                 "objects": flights(c.objects),

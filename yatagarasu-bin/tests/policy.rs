@@ -81,6 +81,7 @@ async fn get(url: &str, token: Option<&str>) -> Answer {
 
 struct Fixture {
     base: String,
+    admin: String,
     origin: TestOrigin,
     opa: PolicyServer,
     fga: PolicyServer,
@@ -183,6 +184,14 @@ jwt:
     })
     .unwrap();
     let proxy = config.build_proxy().await.unwrap();
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}", admin_listener.local_addr().unwrap());
+    tokio::spawn(yatagarasu::serve_admin(
+        admin_listener,
+        yatagarasu::AdminApi::new(proxy.clone(), "policy-admin-token-0123"),
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(
@@ -193,6 +202,7 @@ jwt:
     ));
     Fixture {
         base,
+        admin,
         origin,
         opa,
         fga,
@@ -314,6 +324,25 @@ async fn public_jwt_opa_rego_and_openfga_buckets_through_one_proxy() {
 
     // Health needs no token, whatever the buckets say.
     assert_eq!(get(&url("/health"), None).await.status, 200);
+
+    // The admin stats count each bucket's decisions: OPA allowed the reader's public object twice
+    // (once from the cache), the admin's secret one twice (once cached), denied the reader's secret
+    // one twice (once cached); 3 calls.
+    let stats = get(
+        &format!("{}/admin/stats", f.admin),
+        Some("policy-admin-token-0123"),
+    )
+    .await;
+    let stats: Value = serde_json::from_slice(&stats.body).unwrap();
+    assert_eq!(
+        stats["policies"]["opa"],
+        json!({"allowed": 4, "denied": 2, "cache_hits": 3, "engine_calls": 3, "unavailable": 0})
+    );
+    assert_eq!(stats["policies"]["opa-closed"]["unavailable"], 1);
+    assert!(
+        stats["policies"].get("public").is_none(),
+        "buckets without a policy are not listed"
+    );
 }
 
 #[tokio::test]
