@@ -221,7 +221,7 @@ pub async fn serve_admin(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_with(listener, options, shutdown, move |req, _peer| {
+    serve_with(listener, options, shutdown, None, move |req, _peer| {
         let api = api.clone();
         async move { api.handle(req).await }
     })

@@ -158,8 +158,33 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             let _ = admin_stopped.await;
         }));
     }
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some((m, port)) = config
+        .metrics
+        .as_ref()
+        .filter(|m| m.enabled)
+        .and_then(|m| Some((m, m.port?)))
+    {
+        let metrics_listener = tokio::net::TcpListener::bind((m.address.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{port} for metrics: {e}", m.address))?;
+        tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening");
+        let options = yatagarasu::ServerOptions {
+            max_connections: 64,
+            ..config.server_options()
+        };
+        tokio::spawn(yatagarasu::serve_metrics(
+            metrics_listener,
+            proxy.clone(),
+            options,
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
     serve(listener, proxy, config.server_options(), shutdown_signal()).await?;
     let _ = stop_admin.send(());
+    let _ = stop_metrics.send(());
     tracing::info!("stopped");
     Ok(())
 }

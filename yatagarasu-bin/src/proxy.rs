@@ -40,6 +40,7 @@ pub struct ProxyBuilder {
     fetch: FetchOptions,
     cache: Option<ObjectCache>,
     metrics: Arc<dyn MetricsRecorder>,
+    prometheus: Option<crate::prometheus::PrometheusMetrics>,
     trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -53,6 +54,7 @@ impl Default for ProxyBuilder {
             ready_cache: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(5),
             metrics: Arc::new(NoMetrics),
+            prometheus: None,
             trusted_proxies: Vec::new(),
         }
     }
@@ -124,6 +126,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Prometheus metrics: every request and origin request counted, and `GET /metrics` answered
+    /// on the proxy's own listener (replaces [`metrics`](Self::metrics)).
+    pub fn prometheus(mut self, metrics: crate::prometheus::PrometheusMetrics) -> Self {
+        self.metrics = Arc::new(metrics.clone());
+        self.prometheus = Some(metrics);
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> Proxy {
         Proxy {
@@ -132,11 +142,15 @@ impl ProxyBuilder {
                 fetcher: Fetcher::new(self.fetch),
                 revalidations: yatagarasu_coalesce::Group::new(),
                 metrics: self.metrics,
+                prometheus: self.prometheus.clone(),
+                live: Arc::default(),
                 ready_cache: self.ready_cache,
                 probe_timeout: self.probe_timeout,
                 ready: tokio::sync::Mutex::new(None),
             }),
-            routes: Arc::new(RwLock::new(Arc::new(RouteTable::new(self.routes, None)))),
+            routes: Arc::new(RwLock::new(Arc::new(
+                RouteTable::new(self.routes, None).measured(self.prometheus.as_ref()),
+            ))),
             access: Arc::new(AccessControl::with_trusted_proxies(self.trusted_proxies)),
             max_uri_bytes: self.max_uri_bytes,
         }
@@ -177,7 +191,7 @@ impl Proxy {
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let next = RouteTable::new(routes, Some(&guard));
+        let next = RouteTable::new(routes, Some(&guard)).measured(self.state.prometheus.as_ref());
         *guard = Arc::new(next);
     }
 
@@ -186,6 +200,21 @@ impl Proxy {
     pub(crate) fn with_max_uri_bytes_at_most(mut self, n: usize) -> Self {
         self.max_uri_bytes = self.max_uri_bytes.min(n);
         self
+    }
+
+    /// Requests in flight now, and open connections by protocol (connections are counted by
+    /// [`serve`](crate::serve); a proxy mounted in another server counts requests only).
+    pub fn live_stats(&self) -> crate::metrics::LiveStats {
+        self.state.live.snapshot()
+    }
+
+    /// The Prometheus metrics given to the builder, if any.
+    pub fn prometheus_metrics(&self) -> Option<crate::prometheus::PrometheusMetrics> {
+        self.state.prometheus.clone()
+    }
+
+    pub(crate) fn live(&self) -> Arc<crate::metrics::Live> {
+        Arc::clone(&self.state.live)
     }
 
     /// Counters of shared origin fetches (flights started, joined, timed out, failed).
@@ -261,6 +290,7 @@ impl Proxy {
         // A read-only proxy never reads request bodies.
         let (req, _body) = req.into_parts();
         let started = Instant::now();
+        let in_flight = crate::metrics::InFlight::enter(&self.state.live);
         let within_limits = limits::check_target(&req.uri, self.max_uri_bytes);
         let id = request_id::assign(&req.headers);
         let table = self.table();
@@ -272,6 +302,7 @@ impl Proxy {
             let ctx = match routing::route(&table, req.uri.path(), &id, client_addr)? {
                 Routed::Health => return Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#)),
                 Routed::Ready => return Ok(self.ready().await),
+                Routed::Metrics => return self.metrics_response(&req.headers),
                 Routed::Bucket(ctx) => ctx,
             };
             bucket = Some(ctx.route);
@@ -313,8 +344,18 @@ impl Proxy {
             request_id: id,
             cache: cache_status,
             started,
+            _in_flight: in_flight,
         };
         access_log::wrap(resp, log, Arc::clone(&self.state.metrics))
+    }
+
+    /// `/metrics`: Prometheus text, or OpenMetrics when the scraper asks for it; 404 without
+    /// Prometheus metrics.
+    fn metrics_response(&self, headers: &http::HeaderMap) -> Result<Response<ProxyBody>, Error> {
+        let metrics = self.state.prometheus.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, "metrics are not enabled on this proxy")
+        })?;
+        Ok(crate::prometheus::response(metrics, self, headers))
     }
 
     /// `/ready`: every bucket's origin answered a probe within the cache window.

@@ -203,6 +203,23 @@ impl RouteTable {
         Self { routes }
     }
 
+    /// The same table, its origins counted and timed by `metrics` (the routes keep their own).
+    pub(crate) fn measured(
+        mut self,
+        metrics: Option<&crate::prometheus::PrometheusMetrics>,
+    ) -> Self {
+        if let Some(metrics) = metrics {
+            for m in &mut self.routes {
+                m.target.origin = crate::prometheus::MeasuredOrigin::wrap(
+                    Arc::clone(&m.route.origin),
+                    &m.route.name,
+                    metrics,
+                );
+            }
+        }
+        self
+    }
+
     pub(crate) fn mounted(&self) -> &[MountedRoute] {
         &self.routes
     }

@@ -25,6 +25,10 @@ pub(crate) struct State {
     pub(crate) revalidations: yatagarasu_coalesce::Group<(Arc<str>, String), (), Error>,
     /// Where finished requests are reported.
     pub(crate) metrics: Arc<dyn MetricsRecorder>,
+    /// Prometheus metrics, when `/metrics` is served.
+    pub(crate) prometheus: Option<crate::prometheus::PrometheusMetrics>,
+    /// Requests in flight and open connections.
+    pub(crate) live: Arc<crate::metrics::Live>,
     /// How long a `/ready` result is reused.
     pub(crate) ready_cache: Duration,
     /// How long one readiness probe may take.

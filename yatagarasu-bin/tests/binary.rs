@@ -73,7 +73,11 @@ impl ProxyProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = log_tx.send(line.clone());
-                if let Some(rest) = line.split("address=").nth(1) {
+                if let Some(rest) = line
+                    .split("address=")
+                    .nth(1)
+                    .filter(|_| !line.contains("metrics listening"))
+                {
                     let addr = rest
                         .split_whitespace()
                         .next()

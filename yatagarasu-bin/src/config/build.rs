@@ -265,6 +265,9 @@ impl Config {
                     .collect(),
             )
             .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));
+        if self.metrics.as_ref().is_some_and(|m| m.enabled) {
+            builder = builder.prometheus(crate::PrometheusMetrics::new());
+        }
         if let Some(tiers) = self.build_cache().await? {
             let retention = self
                 .cache

@@ -70,6 +70,25 @@ pub struct Config {
     /// The admin API (purge, stats) on its own listener.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Prometheus metrics at `/metrics`.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `metrics`: Prometheus metrics at `GET /metrics` on the proxy's listener, and with `port` on a
+/// listener of their own as well.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Collect and serve metrics (default off).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// Address of the metrics listener (default 127.0.0.1).
+    #[serde(default = "loopback")]
+    pub address: String,
+    /// Port of a metrics-only listener (none: `/metrics` on the proxy's listener only).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub port: Option<u16>,
 }
 
 /// `server`: the listener and its limits.

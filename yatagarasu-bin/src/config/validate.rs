@@ -77,6 +77,26 @@ impl Config {
                 p.push("admin.port: must differ from server.port".to_owned());
             }
         }
+        if let Some(m) = self.metrics.as_ref().filter(|m| m.enabled) {
+            if m.address.parse::<std::net::IpAddr>().is_err() {
+                p.push(format!(
+                    "metrics.address: `{}` is not an IP address",
+                    m.address
+                ));
+            }
+            if let Some(port) = m.port.filter(|p| *p != 0) {
+                if port == self.server.port {
+                    p.push("metrics.port: must differ from server.port".to_owned());
+                }
+                if self
+                    .admin
+                    .as_ref()
+                    .is_some_and(|a| a.enabled && a.port == port)
+                {
+                    p.push("metrics.port: must differ from admin.port".to_owned());
+                }
+            }
+        }
         for (i, n) in s.trusted_proxies.iter().enumerate() {
             if crate::auth::parse_net(n).is_none() {
                 p.push(format!(

@@ -37,6 +37,8 @@ pub(crate) struct Activity {
     /// Milliseconds after `start` of the last progress towards the client: response bytes
     /// written, or a request beginning or ending (the send clock).
     last_progress_ms: AtomicU64,
+    /// The protocol its first request came in: 0 none yet, 1 HTTP/1.x, 2 HTTP/2.
+    protocol: std::sync::atomic::AtomicU8,
 }
 
 /// Writes smaller than this do not count as progress: HTTP/2 control frames (PING, SETTINGS,
@@ -63,6 +65,7 @@ impl Activity {
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
+            protocol: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
@@ -83,6 +86,25 @@ impl Activity {
     }
 
     /// A request arrived: it is in flight and owed by us until its response is handed over.
+    /// Remember the protocol of the connection's first request: `Some` (1 for HTTP/1.x, 2 for
+    /// HTTP/2) the first time, `None` after.
+    pub(crate) fn note_protocol(&self, version: http::Version) -> Option<u8> {
+        let p = if version == http::Version::HTTP_2 {
+            2
+        } else {
+            1
+        };
+        self.protocol
+            .compare_exchange(0, p, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| p)
+    }
+
+    /// The protocol noted (0: no request came).
+    pub(crate) fn protocol(&self) -> u8 {
+        self.protocol.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.turn();

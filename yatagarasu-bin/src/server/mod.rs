@@ -80,7 +80,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let proxy = proxy.with_max_uri_bytes_at_most(options.max_uri_bytes);
-    serve_with(listener, options, shutdown, move |req, peer| {
+    let live = Some(proxy.live());
+    serve_with(listener, options, shutdown, live, move |req, peer| {
         let proxy = proxy.clone();
         async move { proxy.handle_from(req, Some(peer)).await }
     })
@@ -97,6 +98,7 @@ pub(crate) async fn serve_with<F, Fut, B>(
     listener: TcpListener,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
+    live: Option<Arc<crate::metrics::Live>>,
     handler: F,
 ) -> std::io::Result<()>
 where
@@ -148,7 +150,14 @@ where
         let activity = Activity::new();
         let handler = handler.clone();
         let on_request = Arc::clone(&activity);
+        if let Some(live) = &live {
+            live.connection_opened();
+        }
+        let live_conn = live.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            if let (Some(live), Some(p)) = (&live_conn, on_request.note_protocol(req.version())) {
+                live.connection_identified(p);
+            }
             let guard = on_request.begin();
             let response = handler(req, peer);
             async move {
@@ -162,10 +171,14 @@ where
             .into_owned();
         let signal = connections.register();
         let connections = Arc::clone(&connections);
+        let live = live.clone();
         tokio::spawn(async move {
             let outcome = supervise(conn, &activity, &signal, &options).await;
             if let Err(e) = outcome {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            if let Some(live) = &live {
+                live.connection_closed(activity.protocol());
             }
             connections.remove(&signal);
             drop(permit);

@@ -26,6 +26,8 @@ pub(crate) struct RequestLog {
     pub(crate) request_id: String,
     pub(crate) cache: Option<CacheStatus>,
     pub(crate) started: Instant,
+    /// Counts the request in flight until the log (and with it this) is dropped.
+    pub(crate) _in_flight: crate::metrics::InFlight,
 }
 
 /// Wrap `resp`'s body so its end is logged and recorded.
@@ -35,6 +37,7 @@ pub(crate) fn wrap(
     metrics: Arc<dyn MetricsRecorder>,
 ) -> Response<ProxyBody> {
     let status = resp.status().as_u16();
+    let time_to_head = log.started.elapsed();
     // Bodies that hyper stops polling once their declared length is sent end complete when that
     // many bytes went out (HEAD answers declare a length but have no body: they end at once).
     let declared = (log.method != Method::HEAD)
@@ -51,6 +54,7 @@ pub(crate) fn wrap(
             bytes: 0,
             declared,
             status,
+            time_to_head,
             log: Some(log),
             metrics,
         }
@@ -63,6 +67,7 @@ struct LoggedBody {
     bytes: u64,
     declared: Option<u64>,
     status: u16,
+    time_to_head: std::time::Duration,
     log: Option<RequestLog>,
     metrics: Arc<dyn MetricsRecorder>,
 }
@@ -93,6 +98,7 @@ impl LoggedBody {
             cache: l.cache,
             bytes_sent: self.bytes,
             duration,
+            time_to_head: self.time_to_head,
             completion,
         });
     }

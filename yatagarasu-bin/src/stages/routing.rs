@@ -14,6 +14,8 @@ pub(crate) enum Routed<'t> {
     Health,
     /// `GET /ready`.
     Ready,
+    /// `GET /metrics`.
+    Metrics,
     /// An object (or a bucket root) of a bucket.
     Bucket(RequestContext<'t>),
 }
@@ -42,6 +44,7 @@ pub(crate) fn route<'t>(
     match path {
         "/health" => return Ok(Routed::Health),
         "/ready" => return Ok(Routed::Ready),
+        "/metrics" => return Ok(Routed::Metrics),
         _ => {}
     }
     match table.resolve(path)? {
