@@ -119,6 +119,22 @@ impl<K: Hash + Eq, T, E> Completion<K, T, E> {
         self.call.tx.send_replace(Some(result));
     }
 
+    /// Called when the last waiter left: if still nobody waits (joins subscribe under the same
+    /// lock), release the key so nobody can join a flight that is about to stop, and say so. A
+    /// caller that joined between the last one leaving and this check keeps the flight going.
+    fn abandon_if_unwatched(&mut self) -> bool {
+        let mut calls = lock(&self.inner.calls);
+        if self.call.tx.receiver_count() > 0 {
+            return false;
+        }
+        if let Some(key) = self.key.take()
+            && calls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &self.call))
+        {
+            calls.remove(&key);
+        }
+        true
+    }
+
     fn release(&mut self) {
         if let Some(key) = self.key.take() {
             let mut calls = lock(&self.inner.calls);
@@ -196,23 +212,32 @@ where
                     };
                     let watched = Arc::clone(&completion.call);
                     tokio::spawn(async move {
-                        let work = AssertUnwindSafe(async move { work().await }).catch_unwind();
-                        // Every caller gone (none waits, none can see the result): stop working.
-                        let abandoned = watched.tx.closed();
-                        let result = match futures_util::future::select(
-                            std::pin::pin!(work),
-                            std::pin::pin!(abandoned),
-                        )
-                        .await
-                        {
-                            futures_util::future::Either::Left((Ok(Ok(v)), _)) => Ok(v),
-                            futures_util::future::Either::Left((Ok(Err(e)), _)) => {
-                                Err(FlightError::Failed(e))
+                        let mut work = std::pin::pin!(
+                            AssertUnwindSafe(async move { work().await }).catch_unwind()
+                        );
+                        let result = loop {
+                            // Every caller gone (none waits, none can see the result): stop
+                            // working, unless one joined meanwhile.
+                            let abandoned = watched.tx.closed();
+                            match futures_util::future::select(
+                                work.as_mut(),
+                                std::pin::pin!(abandoned),
+                            )
+                            .await
+                            {
+                                futures_util::future::Either::Left((Ok(Ok(v)), _)) => break Ok(v),
+                                futures_util::future::Either::Left((Ok(Err(e)), _)) => {
+                                    break Err(FlightError::Failed(e));
+                                }
+                                futures_util::future::Either::Left((Err(_), _)) => {
+                                    break Err(FlightError::Panicked);
+                                }
+                                futures_util::future::Either::Right(_) => {
+                                    if completion.abandon_if_unwatched() {
+                                        break Err(FlightError::Cancelled);
+                                    }
+                                }
                             }
-                            futures_util::future::Either::Left((Err(_), _)) => {
-                                Err(FlightError::Panicked)
-                            }
-                            futures_util::future::Either::Right(_) => Err(FlightError::Cancelled),
                         };
                         completion.finish(result);
                     });
