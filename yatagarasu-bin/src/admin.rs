@@ -10,6 +10,7 @@
 //! - `POST /admin/purge`: everything
 //! - `GET /admin/stats`: per-tier cache counters, coalescing counters, and per-bucket policy
 //!   decisions
+//! - `POST /admin/reload`: re-read the configuration file (see [`Reloader`](crate::Reloader))
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,6 +34,8 @@ pub struct AdminApi {
     token: Option<Arc<str>>,
     /// Verifies admin JWTs (its claim rules are the admin rules).
     jwt: Option<JwtAuth>,
+    /// Answers `POST /admin/reload`.
+    reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -65,7 +68,15 @@ impl AdminApi {
             proxy,
             token: (!token.is_empty()).then_some(token),
             jwt: None,
+            reloader: None,
         }
+    }
+
+    /// Answer `POST /admin/reload` with `reloader`: 200 with the buckets served and the sections
+    /// that need a restart, or 400 with every problem (nothing changed).
+    pub fn with_reloader(mut self, reloader: Arc<crate::reload::Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Also accept bearer JWTs that `auth` accepts: build it with the admin claim rules, e.g. with
@@ -131,7 +142,42 @@ impl AdminApi {
                     Err(e) => error_response(req.method(), &e),
                 }
             }
-            (m, "/admin/stats" | "/admin/purge") => error(
+            (&Method::POST, "/admin/reload") => match &self.reloader {
+                None => error(
+                    req.method(),
+                    ErrorKind::NotFound,
+                    "reload is not available (no configuration file)",
+                ),
+                Some(r) => {
+                    let r = Arc::clone(r);
+                    match tokio::task::spawn_blocking(move || r.reload()).await {
+                        Ok(Ok(done)) => {
+                            tracing::info!(buckets = done.buckets, restart_needed = ?done.restart_needed, "configuration reloaded (admin API)");
+                            json(
+                                StatusCode::OK,
+                                &serde_json::json!({
+                                    "reloaded": true,
+                                    "buckets": done.buckets,
+                                    "restart_needed": done.restart_needed,
+                                }),
+                            )
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(problems = ?e.problems(), "configuration reload refused (admin API)");
+                            json(
+                                StatusCode::BAD_REQUEST,
+                                &serde_json::json!({"error": {
+                                    "code": "InvalidConfig",
+                                    "message": "the configuration was refused; the running one stays",
+                                    "problems": e.problems(),
+                                }}),
+                            )
+                        }
+                        Err(_) => error(req.method(), ErrorKind::Internal, "the reload failed"),
+                    }
+                }
+            },
+            (m, "/admin/stats" | "/admin/purge" | "/admin/reload") => error(
                 m,
                 ErrorKind::MethodNotAllowed,
                 "wrong method for this admin endpoint",

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::lenient::{lenient, lenient_opt};
 
 /// `buckets[].cors`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {
     /// Origins allowed (`*` for any).

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use yatagarasu::{AdminApi, Config, serve, serve_admin};
+use std::sync::Arc;
+
+use yatagarasu::{AdminApi, Config, Reloader, serve, serve_admin};
 
 const USAGE: &str = "\
 usage: yatagarasu --config FILE [--check]
@@ -69,15 +71,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if !check {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_ansi(false)
-            .init();
-    }
+    // Flushes the log writer when main returns.
+    let _log = (!check).then(|| init_logging(&config));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,7 +104,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, config_path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -118,8 +113,83 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// Reload the configuration on every `SIGHUP` (logged: what changed, or every problem).
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload through the admin API only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let r = Arc::clone(&reloader);
+        match tokio::task::spawn_blocking(move || r.reload()).await {
+            Ok(Ok(done)) if done.restart_needed.is_empty() => {
+                tracing::info!(buckets = done.buckets, "configuration reloaded (SIGHUP)");
+            }
+            Ok(Ok(done)) => tracing::warn!(
+                buckets = done.buckets,
+                restart_needed = ?done.restart_needed,
+                "configuration reloaded (SIGHUP); these sections changed but need a restart"
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(problems = ?e.problems(), "configuration reload refused (SIGHUP); the running one stays");
+            }
+            Err(_) => tracing::error!("configuration reload failed"),
+        }
+    }
+}
+
+/// Logs (request lines included) to stdout through a writer thread: a request formats its line and
+/// queues it, and never waits for stdout. The queue holds 64k lines; past that, lines are dropped
+/// rather than slowing requests (counted, and reported at exit). `RUST_LOG`, when set, wins over
+/// `logging.level`.
+fn init_logging(config: &Config) -> LogGuard {
+    let logging = config.logging.clone().unwrap_or_default();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name("yatagarasu-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
+    let dropped = writer.error_counter();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&logging.level));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer);
+    if logging.format == "json" {
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.init();
+    }
+    LogGuard {
+        _flush: guard,
+        dropped,
+    }
+}
+
+/// Keeps the log writer thread until exit, then flushes it.
+struct LogGuard {
+    _flush: tracing_appender::non_blocking::WorkerGuard,
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let n = self.dropped.dropped_lines();
+        if n > 0 {
+            eprintln!("{n} log lines were dropped: stdout did not keep up");
+        }
+    }
+}
+
+async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = config.build_proxy().await?;
+    let reloader = Arc::new(Reloader::new(path, config.clone(), proxy.clone()));
+    tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
     let routes = proxy.routes();
     let addr = (config.server.address.as_str(), config.server.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -145,7 +215,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             )
         })?;
         tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
-        let mut api = AdminApi::new(proxy.clone(), token);
+        let mut api = AdminApi::new(proxy.clone(), token).with_reloader(Arc::clone(&reloader));
         if let Some(jwt) = config.build_admin_jwt()? {
             api = api.with_jwt(jwt);
         }

@@ -73,13 +73,14 @@ impl ProxyProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = log_tx.send(line.clone());
-                if let Some(rest) = line
+                // Text (`address=A`) or JSON (`"address":"A"`) log lines.
+                let rest = line
                     .split("address=")
                     .nth(1)
-                    .filter(|_| !line.contains("metrics listening"))
-                {
+                    .or_else(|| line.split("\"address\":\"").nth(1));
+                if let Some(rest) = rest.filter(|_| !line.contains("metrics listening")) {
                     let addr = rest
-                        .split_whitespace()
+                        .split(|c: char| c.is_whitespace() || c == '"')
                         .next()
                         .unwrap_or_default()
                         .to_owned();
@@ -347,6 +348,63 @@ async fn query_string_tokens_never_reach_the_log() {
             "a token in the log: {line}"
         );
     }
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_file_and_json_logs_say_so() {
+    let origin = TestOrigin::start("AKIDBIN", "bin-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "hello.txt", b"hello from the binary");
+    let dir = tempfile::tempdir().unwrap();
+    let first = config_for(&origin, "") + "logging: {format: json, level: info}\n";
+    let cfg = write_config(&dir, &first);
+    let proxy = ProxyProcess::start(&cfg, "bin-secret");
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("{}{path}", proxy.base));
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/media/hello.txt").await, 200);
+    assert_eq!(get("/more/hello.txt").await, 404);
+    // The request lines are JSON objects with their fields at the top level.
+    let lines = proxy.log_until(2, |l| l.contains("\"message\":\"request\""));
+    let request: serde_json::Value = serde_json::from_str(
+        lines
+            .iter()
+            .find(|l| l.contains("/media/hello.txt"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&request["status"], &request["bucket"]),
+        (&serde_json::json!(200), &serde_json::json!("media"))
+    );
+
+    // A second bucket in the file, then SIGHUP: it answers once the reload is logged.
+    let more = first.replace(
+        "buckets:\n",
+        &format!(
+            "buckets:\n  - name: more\n    path_prefix: /more\n    s3:\n      bucket: media\n      endpoint: {}\n      access_key: AKIDBIN\n      secret_key: ${{TEST_ORIGIN_SECRET}}\n",
+            origin.endpoint()
+        ),
+    );
+    write_config(&dir, &more);
+    proxy.signal("-HUP");
+    let reloaded = proxy.log_until(1, |l| l.contains("configuration reload"));
+    assert!(
+        reloaded.last().unwrap().contains("configuration reloaded"),
+        "{reloaded:?}"
+    );
+    assert_eq!(get("/more/hello.txt").await, 200);
+    // A broken file: refused and logged with its problem; the running routes stay.
+    write_config(
+        &dir,
+        &more.replace("path_prefix: /more", "path_prefx: /more"),
+    );
+    proxy.signal("-HUP");
+    let refused = proxy.log_until(1, |l| l.contains("configuration reload refused"));
+    assert!(refused.last().unwrap().contains("path_prefx"));
+    assert_eq!(get("/more/hello.txt").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

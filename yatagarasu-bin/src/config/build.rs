@@ -244,9 +244,6 @@ impl Config {
 
     /// Build the proxy: one S3 client per bucket sharing one connection pool, and the cache tiers.
     pub async fn build_proxy(&self) -> Result<Proxy, ConfigError> {
-        let jwt = self.build_jwt()?;
-        let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
-            .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
         let co = &self.coalescing;
         let mut builder = Proxy::builder()
             .fetch_options(FetchOptions {
@@ -280,6 +277,21 @@ impl Config {
                 Duration::from_secs(negative),
             );
         }
+        for route in self.build_routes()? {
+            builder = builder.route(route);
+        }
+        Ok(builder.build())
+    }
+
+    /// The bucket routes alone: S3 clients (credentials, endpoints, timeouts), CORS, tokens,
+    /// policies, IP filters, per-bucket cache and coalescing settings. What a reload swaps
+    /// ([`Reloader`](crate::Reloader)); start-up builds them the same way.
+    pub fn build_routes(&self) -> Result<Vec<BucketRoute>, ConfigError> {
+        let jwt = self.build_jwt()?;
+        let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
+            .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
+        let co = &self.coalescing;
+        let mut routes = Vec::with_capacity(self.buckets.len());
         let default_ttl = self.cache.as_ref().map_or(3600, |c| c.default_ttl_seconds);
         for (i, b) in self.buckets.iter().enumerate() {
             let s3 = &b.s3;
@@ -360,9 +372,9 @@ impl Config {
                     overrides.wait_timeout_ms.unwrap_or(co.wait_timeout_ms),
                 ),
             };
-            builder = builder.route(route);
+            routes.push(route);
         }
-        Ok(builder.build())
+        Ok(routes)
     }
 }
 

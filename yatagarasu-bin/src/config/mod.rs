@@ -332,6 +332,28 @@ mod tests {
     }
 
     #[test]
+    fn logging_and_metrics_sections_name_their_problems() {
+        let err = parse(&format!(
+            "{MINIMAL}logging: {{format: xml, level: \"info,[\"}}\nmetrics: {{enabled: true, address: nowhere, port: 8080}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "logging.format: `xml` is not one of text, json",
+            "logging.level: `info,[`",
+            "metrics.address: `nowhere` is not an IP address",
+            "metrics.port: must differ from server.port",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let ok = parse(&format!(
+            "{MINIMAL}logging: {{format: json, level: \"warn,yatagarasu=info\"}}\nmetrics: {{enabled: true, port: 9090}}\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.metrics.unwrap().port, Some(9090));
+    }
+
+    #[test]
     fn unavailable_features_are_refused_not_ignored() {
         let err = parse(&format!(
             "{MINIMAL}cache:\n  cache_layers: [memory, tape, memory]\n"

@@ -50,7 +50,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The listener.
@@ -73,11 +73,34 @@ pub struct Config {
     /// Prometheus metrics at `/metrics`.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: Option<LoggingConfig>,
+}
+
+/// `logging`: how the binary writes its log (request lines included) to stdout.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `text` (default) or `json` (one object per line).
+    pub format: String,
+    /// A level (`info`) or `tracing` filter directives (`warn,yatagarasu=info`); `RUST_LOG` wins
+    /// when set. Request lines are `info`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
 }
 
 /// `metrics`: Prometheus metrics at `GET /metrics` on the proxy's listener, and with `port` on a
 /// listener of their own as well.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Collect and serve metrics (default off).
@@ -92,7 +115,7 @@ pub struct MetricsConfig {
 }
 
 /// `server`: the listener and its limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -163,7 +186,7 @@ impl Default for ServerConfig {
 
 /// `jwt`: how tokens are verified (keys, issuer, audience), where they are found, and the claim
 /// rules every token must satisfy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Verify tokens at all (buckets opt in with `auth.enabled`).
@@ -230,7 +253,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 }
 
 /// `jwt.keys[]`: a key chosen by the token's `kid`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyConfig {
     /// The `kid` that selects this key.
@@ -246,7 +269,7 @@ pub struct JwtKeyConfig {
 }
 
 /// `jwt.token_sources[]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceConfig {
     /// `bearer`, `header` or `query`.
@@ -261,7 +284,7 @@ pub struct TokenSourceConfig {
 }
 
 /// `jwt.claims[]`: `{claim, operator, value}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRuleConfig {
     /// The claim (dots reach nested objects).
@@ -274,7 +297,7 @@ pub struct ClaimRuleConfig {
 }
 
 /// `admin`: the admin API listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Serve the admin API (default off).
@@ -300,7 +323,7 @@ fn admin_port() -> u16 {
 }
 
 /// `cache`: the cache tiers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Cache at all.
@@ -351,7 +374,7 @@ fn one_day() -> u64 {
 }
 
 /// `cache.memory`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryCacheConfig {
     /// Capacity in MiB.
@@ -377,7 +400,7 @@ impl Default for MemoryCacheConfig {
 }
 
 /// `cache.disk`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskCacheConfig {
     /// Directory of the disk tier (created if missing).
@@ -407,7 +430,7 @@ fn default_item_mb() -> u64 {
 }
 
 /// `cache.redis`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisCacheConfig {
     /// `redis://host:port/db`.
@@ -447,7 +470,7 @@ fn default_redis_timeout() -> u64 {
 }
 
 /// `buckets[].cache`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketCacheConfig {
     /// Cache this bucket's objects (default: on when `cache.enabled`).
@@ -464,7 +487,7 @@ pub struct BucketCacheConfig {
 }
 
 /// `coalescing`: how origin fetches are sliced and shared between concurrent requests.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoalescingConfig {
     /// Share origin fetches between concurrent requests (per bucket overridable).
@@ -509,7 +532,7 @@ impl Default for CoalescingConfig {
 }
 
 /// `buckets[].coalescing`: per-bucket overrides.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketCoalescingConfig {
     /// Overrides `coalescing.enabled`.
@@ -521,7 +544,7 @@ pub struct BucketCoalescingConfig {
 }
 
 /// `buckets[]`: one bucket and the prefix it is served under.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// A name for logs, errors and `/ready`.
@@ -554,7 +577,7 @@ pub struct BucketConfig {
 }
 
 /// `buckets[].s3`: where and how to reach the bucket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// The bucket's name at the origin.
@@ -592,7 +615,7 @@ pub struct S3Config {
 }
 
 /// `buckets[].ip_filter`: networks (CIDR or single addresses, IPv4 and IPv6).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpFilterConfig {
     /// Only these may read (empty: anyone not blocked).
@@ -606,7 +629,7 @@ pub struct IpFilterConfig {
 /// `buckets[].authorization`: one policy engine, named by `type` (`opa`, `openfga`, `rego`), with
 /// that engine's keys (prefixed by its name, as in the earlier proxy). Flat rather than tagged, so
 /// a key of another engine gets an error naming it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizationConfig {
     /// `opa`, `openfga` or `rego`.
@@ -669,7 +692,7 @@ pub struct AuthorizationConfig {
 }
 
 /// `buckets[].auth`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Whether requests must carry a valid JWT.

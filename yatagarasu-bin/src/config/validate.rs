@@ -97,6 +97,17 @@ impl Config {
                 }
             }
         }
+        if let Some(l) = &self.logging {
+            if !matches!(l.format.as_str(), "text" | "json") {
+                p.push(format!(
+                    "logging.format: `{}` is not one of text, json",
+                    l.format
+                ));
+            }
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+                p.push(format!("logging.level: `{}`: {e}", l.level));
+            }
+        }
         for (i, n) in s.trusted_proxies.iter().enumerate() {
             if crate::auth::parse_net(n).is_none() {
                 p.push(format!(
