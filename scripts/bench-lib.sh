@@ -25,7 +25,8 @@ bench_setup() {
 
 presigned() { awk -v k="$1" '$1==k {print $2}' "$work/origin.out"; }
 
-# start_proxy PORT EXTRA_YAML: a proxy on PORT in front of the bench origin.
+# start_proxy PORT EXTRA_YAML: a proxy on PORT in front of the bench origin (log level PROXY_LOG,
+# default warn: no request lines).
 start_proxy() {
     local port=$1 extra=$2 cfg="$work/config-$1.yaml"
     cat >"$cfg" <<YAML
@@ -43,7 +44,7 @@ buckets:
       secret_key: bench-secret-key
 $extra
 YAML
-    RUST_LOG=warn ./target/release/yatagarasu --config "$cfg" >"$work/proxy-$port.out" 2>&1 &
+    RUST_LOG=${PROXY_LOG:-warn} ./target/release/yatagarasu --config "$cfg" >"$work/proxy-$port.out" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 }
