@@ -373,6 +373,7 @@ struct Snapshot {
     tiers: Vec<(&'static str, yatagarasu_cache::TierStats)>,
     coalescing: crate::fetch::CoalescingStats,
     policies: Vec<(String, crate::auth::PolicyStats)>,
+    clients: Vec<(String, yatagarasu_s3::ClientStats)>,
 }
 
 impl Snapshot {
@@ -385,6 +386,11 @@ impl Snapshot {
                 .routes()
                 .into_iter()
                 .filter_map(|r| Some((r.name, r.policy?.stats())))
+                .collect(),
+            clients: proxy
+                .routes()
+                .into_iter()
+                .filter_map(|r| Some((r.name, r.origin.client_stats()?)))
                 .collect(),
         }
     }
@@ -594,6 +600,26 @@ impl Collector for Snapshot {
                 s.cache_hits,
             ));
         }
+        let per_bucket = |f: fn(&yatagarasu_s3::ClientStats) -> u64| -> Vec<(BucketLabel, u64)> {
+            self.clients
+                .iter()
+                .map(|(b, s)| (BucketLabel { bucket: b.clone() }, f(s)))
+                .collect()
+        };
+        family(
+            e,
+            "origin_retries",
+            "Origin requests attempted again after a retryable failure (inside one origin request)",
+            C,
+            &per_bucket(|s| s.retries),
+        )?;
+        family(
+            e,
+            "origin_body_resumes",
+            "Origin bodies that broke or stalled and were resumed (Range + If-Match)",
+            C,
+            &per_bucket(|s| s.body_resumes),
+        )?;
         family(
             e,
             "policy_decisions",
@@ -697,6 +723,10 @@ impl yatagarasu_s3::Origin for MeasuredOrigin {
 
     fn identity(&self) -> String {
         self.inner.identity()
+    }
+
+    fn client_stats(&self) -> Option<yatagarasu_s3::ClientStats> {
+        self.inner.client_stats()
     }
 }
 

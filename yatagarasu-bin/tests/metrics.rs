@@ -66,7 +66,9 @@ async fn metrics_count_known_traffic() {
             s
         }
     };
-    // 1 miss and 10 hits, one 404 from the origin, one HEAD (a hit).
+    // 1 miss (its origin request answered 503 once, and retried) and 10 hits, one 404 from the
+    // origin, one HEAD (a hit).
+    origin.inject(yatagarasu_testkit::Fault::status(503, "SlowDown"), 1);
     for _ in 0..11 {
         assert_eq!(status(format!("{base}/media/a.txt"), false).await, 200);
     }
@@ -134,7 +136,19 @@ async fn metrics_count_known_traffic() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(not_found, 1.0);
-    assert_eq!(origin_gets + not_found, origin.stats().requests() as f64);
+    // The origin saw one attempt more than the proxy's requests: the retried 503.
+    assert_eq!(
+        origin_gets + not_found + 1.0,
+        origin.stats().requests() as f64
+    );
+    assert_eq!(
+        get(r#"yatagarasu_origin_retries_total{bucket="media"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"yatagarasu_origin_body_resumes_total{bucket="media"}"#),
+        0.0
+    );
     // Scrape-time state: the scrape itself is the one request in flight, on an HTTP/1.1 connection.
     assert_eq!(get("yatagarasu_in_flight_requests"), 1.0);
     assert!(get(r#"yatagarasu_open_connections{protocol="http1"}"#) >= 1.0);

@@ -169,6 +169,11 @@ async fn step(mut st: State) -> Option<(Result<Bytes>, State)> {
             return Some((Err(failure), st));
         };
         st.resumes_left -= 1;
+        st.client
+            .inner
+            .counters
+            .body_resumes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(bucket = st.client.bucket(), key = %st.key, offset = st.next, error = %failure, "resuming broken object body");
         match st
             .client

@@ -217,6 +217,7 @@ impl S3ClientBuilder {
                 } else {
                     EMPTY_PAYLOAD_SHA256
                 },
+                counters: crate::client::Counters::default(),
             }),
         })
     }

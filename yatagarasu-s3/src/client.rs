@@ -31,6 +31,25 @@ pub(crate) struct Inner {
     pub(crate) timeouts: Timeouts,
     pub(crate) retry: RetryPolicy,
     pub(crate) payload_hash: &'static str,
+    /// Retried attempts and resumed bodies, for [`S3Client::stats`].
+    pub(crate) counters: Counters,
+}
+
+/// Counters behind [`S3Client::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) retries: std::sync::atomic::AtomicU64,
+    pub(crate) body_resumes: std::sync::atomic::AtomicU64,
+}
+
+/// What an [`S3Client`] has done beyond single requests, since it was built (clones share them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Attempts made again after a retryable failure (each retry counts once).
+    pub retries: u64,
+    /// Object bodies that broke or stalled and were resumed with a Range + If-Match request.
+    pub body_resumes: u64,
 }
 
 /// An S3 client bound to one bucket. Cheap to clone.
@@ -108,6 +127,15 @@ pub struct GetObjectOutput {
 }
 
 impl S3Client {
+    /// Retries and resumed bodies so far.
+    pub fn stats(&self) -> ClientStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        ClientStats {
+            retries: self.inner.counters.retries.load(Relaxed),
+            body_resumes: self.inner.counters.body_resumes.load(Relaxed),
+        }
+    }
+
     /// The bucket this client reads.
     pub fn bucket(&self) -> &str {
         &self.inner.bucket
@@ -445,7 +473,14 @@ impl S3Client {
         let url = self.url_for(op)?;
         let inner = &self.inner;
         let deadline = Instant::now() + inner.timeouts.total;
-        retry(&inner.retry, deadline, op.name, || self.attempt(op, &url)).await
+        retry(
+            &inner.retry,
+            deadline,
+            op.name,
+            &inner.counters.retries,
+            || self.attempt(op, &url),
+        )
+        .await
     }
 
     async fn attempt(&self, op: &Op<'_>, url: &Url) -> Result<reqwest::Response> {

@@ -63,7 +63,7 @@ mod xml;
 
 pub use body::ObjectBody;
 pub use builder::{S3ClientBuilder, default_http_client};
-pub use client::{GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client};
+pub use client::{ClientStats, GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client};
 pub use config::{AddressingStyle, CredentialsSource, Timeouts};
 pub use credentials::{Credentials, Env, ProvideCredentials};
 pub use errors::{kind_for_code, kind_for_status};

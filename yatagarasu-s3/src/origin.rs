@@ -95,6 +95,13 @@ pub trait Origin: Send + Sync + fmt::Debug + 'static {
     fn identity(&self) -> String {
         format!("bucket:{}", self.bucket())
     }
+
+    /// Retries and resumed bodies of the client underneath, for metrics ([`S3Client`] gives its
+    /// [`stats`](S3Client::stats)). The default is `None`: a decorator should forward its inner
+    /// origin's.
+    fn client_stats(&self) -> Option<crate::ClientStats> {
+        None
+    }
 }
 
 impl Origin for S3Client {
@@ -125,6 +132,10 @@ impl Origin for S3Client {
     fn identity(&self) -> String {
         S3Client::identity(self)
     }
+
+    fn client_stats(&self) -> Option<crate::ClientStats> {
+        Some(self.stats())
+    }
 }
 
 impl<T: Origin + ?Sized> Origin for Arc<T> {
@@ -154,5 +165,9 @@ impl<T: Origin + ?Sized> Origin for Arc<T> {
 
     fn identity(&self) -> String {
         (**self).identity()
+    }
+
+    fn client_stats(&self) -> Option<crate::ClientStats> {
+        (**self).client_stats()
     }
 }

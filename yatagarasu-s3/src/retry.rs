@@ -63,6 +63,7 @@ pub(crate) async fn retry<T, F, Fut>(
     policy: &RetryPolicy,
     deadline: Instant,
     label: &str,
+    retries: &std::sync::atomic::AtomicU64,
     mut attempt: F,
 ) -> Result<T>
 where
@@ -84,6 +85,7 @@ where
             return Err(err);
         }
         tracing::debug!(operation = label, attempt = tries, ?delay, error = %err, "retrying");
+        retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::time::sleep(delay).await;
     }
 }
@@ -121,7 +123,7 @@ mod tests {
         };
         let far = Instant::now() + Duration::from_secs(10);
         let mut calls = 0;
-        let r: Result<()> = retry(&policy, far, "t", || {
+        let r: Result<()> = retry(&policy, far, "t", &Default::default(), || {
             calls += 1;
             async { Err(Error::new(ErrorKind::Unavailable, "down")) }
         })
@@ -130,7 +132,7 @@ mod tests {
         assert_eq!(calls, 3, "max_attempts counts the first try");
 
         let mut calls = 0;
-        let r: Result<()> = retry(&policy, far, "t", || {
+        let r: Result<()> = retry(&policy, far, "t", &Default::default(), || {
             calls += 1;
             async { Err(Error::new(ErrorKind::NotFound, "gone")) }
         })
@@ -139,7 +141,7 @@ mod tests {
         assert_eq!(calls, 1, "a 404 is never retried");
 
         let mut calls = 0;
-        let r = retry(&policy, far, "t", || {
+        let r = retry(&policy, far, "t", &Default::default(), || {
             calls += 1;
             let n = calls;
             async move {
@@ -165,7 +167,7 @@ mod tests {
         // Full jitter can draw a zero delay; a deadline already passed refuses every retry.
         let past = Instant::now();
         let mut calls = 0;
-        let r: Result<()> = retry(&policy, past, "t", || {
+        let r: Result<()> = retry(&policy, past, "t", &Default::default(), || {
             calls += 1;
             async { Err(Error::new(ErrorKind::Unavailable, "down")) }
         })

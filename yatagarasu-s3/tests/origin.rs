@@ -339,6 +339,7 @@ async fn throttling_and_5xx_are_retried_with_backoff() {
     o.inject(Fault::status(500, "InternalError"), 1);
     assert_eq!(get_all(&c, "k").await.unwrap(), "value");
     assert_eq!(o.stats().requests(), 3);
+    assert_eq!(c.stats().retries, 2, "the client counts what it retried");
 
     o.inject(Fault::status(500, "InternalError"), 5);
     let err = get_all(&c, "k").await.unwrap_err();
@@ -413,6 +414,7 @@ async fn broken_body_resumes_with_range_and_if_match() {
         "bytes spliced or shifted"
     );
     assert_eq!(o.stats().gets(), 3, "first GET, then two resumes");
+    assert_eq!(c.stats().body_resumes, 2);
     // The resumes fetched only what was missing (a restart from byte 0 would send 1.5 MB more); the
     // origin's count includes the few bytes lost in socket buffers when the connection broke.
     assert!(
