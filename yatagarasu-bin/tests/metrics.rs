@@ -160,7 +160,17 @@ async fn metrics_count_known_traffic() {
     // Bounded labels: no object key, no client address.
     assert!(!text.contains("a.txt") && !text.contains("missing") && !text.contains("127.0.0.1"));
 
-    // OpenMetrics when asked; the earlier scrape is counted under no bucket.
+    // An HTTP/2 (h2c) client holding its connection open shows under its protocol.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let s = samples(&r.text().await.unwrap());
+    assert_eq!(s[r#"yatagarasu_open_connections{protocol="http2"}"#], 1.0);
+
+    // OpenMetrics when asked; the earlier scrapes are counted under no bucket.
     let r = http
         .get(format!("{base}/metrics"))
         .header(
@@ -180,7 +190,7 @@ async fn metrics_count_known_traffic() {
     assert!(text.ends_with("# EOF\n"));
     assert_eq!(
         samples(&text)[r#"yatagarasu_requests_total{bucket="",method="GET",status="2xx"}"#],
-        1.0
+        2.0
     );
 }
 
