@@ -32,7 +32,7 @@ for i in $(seq 1 "$ROUNDS"); do
     echo "| $i | $off | $on | $(awk -v a="$on" -v b="$off" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }') |"
 done
 echo "| all | $off_sum | $on_sum | $(awk -v a="$on_sum" -v b="$off_sum" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }') |"
-lines=$(grep -c '"request"\|message=request\| request ' "$work/proxy-$LOGGED_PORT.out" || true)
+lines=$(grep -c 'INFO request:\|"message":"request"' "$work/proxy-$LOGGED_PORT.out" || true)
 echo
 echo "request lines written by the logging proxy: $lines"
 machine

@@ -91,6 +91,7 @@ mod outcome;
 mod prometheus;
 mod proxy;
 mod reload;
+pub mod request_lines;
 mod routes;
 mod server;
 mod stages;

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
 use yatagarasu::{AdminApi, Config, Reloader, serve, serve_admin};
 
 const USAGE: &str = "\
@@ -156,18 +160,43 @@ fn init_logging(config: &Config) -> LogGuard {
     let dropped = writer.error_counter();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&logging.level));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let json = logging.format == "json";
+    // Request lines take their own, faster path to the same writer thread.
+    let (lines, lines_flusher) = yatagarasu::request_lines::RequestLines::new(json, writer.clone());
+    let others =
+        tracing_subscriber::filter::filter_fn(|m| m.target() != yatagarasu::request_lines::TARGET);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(writer);
-    if logging.format == "json" {
-        fmt.json().flatten_event(true).init();
+    let registry = tracing_subscriber::registry().with(filter).with(lines);
+    if json {
+        registry
+            .with(fmt.json().flatten_event(true).with_filter(others))
+            .init();
     } else {
-        fmt.init();
+        registry.with(fmt.with_filter(others)).init();
     }
     LogGuard {
+        lines: lines_flusher,
         _flush: guard,
         dropped,
+    }
+}
+
+/// Keeps the log writer threads until exit, then flushes them (request lines first).
+struct LogGuard {
+    lines: yatagarasu::request_lines::RequestLinesFlusher,
+    _flush: tracing_appender::non_blocking::WorkerGuard,
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let n =
+            u64::try_from(self.dropped.dropped_lines()).unwrap_or(u64::MAX) + self.lines.dropped();
+        if n > 0 {
+            eprintln!("{n} log lines were dropped: stdout did not keep up");
+        }
     }
 }
 
@@ -191,21 +220,6 @@ impl<W: std::io::Write> std::io::Write for PacedWriter<W> {
         self.0.flush()?;
         std::thread::sleep(std::time::Duration::from_millis(5));
         Ok(())
-    }
-}
-
-/// Keeps the log writer thread until exit, then flushes it.
-struct LogGuard {
-    _flush: tracing_appender::non_blocking::WorkerGuard,
-    dropped: tracing_appender::non_blocking::ErrorCounter,
-}
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        let n = self.dropped.dropped_lines();
-        if n > 0 {
-            eprintln!("{n} log lines were dropped: stdout did not keep up");
-        }
     }
 }
 

@@ -80,14 +80,17 @@ impl LoggedBody {
     fn finish(&mut self, completion: Completion) {
         let Some(l) = self.log.take() else { return };
         let duration = l.started.elapsed();
+        // Typed fields (str, u64), so a log layer can write them without `fmt` (see
+        // `crate::request_lines`).
         tracing::info!(
-            method = %l.method,
-            path = %l.path,
+            target: crate::request_lines::TARGET,
+            method = l.method.as_str(),
+            path = l.path.as_str(),
             bucket = l.bucket.as_deref().unwrap_or("-"),
-            status = self.status,
+            status = u64::from(self.status),
             bytes = self.bytes,
-            duration_ms = (duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-            request_id = %l.request_id,
+            duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            request_id = l.request_id.as_str(),
             outcome = completion.as_str(),
             "request"
         );
