@@ -366,7 +366,7 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
 /// Every TTL is bounded by a year, the longest freshness a `Cache-Control` directive is taken at.
 /// One engine's keys, all others absent; required keys present; numbers and modes in range.
 fn validate_authorization(a: &AuthorizationConfig, at: &str, auth_on: bool, p: &mut Vec<String>) {
-    let keys: [(&str, &str, bool); 17] = [
+    let keys: [(&str, &str, bool); 18] = [
         ("opa", "opa_url", a.opa_url.is_some()),
         ("opa", "opa_policy_path", a.opa_policy_path.is_some()),
         ("opa", "opa_timeout_ms", a.opa_timeout_ms.is_some()),
@@ -416,6 +416,7 @@ fn validate_authorization(a: &AuthorizationConfig, at: &str, auth_on: bool, p: &
             "rego_cache_ttl_seconds",
             a.rego_cache_ttl_seconds.is_some(),
         ),
+        ("rego", "rego_fail_mode", a.rego_fail_mode.is_some()),
     ];
     let kind = a.kind.as_str();
     if !matches!(kind, "opa" | "openfga" | "rego") {
@@ -436,9 +437,6 @@ fn validate_authorization(a: &AuthorizationConfig, at: &str, auth_on: bool, p: &
         if !set && required.contains(&key) {
             p.push(format!("{at}.{key}: required with type: {kind}"));
         }
-    }
-    if a.rego_fail_mode.is_some() && kind != "rego" {
-        p.push(format!("{at}.rego_fail_mode: only with type: rego"));
     }
     let (timeout, ttl, mode) = match kind {
         "opa" => (a.opa_timeout_ms, a.opa_cache_ttl_seconds, &a.opa_fail_mode),
