@@ -378,19 +378,18 @@ struct Snapshot {
 
 impl Snapshot {
     fn of(proxy: &Proxy) -> Self {
+        let routes = proxy.routes();
         Self {
             live: proxy.live_stats(),
             tiers: proxy.cache_stats().unwrap_or_default(),
             coalescing: proxy.coalescing_stats(),
-            policies: proxy
-                .routes()
-                .into_iter()
-                .filter_map(|r| Some((r.name, r.policy?.stats())))
+            policies: routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.policy.as_ref()?.stats())))
                 .collect(),
-            clients: proxy
-                .routes()
-                .into_iter()
-                .filter_map(|r| Some((r.name, r.origin.client_stats()?)))
+            clients: routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.origin.client_stats()?)))
                 .collect(),
         }
     }
