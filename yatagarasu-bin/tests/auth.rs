@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use yatagarasu::{Config, ServerOptions, serve};
+use yatagarasu::Config;
 use yatagarasu_testkit::TestOrigin;
 
 const SECRET: &str = "an hmac secret of thirty-two b!!";
@@ -66,15 +68,7 @@ jwt:
         Config::from_yaml_with_env(&yaml, &|n| (n == "JWT_SECRET").then(|| SECRET.to_owned()))
             .unwrap();
     let proxy = config.build_proxy().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
-    base
+    common::serve_on_loopback(proxy).await
 }
 
 struct Answer {
@@ -180,15 +174,7 @@ buckets:
     );
     let config = Config::from_yaml_with_env(&yaml, &|_| None).unwrap();
     let proxy = config.build_proxy().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
-    base
+    common::serve_on_loopback(proxy).await
 }
 
 async fn from(url: &str, forwarded_for: Option<&str>) -> (u16, String) {
@@ -236,6 +222,19 @@ async fn ip_filters_use_forwarded_addresses_only_from_trusted_proxies() {
     );
 }
 
+/// Serve bucket `media` of `origin` under `/media`, guarded by `auth`; the base URL.
+async fn serve_media_with(origin: &TestOrigin, auth: yatagarasu::auth::JwtAuth) -> String {
+    let client = yatagarasu_s3::S3Client::builder("media")
+        .endpoint(origin.endpoint())
+        .credentials(yatagarasu_s3::Credentials::new("AKIDAUTH", "auth-secret"))
+        .build()
+        .unwrap();
+    let proxy = yatagarasu::Proxy::builder()
+        .route(yatagarasu::BucketRoute::new("media", "/media", client).with_auth(auth))
+        .build();
+    common::serve_on_loopback(proxy).await
+}
+
 fn rs256_with(private: &str, kid: &str, sub: &str) -> String {
     let pem = std::fs::read(format!("{DATA}/{private}")).unwrap();
     let mut h = Header::new(Algorithm::RS256);
@@ -251,7 +250,6 @@ fn rs256_with(private: &str, kid: &str, sub: &str) -> String {
 #[tokio::test]
 async fn keys_from_a_jwks_endpoint_that_goes_down_rotates_and_serves_garbage() {
     use std::sync::{Arc, Mutex};
-    use yatagarasu::{BucketRoute, Proxy};
     use yatagarasu_testkit::{StubServer, response};
 
     let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
@@ -281,22 +279,7 @@ async fn keys_from_a_jwks_endpoint_that_goes_down_rotates_and_serves_garbage() {
         )
         .issuer("https://issuer.example")
         .build();
-    let client = yatagarasu_s3::S3Client::builder("media")
-        .endpoint(origin.endpoint())
-        .credentials(yatagarasu_s3::Credentials::new("AKIDAUTH", "auth-secret"))
-        .build()
-        .unwrap();
-    let proxy = Proxy::builder()
-        .route(BucketRoute::new("media", "/media", client).with_auth(auth))
-        .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/media/a.txt", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
+    let url = format!("{}/media/a.txt", serve_media_with(&origin, auth).await);
     let k1 = rs256_with("rsa-private.pem", "k1", "u1");
     let k2 = rs256_with("rsa2-private.pem", "k2", "u1");
 
@@ -383,14 +366,7 @@ jwt:
     let proxy = config.build_proxy().await.unwrap();
     let api = yatagarasu::AdminApi::new(proxy, "static-admin-token-0123")
         .with_jwt(config.build_admin_jwt().unwrap().unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stats = format!("http://{}/admin/stats", listener.local_addr().unwrap());
-    tokio::spawn(yatagarasu::serve_admin(
-        listener,
-        api,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
+    let stats = format!("{}/admin/stats", common::serve_admin_on_loopback(api).await);
     let call = |token: Option<String>| {
         let stats = stats.clone();
         async move { get(&stats, token.as_deref()).await }
@@ -608,14 +584,7 @@ jwt:
         .build_proxy()
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
+    let base = common::serve_on_loopback(proxy).await;
     let t = hs256(&claims("reader", "u1"));
     // Shared (the default): the second authorized request is a hit.
     assert_eq!(
@@ -645,7 +614,6 @@ jwt:
 #[tokio::test]
 async fn a_jwks_issuer_too_slow_to_answer_gives_503_until_it_does() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    use yatagarasu::{BucketRoute, Proxy};
 
     let origin = TestOrigin::start("AKIDAUTH", "auth-secret").await;
     origin.create_bucket("media");
@@ -680,22 +648,7 @@ async fn a_jwks_issuer_too_slow_to_answer_gives_503_until_it_does() {
         .jwks_timeout(std::time::Duration::from_millis(300))
         .issuer("https://issuer.example")
         .build();
-    let client = yatagarasu_s3::S3Client::builder("media")
-        .endpoint(origin.endpoint())
-        .credentials(yatagarasu_s3::Credentials::new("AKIDAUTH", "auth-secret"))
-        .build()
-        .unwrap();
-    let proxy = Proxy::builder()
-        .route(BucketRoute::new("media", "/media", client).with_auth(auth))
-        .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/media/a.txt", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
+    let url = format!("{}/media/a.txt", serve_media_with(&origin, auth).await);
     let k1 = rs256_with("rsa-private.pem", "k1", "u1");
     // Every fetch times out: 503, bounded by the fetch timeout (not a hang), and never a 401.
     let a = tokio::time::timeout(std::time::Duration::from_secs(10), get(&url, Some(&k1)))

@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::HashMap;
 
-use yatagarasu::{Config, ServerOptions, serve};
+use yatagarasu::Config;
 use yatagarasu_testkit::TestOrigin;
 
 async fn proxy(origin: &TestOrigin, metrics: bool) -> String {
@@ -27,15 +29,7 @@ metrics:
         .build_proxy()
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
-    base
+    common::serve_on_loopback(proxy).await
 }
 
 /// Samples by `name{labels}` (labels as written).

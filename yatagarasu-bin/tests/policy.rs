@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use yatagarasu::{Config, ServerOptions, serve};
+use yatagarasu::Config;
 use yatagarasu_testkit::{PolicyServer, StubServer, TestOrigin, response};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt");
@@ -184,22 +186,12 @@ jwt:
     })
     .unwrap();
     let proxy = config.build_proxy().await.unwrap();
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = format!("http://{}", admin_listener.local_addr().unwrap());
-    tokio::spawn(yatagarasu::serve_admin(
-        admin_listener,
-        yatagarasu::AdminApi::new(proxy.clone(), "policy-admin-token-0123"),
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy,
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
+    let admin = common::serve_admin_on_loopback(yatagarasu::AdminApi::new(
+        proxy.clone(),
+        "policy-admin-token-0123",
+    ))
+    .await;
+    let base = common::serve_on_loopback(proxy).await;
     Fixture {
         base,
         admin,

@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use yatagarasu::{AdminApi, Config, Reloader, ServerOptions, serve, serve_admin};
+use yatagarasu::{AdminApi, Config, Reloader};
 use yatagarasu_testkit::TestOrigin;
 
 const TOKEN: &str = "reload-admin-token-0123";
@@ -44,25 +46,10 @@ async fn twenty_reloads_under_load_lose_no_request() {
     let proxy = started.build_proxy().await.unwrap();
     let reloader = Arc::new(Reloader::new(&path, started, proxy.clone()));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        proxy.clone(),
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let reload_url = format!(
-        "http://{}/admin/reload",
-        admin_listener.local_addr().unwrap()
-    );
-    tokio::spawn(serve_admin(
-        admin_listener,
-        AdminApi::new(proxy, TOKEN).with_reloader(reloader),
-        ServerOptions::default(),
-        std::future::pending(),
-    ));
+    let base = common::serve_on_loopback(proxy.clone()).await;
+    let admin =
+        common::serve_admin_on_loopback(AdminApi::new(proxy, TOKEN).with_reloader(reloader)).await;
+    let reload_url = format!("{admin}/admin/reload");
 
     // Clients reading all along.
     let stop = Arc::new(AtomicBool::new(false));
