@@ -71,7 +71,6 @@ curl -sf -o /dev/null -H "Authorization: Bearer $rs" "$base/priv/obj-1k" || { ec
 curl -sf -o /dev/null -H "Authorization: Bearer $hs" "$base/rego/obj-1k" || { echo "Rego policy refused" >&2; exit 1; }
 
 rps() { run "$@" | cut -d'|' -f1; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }'; }
 echo "| round | public, HS256 header | JWT HS256 | public, RS256 header | JWT RS256 | JWT HS256 + Rego policy |"
 echo "|---|---|---|---|---|---|"
 for i in $(seq 1 "$ROUNDS"); do

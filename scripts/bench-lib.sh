@@ -61,6 +61,25 @@ run() {
     echo "$rps|$mbs|$p50|$p99"
 }
 
+# pct A B -> A relative to B, e.g. "-3.2%".
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }'; }
+
+# alternate ROUNDS NAME URL_OFF URL_ON: ROUNDS pairs of runs, off then on, as a Markdown table with
+# each round's difference and the total over all rounds (single rounds vary by about 10% here).
+alternate() {
+    local rounds=$1 name=$2 url_off=$3 url_on=$4 off on off_sum=0 on_sum=0 i
+    echo "| round | $name off req/s | $name on req/s | on vs off |"
+    echo "|---|---|---|---|"
+    for i in $(seq 1 "$rounds"); do
+        off=$(run "$url_off" | cut -d'|' -f1)
+        on=$(run "$url_on" | cut -d'|' -f1)
+        off_sum=$(awk -v a="$off_sum" -v b="$off" 'BEGIN { print a + b }')
+        on_sum=$(awk -v a="$on_sum" -v b="$on" 'BEGIN { print a + b }')
+        echo "| $i | $off | $on | $(pct "$on" "$off") |"
+    done
+    echo "| all | $off_sum | $on_sum | $(pct "$on_sum" "$off_sum") |"
+}
+
 machine() {
     echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)); load generator, proxies and origin share the machine."
 }

@@ -20,18 +20,7 @@ for port in "$PROXY_PORT" "$LOGGED_PORT"; do
     curl -sf -o /dev/null "http://127.0.0.1:$port/bench/obj-1k"
 done
 
-rps() { run "$@" | cut -d'|' -f1; }
-echo "| round | request lines off req/s | request lines on req/s | on vs off |"
-echo "|---|---|---|---|"
-off_sum=0; on_sum=0
-for i in $(seq 1 "$ROUNDS"); do
-    off=$(rps "http://127.0.0.1:$PROXY_PORT/bench/obj-1k")
-    on=$(rps "http://127.0.0.1:$LOGGED_PORT/bench/obj-1k")
-    off_sum=$(awk -v a="$off_sum" -v b="$off" 'BEGIN { print a + b }')
-    on_sum=$(awk -v a="$on_sum" -v b="$on" 'BEGIN { print a + b }')
-    echo "| $i | $off | $on | $(awk -v a="$on" -v b="$off" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }') |"
-done
-echo "| all | $off_sum | $on_sum | $(awk -v a="$on_sum" -v b="$off_sum" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }') |"
+alternate "$ROUNDS" "request lines" "http://127.0.0.1:$PROXY_PORT/bench/obj-1k" "http://127.0.0.1:$LOGGED_PORT/bench/obj-1k"
 lines=$(grep -c 'INFO request:\|"message":"request"' "$work/proxy-$LOGGED_PORT.out" || true)
 echo
 echo "request lines written by the logging proxy: $lines"

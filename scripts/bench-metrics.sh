@@ -22,17 +22,6 @@ for port in "$PROXY_PORT" "$METRICS_PORT"; do
 done
 curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q yatagarasu_requests_total || { echo "no metrics" >&2; exit 1; }
 
-rps() { run "$@" | cut -d'|' -f1; }
-echo "| round | metrics off req/s | metrics on req/s | on vs off |"
-echo "|---|---|---|---|"
-off_sum=0; on_sum=0
-for i in $(seq 1 "$ROUNDS"); do
-    off=$(rps "http://127.0.0.1:$PROXY_PORT/bench/obj-1k")
-    on=$(rps "http://127.0.0.1:$METRICS_PORT/bench/obj-1k")
-    off_sum=$(awk -v a="$off_sum" -v b="$off" 'BEGIN { print a + b }')
-    on_sum=$(awk -v a="$on_sum" -v b="$on" 'BEGIN { print a + b }')
-    echo "| $i | $off | $on | $(awk -v a="$on" -v b="$off" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }') |"
-done
-echo "| all | $off_sum | $on_sum | $(awk -v a="$on_sum" -v b="$off_sum" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }') |"
+alternate "$ROUNDS" "metrics" "http://127.0.0.1:$PROXY_PORT/bench/obj-1k" "http://127.0.0.1:$METRICS_PORT/bench/obj-1k"
 echo
 machine
