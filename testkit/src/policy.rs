@@ -7,18 +7,14 @@
 //! coalescing), and stop for real when dropped (connection refused afterwards).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::stub::{HttpLoop, StubRequest};
 
 enum Brain {
     Opa(Box<regorus::Engine>),
@@ -36,31 +32,28 @@ struct Shared {
     /// `true`: answers wait until it turns `false`.
     held: watch::Sender<bool>,
     last_body: Mutex<Option<Value>>,
-    /// Open connections, aborted on stop (a pooled keep-alive connection must fail too).
-    connections: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// An OPA or OpenFGA server on 127.0.0.1. Stops when dropped.
 pub struct PolicyServer {
-    addr: SocketAddr,
+    server: HttpLoop,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for PolicyServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr)
             .finish_non_exhaustive()
     }
 }
 
-fn answer(status: u16, body: &Value) -> http::Response<Full<Bytes>> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("valid response")
+fn answer(status: u16, body: &Value) -> http::Response<Bytes> {
+    crate::response(
+        status,
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
 }
 
 fn decide(shared: &Shared, path: &str, headers: &http::HeaderMap, body: &[u8]) -> (u16, Value) {
@@ -161,61 +154,35 @@ impl PolicyServer {
     }
 
     async fn start(brain: Brain) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared {
             brain,
             calls: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             held: watch::channel(false).0,
             last_body: Mutex::new(None),
-            connections: Mutex::new(Vec::new()),
         });
         let serving = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                let shared = Arc::clone(&serving);
-                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let shared = Arc::clone(&shared);
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        shared.calls.fetch_add(1, Ordering::SeqCst);
-                        let mut held = shared.held.subscribe();
-                        if *held.borrow() {
-                            shared.waiting.fetch_add(1, Ordering::SeqCst);
-                            let _ = held.wait_for(|h| !*h).await;
-                            shared.waiting.fetch_sub(1, Ordering::SeqCst);
-                        }
-                        let (status, value) =
-                            decide(&shared, parts.uri.path(), &parts.headers, &body);
-                        Ok::<_, std::convert::Infallible>(answer(status, &value))
-                    }
-                });
-                let conn = tokio::spawn(async move {
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
-                });
-                let mut open = serving.connections.lock().expect("connections");
-                open.retain(|c| !c.is_finished());
-                open.push(conn);
+        let server = HttpLoop::start(move |req: StubRequest| {
+            let shared = Arc::clone(&serving);
+            async move {
+                shared.calls.fetch_add(1, Ordering::SeqCst);
+                let mut held = shared.held.subscribe();
+                if *held.borrow() {
+                    shared.waiting.fetch_add(1, Ordering::SeqCst);
+                    let _ = held.wait_for(|h| !*h).await;
+                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                }
+                let (status, value) = decide(&shared, req.uri.path(), &req.headers, &req.body);
+                answer(status, &value)
             }
-        });
-        Self { addr, shared, task }
+        })
+        .await;
+        Self { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// Requests received so far.
@@ -263,26 +230,9 @@ impl PolicyServer {
 }
 
 impl PolicyServer {
-    /// Stop: close the listener and every open connection (later connects are refused).
-    ///
-    /// # Panics
-    /// If the lock is poisoned.
+    /// Stop: close the listener and every open connection (later connects are refused, and a
+    /// pooled keep-alive connection fails too).
     pub fn stop(&self) {
-        self.task.abort();
-        for c in self
-            .shared
-            .connections
-            .lock()
-            .expect("connections")
-            .drain(..)
-        {
-            c.abort();
-        }
-    }
-}
-
-impl Drop for PolicyServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
 }

@@ -33,34 +33,26 @@ impl StubRequest {
 
 type Handler = dyn Fn(&StubRequest) -> http::Response<Bytes> + Send + Sync;
 
-/// An HTTP/1.1 server on 127.0.0.1 that records requests and answers with a closure. Stops when dropped.
-pub struct StubServer {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<StubRequest>>>,
+/// An HTTP/1.1 and h2c server on 127.0.0.1 answering with an async handler: the accept loop the
+/// test servers share. Stops (listener and every open connection) when stopped or dropped.
+pub(crate) struct HttpLoop {
+    pub(crate) addr: SocketAddr,
     task: JoinHandle<()>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-impl std::fmt::Debug for StubServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StubServer")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StubServer {
-    /// Start serving `handler`.
-    ///
-    /// # Panics
-    /// If no port can be bound on 127.0.0.1.
-    pub async fn start(
-        handler: impl Fn(&StubRequest) -> http::Response<Bytes> + Send + Sync + 'static,
-    ) -> Self {
+impl HttpLoop {
+    /// Serve `handler`, each request with its whole body read.
+    pub(crate) async fn start<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(StubRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = http::Response<Bytes>> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let log = Arc::clone(&requests);
+        let handler = Arc::new(handler);
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let open = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -68,10 +60,8 @@ impl StubServer {
                 };
                 let _ = socket.set_nodelay(true);
                 let handler = Arc::clone(&handler);
-                let log = Arc::clone(&log);
                 let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let handler = Arc::clone(&handler);
-                    let log = Arc::clone(&log);
                     async move {
                         let (parts, body) = req.into_parts();
                         let body = body
@@ -85,30 +75,81 @@ impl StubServer {
                             headers: parts.headers,
                             body,
                         };
-                        let resp = handler(&req);
-                        if let Ok(mut l) = log.lock() {
-                            l.push(req);
-                        }
+                        let resp = handler(req).await;
                         Ok::<_, std::convert::Infallible>(resp.map(Full::new))
                     }
                 });
-                tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
                 });
+                let mut open = open.lock().expect("connections");
+                open.retain(|c| !c.is_finished());
+                open.push(conn);
             }
         });
         Self {
             addr,
-            requests,
             task,
+            connections,
         }
+    }
+
+    /// Close the listener and every open connection (later connects are refused).
+    pub(crate) fn stop(&self) {
+        self.task.abort();
+        for c in self.connections.lock().expect("connections").drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for HttpLoop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 that records requests and answers with a closure. Stops when dropped.
+pub struct StubServer {
+    server: HttpLoop,
+    requests: Arc<Mutex<Vec<StubRequest>>>,
+}
+
+impl std::fmt::Debug for StubServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StubServer")
+            .field("addr", &self.server.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StubServer {
+    /// Start serving `handler`.
+    ///
+    /// # Panics
+    /// If no port can be bound on 127.0.0.1.
+    pub async fn start(
+        handler: impl Fn(&StubRequest) -> http::Response<Bytes> + Send + Sync + 'static,
+    ) -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let log = Arc::clone(&requests);
+        let server = HttpLoop::start(move |req: StubRequest| {
+            let resp = handler(&req);
+            if let Ok(mut l) = log.lock() {
+                l.push(req);
+            }
+            std::future::ready(resp)
+        })
+        .await;
+        Self { server, requests }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// The requests received so far.
@@ -117,12 +158,6 @@ impl StubServer {
     /// If the request log's lock is poisoned.
     pub fn requests(&self) -> Vec<StubRequest> {
         self.requests.lock().expect("requests").clone()
-    }
-}
-
-impl Drop for StubServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
