@@ -232,7 +232,12 @@ impl AdminApi {
                 Some((r.name, v))
             })
             .collect();
+        let audit = self.proxy.audit_log().map(|a| {
+            let s = a.stats();
+            serde_json::json!({ "written": s.written, "dropped": s.dropped, "failed": s.failed })
+        });
         serde_json::json!({
+            "audit_log": audit,
             "policies": policies,
             "cache": { "tiers": tiers, "buckets": buckets },
             "coalescing": {

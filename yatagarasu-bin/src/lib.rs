@@ -76,6 +76,7 @@
 //! ```
 
 mod admin;
+pub mod audit;
 pub mod auth;
 mod cache;
 pub mod config;

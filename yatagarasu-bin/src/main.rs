@@ -289,9 +289,29 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
             },
         ));
     }
+    let audit = proxy.audit_log().cloned();
     serve(listener, proxy, config.server_options(), shutdown_signal()).await?;
     let _ = stop_admin.send(());
     let _ = stop_metrics.send(());
+    if let Some(audit) = audit {
+        // Every request has ended: write what is queued before the process goes.
+        let flushed = tokio::task::spawn_blocking(move || {
+            let ok = audit.flush(std::time::Duration::from_secs(10));
+            (ok, audit.stats())
+        })
+        .await;
+        match flushed {
+            Ok((true, s)) if s.dropped == 0 && s.failed == 0 => {}
+            Ok((ok, s)) => tracing::warn!(
+                flushed = ok,
+                written = s.written,
+                dropped = s.dropped,
+                failed = s.failed,
+                "audit log: not every record was written"
+            ),
+            Err(_) => tracing::warn!("audit log: flush failed"),
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -31,6 +31,19 @@ impl CacheStatus {
             Self::Bypass => "BYPASS",
         }
     }
+
+    /// `hit`, `miss`, `revalidated`, `stale`, `bypass`, `negative_hit`: as metrics labels and
+    /// the audit log write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Revalidated => "revalidated",
+            Self::Stale => "stale",
+            Self::Bypass => "bypass",
+            Self::NegativeHit => "negative_hit",
+        }
+    }
 }
 
 /// How a response body ended.

@@ -282,14 +282,15 @@ fn method_index(m: &http::Method) -> usize {
 }
 
 fn cache_outcome(s: CacheStatus) -> (usize, &'static str) {
-    match s {
-        CacheStatus::Hit => (0, "hit"),
-        CacheStatus::Miss => (1, "miss"),
-        CacheStatus::Revalidated => (2, "revalidated"),
-        CacheStatus::Stale => (3, "stale"),
-        CacheStatus::Bypass => (4, "bypass"),
-        CacheStatus::NegativeHit => (5, "negative_hit"),
-    }
+    let index = match s {
+        CacheStatus::Hit => 0,
+        CacheStatus::Miss => 1,
+        CacheStatus::Revalidated => 2,
+        CacheStatus::Stale => 3,
+        CacheStatus::Bypass => 4,
+        CacheStatus::NegativeHit => 5,
+    };
+    (index, s.as_str())
 }
 
 impl MetricsRecorder for PrometheusMetrics {
@@ -374,6 +375,7 @@ struct Snapshot {
     coalescing: crate::fetch::CoalescingStats,
     policies: Vec<(String, crate::auth::PolicyStats)>,
     clients: Vec<(String, yatagarasu_s3::ClientStats)>,
+    audit: Option<crate::audit::AuditStats>,
 }
 
 impl Snapshot {
@@ -391,6 +393,7 @@ impl Snapshot {
                 .iter()
                 .filter_map(|r| Some((r.name.clone(), r.origin.client_stats()?)))
                 .collect(),
+            audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
         }
     }
 }
@@ -427,6 +430,11 @@ struct ProtocolLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabel {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -640,6 +648,19 @@ impl Collector for Snapshot {
             C,
             &cached,
         )?;
+        if let Some(a) = self.audit {
+            family(
+                e,
+                "audit_records",
+                "Audit records: written to every output, dropped (queue full), failed (an output refused)",
+                C,
+                &[
+                    (AuditLabel { outcome: "written" }, a.written),
+                    (AuditLabel { outcome: "dropped" }, a.dropped),
+                    (AuditLabel { outcome: "failed" }, a.failed),
+                ],
+            )?;
+        }
         Ok(())
     }
 }

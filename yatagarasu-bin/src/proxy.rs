@@ -7,18 +7,19 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
 use yatagarasu_core::{Error, ErrorKind};
 
+use crate::audit::{AuditError, AuditLog};
 use crate::cache::ObjectCache;
 use crate::fetch::{CoalescingStats, FetchOptions, Fetcher};
 use crate::metrics::{MetricsRecorder, NoMetrics};
 use crate::routes::{BucketCacheStats, BucketRoute, RouteTable};
 use crate::stages::access::AccessControl;
-use crate::stages::access_log::{self, RequestLog};
+use crate::stages::access_log::{self, AuditDraft, RequestLog};
 use crate::stages::cors::{self, Next};
 use crate::stages::response::{ProxyBody, error_response, json_response};
 use crate::stages::routing::{self, Routed};
@@ -42,6 +43,7 @@ pub struct ProxyBuilder {
     metrics: Arc<dyn MetricsRecorder>,
     prometheus: Option<crate::prometheus::PrometheusMetrics>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    audit: Option<AuditLog>,
 }
 
 impl Default for ProxyBuilder {
@@ -56,6 +58,7 @@ impl Default for ProxyBuilder {
             metrics: Arc::new(NoMetrics),
             prometheus: None,
             trusted_proxies: Vec::new(),
+            audit: None,
         }
     }
 }
@@ -134,6 +137,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Write an audit record for every request (see [`crate::audit`]).
+    pub fn audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> Proxy {
         Proxy {
@@ -143,6 +152,7 @@ impl ProxyBuilder {
                 revalidations: yatagarasu_coalesce::Group::new(),
                 metrics: self.metrics,
                 prometheus: self.prometheus.clone(),
+                audit: self.audit,
                 live: Arc::default(),
                 ready_cache: self.ready_cache,
                 probe_timeout: self.probe_timeout,
@@ -211,6 +221,11 @@ impl Proxy {
     /// The Prometheus metrics given to the builder, if any.
     pub fn prometheus_metrics(&self) -> Option<crate::prometheus::PrometheusMetrics> {
         self.state.prometheus.clone()
+    }
+
+    /// The audit log given to the builder, if any.
+    pub fn audit_log(&self) -> Option<&AuditLog> {
+        self.state.audit.as_ref()
     }
 
     pub(crate) fn live(&self) -> Arc<crate::metrics::Live> {
@@ -290,6 +305,11 @@ impl Proxy {
         // A read-only proxy never reads request bodies.
         let (req, _body) = req.into_parts();
         let started = Instant::now();
+        let arrived = if self.state.audit.is_some() {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
         let in_flight = crate::metrics::InFlight::enter(&self.state.live);
         let within_limits = limits::check_target(&req.uri, self.max_uri_bytes);
         let id = request_id::assign(&req.headers);
@@ -297,6 +317,9 @@ impl Proxy {
 
         let mut bucket = None;
         let mut cache_status = None;
+        let audit = self.state.audit.as_ref();
+        let mut principal = None;
+        let mut key = None;
         let answer: Result<Response<ProxyBody>, Error> = async {
             within_limits?;
             let ctx = match routing::route(&table, req.uri.path(), &id, client_addr)? {
@@ -306,7 +329,13 @@ impl Proxy {
                 Routed::Bucket(ctx) => ctx,
             };
             bucket = Some(ctx.route);
-            self.access.check(&ctx, &req).await?;
+            if audit.is_some() {
+                key = Some(ctx.key.clone());
+            }
+            let claims = self.access.check(&ctx, &req).await?;
+            if audit.is_some() {
+                principal = claims.as_deref().and_then(subject);
+            }
             let method = match cors::run(&ctx, &req)? {
                 Next::Answered(resp) => return Ok(resp),
                 Next::Object(method) => method,
@@ -326,7 +355,16 @@ impl Proxy {
         if let (Some(m), Some(status)) = (bucket, cache_status) {
             m.counters.count(status);
         }
-        let mut resp = answer.unwrap_or_else(|e| error_response(&req.method, &e));
+        let mut audit_error = None;
+        let mut resp = answer.unwrap_or_else(|e| {
+            if audit.is_some() {
+                audit_error = Some(AuditError {
+                    code: e.code().to_owned(),
+                    message: e.message().to_owned(),
+                });
+            }
+            error_response(&req.method, &e)
+        });
         if let Some(status) = cache_status {
             resp.headers_mut()
                 .insert("x-cache", HeaderValue::from_static(status.header_value()));
@@ -344,6 +382,16 @@ impl Proxy {
             request_id: id,
             cache: cache_status,
             started,
+            audit: audit.map(|log| {
+                Box::new(AuditDraft {
+                    log: log.clone(),
+                    time: arrived,
+                    client_ip: self.access.client_ip(client_addr, &req.headers),
+                    principal,
+                    key,
+                    error: audit_error,
+                })
+            }),
             _in_flight: in_flight,
         };
         access_log::wrap(resp, log, Arc::clone(&self.state.metrics))
@@ -407,6 +455,15 @@ impl Proxy {
             StatusCode::SERVICE_UNAVAILABLE
         };
         json_response(status, body.to_string())
+    }
+}
+
+/// The token's `sub` claim as the audit log's principal (a string, or a number written out).
+fn subject(claims: &serde_json::Value) -> Option<String> {
+    match claims.get("sub")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 

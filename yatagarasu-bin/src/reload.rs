@@ -8,7 +8,7 @@
 //! not change stay valid; a re-pointed bucket starts from an empty cache.
 //!
 //! What needs a restart: `server` (listeners and their limits, trusted proxies), `cache` (tiers and
-//! their sizes), `coalescing` (slice and buffer sizes), `admin`, `metrics` and `logging`. A reload
+//! their sizes), `coalescing` (slice and buffer sizes), `admin`, `metrics`, `logging` and `audit_log`. A reload
 //! that changes any of them still applies the rest, and says which were left as they are.
 //!
 //! A file that does not parse, validate or build is refused whole: the running routes keep serving.
@@ -77,6 +77,7 @@ impl Reloader {
             ("admin", s.admin != next.admin),
             ("metrics", s.metrics != next.metrics),
             ("logging", s.logging != next.logging),
+            ("audit_log", s.audit_log != next.audit_log),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -27,6 +27,8 @@ pub(crate) struct State {
     pub(crate) metrics: Arc<dyn MetricsRecorder>,
     /// Prometheus metrics, when `/metrics` is served.
     pub(crate) prometheus: Option<crate::prometheus::PrometheusMetrics>,
+    /// Where every request's audit record goes, if anywhere.
+    pub(crate) audit: Option<crate::audit::AuditLog>,
     /// Requests in flight and open connections.
     pub(crate) live: Arc<crate::metrics::Live>,
     /// How long a `/ready` result is reused.

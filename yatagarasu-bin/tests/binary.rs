@@ -713,3 +713,50 @@ async fn stalled_readers_keep_memory_within_the_buffer_budget() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_audit_record_is_in_the_file_when_the_process_has_exited() {
+    let origin = TestOrigin::start("AKIDBIN", "bin-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "hello.txt", b"hello from the binary");
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let yaml = config_for(&origin, "")
+        + &format!(
+            "audit_log:\n  enabled: true\n  outputs: [file]\n  file: {{path: \"{}\"}}\n",
+            audit.display()
+        );
+    let cfg = write_config(&dir, &yaml);
+    let mut proxy = ProxyProcess::start(&cfg, "bin-secret");
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for path in [
+        "/media/hello.txt",
+        "/media/hello.txt",
+        "/media/nope.txt",
+        "/elsewhere",
+    ] {
+        let r = http
+            .get(format!("{}{path}", proxy.base))
+            .send()
+            .await
+            .unwrap();
+        ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
+        let _ = r.bytes().await.unwrap();
+    }
+    proxy.signal("-TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(30)).success());
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let logged: Vec<(String, u64)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["request_id"].as_str().unwrap().to_owned(),
+                v["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = ids.into_iter().zip([200, 200, 404, 404]).collect();
+    assert_eq!(logged, want);
+}

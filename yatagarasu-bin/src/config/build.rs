@@ -265,6 +265,9 @@ impl Config {
         if self.metrics.as_ref().is_some_and(|m| m.enabled) {
             builder = builder.prometheus(crate::PrometheusMetrics::new());
         }
+        if let Some(audit) = self.build_audit_log()? {
+            builder = builder.audit(audit);
+        }
         if let Some(tiers) = self.build_cache().await? {
             let retention = self
                 .cache
@@ -281,6 +284,49 @@ impl Config {
             builder = builder.route(route);
         }
         Ok(builder.build())
+    }
+
+    /// The audit log with its outputs opened and its writer started (`None` when disabled).
+    pub fn build_audit_log(&self) -> Result<Option<crate::audit::AuditLog>, ConfigError> {
+        use crate::audit::{AuditLog, FileOutput, Rotation, SyslogOutput, SyslogProtocol};
+        let Some(a) = self.audit_log.as_ref().filter(|a| a.enabled) else {
+            return Ok(None);
+        };
+        let mut builder = AuditLog::builder().queue_capacity(a.queue_capacity);
+        let wants = |o: &str| a.outputs.iter().any(|x| x == o);
+        if let Some(f) = a.file.as_ref().filter(|_| wants("file")) {
+            let rotation = if f.rotation_policy == "daily" {
+                Rotation::Daily
+            } else {
+                Rotation::Size
+            };
+            builder = builder.file(
+                FileOutput::new(&f.path)
+                    .max_file_bytes(f.max_file_size_mb.saturating_mul(1024 * 1024))
+                    .max_backups(f.max_backup_files)
+                    .rotation(rotation),
+            );
+        }
+        if let Some(s) = a.syslog.as_ref().filter(|_| wants("syslog")) {
+            let protocol = if s.protocol == "tcp" {
+                SyslogProtocol::Tcp
+            } else {
+                SyslogProtocol::Udp
+            };
+            let output = SyslogOutput::new(&s.address, protocol)
+                .facility(&s.facility)
+                .ok_or_else(|| {
+                    ConfigError::one(format!(
+                        "audit_log.syslog.facility: `{}` is not a facility",
+                        s.facility
+                    ))
+                })?;
+            builder = builder.syslog(output);
+        }
+        builder
+            .start()
+            .map(Some)
+            .map_err(|e| ConfigError::one(format!("audit_log: cannot open the outputs: {e}")))
     }
 
     /// The bucket routes alone: S3 clients (credentials, endpoints, timeouts), CORS, tokens,

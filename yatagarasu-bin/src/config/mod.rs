@@ -354,6 +354,67 @@ mod tests {
     }
 
     #[test]
+    fn audit_log_sections_name_their_problems() {
+        for (audit, wants) in [
+            (
+                "{enabled: true}",
+                &["audit_log.outputs: name at least one of file, syslog"][..],
+            ),
+            (
+                "{enabled: true, outputs: [file, kafka, syslog]}",
+                &[
+                    "audit_log.outputs[1]: `kafka` is not one of file, syslog",
+                    "audit_log.file: required when outputs include file",
+                    "audit_log.syslog: required when outputs include syslog",
+                ][..],
+            ),
+            (
+                "{enabled: true, outputs: [file], file: {path: /nonexistent/dir/audit.log, max_file_size_mb: 0, rotation_policy: hourly}, syslog: {address: x:1}}",
+                &[
+                    "audit_log.file.path: directory `/nonexistent/dir` does not exist",
+                    "audit_log.file.max_file_size_mb: must be at least 1",
+                    "audit_log.file.rotation_policy: `hourly` is not one of size, daily",
+                    "audit_log.syslog: configured but `syslog` is not in audit_log.outputs",
+                ][..],
+            ),
+            (
+                "{enabled: true, outputs: [syslog], syslog: {address: localhost, protocol: quic, facility: local9}, queue_capacity: 0}",
+                &[
+                    "audit_log.syslog.address: `localhost` is not host:port",
+                    "audit_log.syslog.protocol: `quic` is not one of udp, tcp",
+                    "audit_log.syslog.facility: `local9` is not one of kern, user",
+                    "audit_log.queue_capacity: must be at least 1",
+                ][..],
+            ),
+            (
+                "{enabled: true, outputs: [file], file: {path: /tmp, max_size: 3}}",
+                &["audit_log.file.max_size: unknown field"][..],
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}audit_log: {audit}\n"))
+                .unwrap_err()
+                .to_string();
+            for want in wants {
+                assert!(err.contains(want), "{audit}: missing {want:?} in:\n{err}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ok = parse(&format!(
+            "{MINIMAL}audit_log: {{enabled: true, outputs: [file, syslog], file: {{path: \"{}/a.log\", rotation_policy: daily}}, syslog: {{address: \"127.0.0.1:514\", protocol: tcp}}}}\n",
+            dir.path().display()
+        ))
+        .unwrap();
+        let a = ok.audit_log.unwrap();
+        assert_eq!(a.file.unwrap().max_backup_files, 10);
+        assert_eq!(a.syslog.unwrap().facility, "local0");
+        // Disabled: nothing is checked.
+        parse(&format!(
+            "{MINIMAL}audit_log: {{enabled: false, outputs: [kafka]}}\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
     fn unavailable_features_are_refused_not_ignored() {
         let err = parse(&format!(
             "{MINIMAL}cache:\n  cache_layers: [memory, tape, memory]\n"

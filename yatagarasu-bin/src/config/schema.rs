@@ -76,6 +76,85 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub logging: Option<LoggingConfig>,
+    /// One JSON record per request to a file and/or syslog.
+    #[serde(default)]
+    pub audit_log: Option<AuditLogConfig>,
+}
+
+/// `audit_log`: one JSON record per request (see `yatagarasu::audit`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditLogConfig {
+    /// Write audit records (default off).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// `file`, `syslog`, or both.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// The file output.
+    #[serde(default)]
+    pub file: Option<AuditFileConfig>,
+    /// The syslog output.
+    #[serde(default)]
+    pub syslog: Option<AuditSyslogConfig>,
+    /// Records that may wait for the writer before new ones are dropped (and counted).
+    #[serde(default = "default_audit_queue", deserialize_with = "lenient")]
+    pub queue_capacity: usize,
+}
+
+fn default_audit_queue() -> usize {
+    16 * 1024
+}
+
+/// `audit_log.file`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFileConfig {
+    /// The file appended to; its directory must exist.
+    pub path: String,
+    /// Rotate before the file would pass this size (default 100).
+    #[serde(default = "default_audit_file_mb", deserialize_with = "lenient")]
+    pub max_file_size_mb: u64,
+    /// Rotated files kept, `path.1` the newest (default 10).
+    #[serde(default = "default_audit_backups", deserialize_with = "lenient")]
+    pub max_backup_files: usize,
+    /// `size` (default) or `daily` (at UTC midnight, and at the size limit too).
+    #[serde(default = "default_rotation")]
+    pub rotation_policy: String,
+}
+
+fn default_audit_file_mb() -> u64 {
+    100
+}
+
+fn default_audit_backups() -> usize {
+    10
+}
+
+fn default_rotation() -> String {
+    "size".to_owned()
+}
+
+/// `audit_log.syslog`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSyslogConfig {
+    /// `host:port` of the syslog server.
+    pub address: String,
+    /// `udp` (default) or `tcp`.
+    #[serde(default = "default_syslog_protocol")]
+    pub protocol: String,
+    /// A facility name (default `local0`).
+    #[serde(default = "default_facility")]
+    pub facility: String,
+}
+
+fn default_syslog_protocol() -> String {
+    "udp".to_owned()
+}
+
+fn default_facility() -> String {
+    "local0".to_owned()
 }
 
 /// `logging`: how the binary writes its log (request lines included) to stdout.

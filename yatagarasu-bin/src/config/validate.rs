@@ -108,6 +108,9 @@ impl Config {
                 p.push(format!("logging.level: `{}`: {e}", l.level));
             }
         }
+        if let Some(a) = self.audit_log.as_ref().filter(|a| a.enabled) {
+            validate_audit_log(a, &mut p);
+        }
         for (i, n) in s.trusted_proxies.iter().enumerate() {
             if crate::auth::parse_net(n).is_none() {
                 p.push(format!(
@@ -515,5 +518,93 @@ fn validate_prefix(prefix: &str, at: &str, p: &mut Vec<String>) {
                 "{at}: `{prefix}` would shadow the proxy's own `{reserved}` endpoint"
             ));
         }
+    }
+}
+
+/// `audit_log` (when enabled): its outputs and each output's section.
+fn validate_audit_log(a: &super::AuditLogConfig, p: &mut Vec<String>) {
+    if a.outputs.is_empty() {
+        p.push("audit_log.outputs: name at least one of file, syslog".to_owned());
+    }
+    for (i, o) in a.outputs.iter().enumerate() {
+        if !matches!(o.as_str(), "file" | "syslog") {
+            p.push(format!(
+                "audit_log.outputs[{i}]: `{o}` is not one of file, syslog"
+            ));
+        }
+    }
+    let wants = |o: &str| a.outputs.iter().any(|x| x == o);
+    match (&a.file, wants("file")) {
+        (None, true) => p.push("audit_log.file: required when outputs include file".to_owned()),
+        (Some(_), false) => {
+            p.push("audit_log.file: configured but `file` is not in audit_log.outputs".to_owned())
+        }
+        (Some(f), true) => {
+            let path = std::path::Path::new(&f.path);
+            if f.path.trim().is_empty() {
+                p.push("audit_log.file.path: must not be empty".to_owned());
+            } else if path.is_dir() {
+                p.push(format!("audit_log.file.path: `{}` is a directory", f.path));
+            } else {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if !dir.is_dir() {
+                    p.push(format!(
+                        "audit_log.file.path: directory `{}` does not exist",
+                        dir.display()
+                    ));
+                }
+            }
+            if f.max_file_size_mb == 0 {
+                p.push("audit_log.file.max_file_size_mb: must be at least 1".to_owned());
+            }
+            if !matches!(f.rotation_policy.as_str(), "size" | "daily") {
+                p.push(format!(
+                    "audit_log.file.rotation_policy: `{}` is not one of size, daily",
+                    f.rotation_policy
+                ));
+            }
+        }
+        (None, false) => {}
+    }
+    match (&a.syslog, wants("syslog")) {
+        (None, true) => {
+            p.push("audit_log.syslog: required when outputs include syslog".to_owned());
+        }
+        (Some(_), false) => p.push(
+            "audit_log.syslog: configured but `syslog` is not in audit_log.outputs".to_owned(),
+        ),
+        (Some(s), true) => {
+            let port_ok = s
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                p.push(format!(
+                    "audit_log.syslog.address: `{}` is not host:port",
+                    s.address
+                ));
+            }
+            if !matches!(s.protocol.as_str(), "udp" | "tcp") {
+                p.push(format!(
+                    "audit_log.syslog.protocol: `{}` is not one of udp, tcp",
+                    s.protocol
+                ));
+            }
+            if crate::audit::facility_code(&s.facility).is_none() {
+                let names: Vec<&str> = crate::audit::FACILITIES.iter().map(|(n, _)| *n).collect();
+                p.push(format!(
+                    "audit_log.syslog.facility: `{}` is not one of {}",
+                    s.facility,
+                    names.join(", ")
+                ));
+            }
+        }
+        (None, false) => {}
+    }
+    if a.queue_capacity == 0 {
+        p.push("audit_log.queue_capacity: must be at least 1".to_owned());
     }
 }

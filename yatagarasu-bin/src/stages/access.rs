@@ -40,17 +40,25 @@ impl AccessControl {
         }
     }
 
-    /// Run every check; the first refusal wins.
-    pub(crate) async fn check(&self, ctx: &RequestContext<'_>, req: &Parts) -> Result<(), Error> {
+    /// The client's address: the peer's, or the one forwarded through trusted proxies.
+    pub(crate) fn client_ip(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        crate::auth::client_ip(peer.map(|a| a.ip()), headers, &self.trusted_proxies)
+    }
+
+    /// Run every check; the first refusal wins. Returns the token's claims when the bucket checks
+    /// tokens.
+    pub(crate) async fn check(
+        &self,
+        ctx: &RequestContext<'_>,
+        req: &Parts,
+    ) -> Result<Option<Arc<serde_json::Value>>, Error> {
         let route = &ctx.route.route;
         let ip = (route.ip_filter.is_some() || route.policy.is_some())
-            .then(|| {
-                crate::auth::client_ip(
-                    ctx.client_addr.map(|a| a.ip()),
-                    &req.headers,
-                    &self.trusted_proxies,
-                )
-            })
+            .then(|| self.client_ip(ctx.client_addr, &req.headers))
             .flatten();
         if let Some(filter) = &route.ip_filter {
             // No known address with a filter configured: refused (fail closed).
@@ -63,19 +71,23 @@ impl AccessControl {
             }
         }
         // A CORS preflight carries no credentials by design, and reads nothing.
+        let mut claims = None;
         if req.method != http::Method::OPTIONS {
-            let claims = match &route.auth {
-                Some(auth) => Some(
+            if let Some(auth) = &route.auth {
+                claims = Some(
                     auth.authenticate_async(&req.headers, req.uri.query())
                         .await?,
-                ),
-                None => None,
-            };
+                );
+            }
             if let Some(policy) = &route.policy {
                 let input = PolicyInput::new(req.method.as_str(), &route.name, &ctx.key)
                     .path(req.uri.path())
                     .client_ip(ip)
-                    .claims(claims.unwrap_or_else(|| std::sync::Arc::new(serde_json::Value::Null)))
+                    .claims(
+                        claims
+                            .clone()
+                            .unwrap_or_else(|| Arc::new(serde_json::Value::Null)),
+                    )
                     .headers(&req.headers);
                 policy.authorize(&input).await?;
             }
@@ -83,6 +95,6 @@ impl AccessControl {
         for c in &self.checks {
             c.check(ctx, req).await?;
         }
-        Ok(())
+        Ok(claims)
     }
 }

@@ -2,10 +2,11 @@
 //! ends (fully sent, aborted by an error, or dropped because the client left) writes the request's
 //! log line and reports it to the metrics recorder.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Response, header};
@@ -14,6 +15,7 @@ use http_body_util::BodyExt as _;
 use yatagarasu_core::Error;
 
 use super::response::ProxyBody;
+use crate::audit::{AuditError, AuditLog, AuditRecord};
 use crate::metrics::{MetricsRecorder, RequestRecord};
 use crate::outcome::{CacheStatus, Completion};
 
@@ -26,8 +28,21 @@ pub(crate) struct RequestLog {
     pub(crate) request_id: String,
     pub(crate) cache: Option<CacheStatus>,
     pub(crate) started: Instant,
+    /// What the audit log needs beyond the above, when there is an audit log.
+    pub(crate) audit: Option<Box<AuditDraft>>,
     /// Counts the request in flight until the log (and with it this) is dropped.
     pub(crate) _in_flight: crate::metrics::InFlight,
+}
+
+/// What only the audit log needs, gathered before the response body starts.
+#[derive(Debug)]
+pub(crate) struct AuditDraft {
+    pub(crate) log: AuditLog,
+    pub(crate) time: SystemTime,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) principal: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) error: Option<AuditError>,
 }
 
 /// Wrap `resp`'s body so its end is logged and recorded.
@@ -80,6 +95,7 @@ impl LoggedBody {
     fn finish(&mut self, completion: Completion) {
         let Some(l) = self.log.take() else { return };
         let duration = l.started.elapsed();
+        let duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         // Typed fields (str, u64), so a log layer can write them without `fmt` (see
         // `crate::request_lines`).
         tracing::info!(
@@ -89,7 +105,7 @@ impl LoggedBody {
             bucket = l.bucket.as_deref().unwrap_or("-"),
             status = u64::from(self.status),
             bytes = self.bytes,
-            duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            duration_us,
             request_id = l.request_id.as_str(),
             outcome = completion.as_str(),
             "request"
@@ -104,6 +120,24 @@ impl LoggedBody {
             time_to_head: self.time_to_head,
             completion,
         });
+        if let Some(a) = l.audit {
+            a.log.submit(AuditRecord {
+                time: a.time,
+                request_id: l.request_id,
+                client_ip: a.client_ip,
+                principal: a.principal,
+                method: l.method.as_str().to_owned(),
+                path: l.path,
+                bucket: l.bucket,
+                key: a.key,
+                status: self.status,
+                bytes: self.bytes,
+                duration_us,
+                cache: l.cache.map(CacheStatus::as_str),
+                outcome: completion.as_str(),
+                error: a.error,
+            });
+        }
     }
 }
 
