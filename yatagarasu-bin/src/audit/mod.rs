@@ -199,22 +199,37 @@ struct Batch {
     acks: Vec<mpsc::Sender<()>>,
 }
 
+/// How long the writer pauses after a batch of more than one record.
+const PAUSE: Duration = Duration::from_millis(5);
+
 /// Most records written between two flushes of the file.
 const MAX_BATCH: u64 = 1024;
 
 impl Writer {
     fn run(mut self, rx: &Receiver<Message>) {
         while let Ok(msg) = rx.recv() {
-            let mut batch = Batch::default();
-            self.handle(msg, &mut batch);
-            // Write what else is queued, then flush the file once.
-            while batch.records < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => self.handle(msg, &mut batch),
-                    Err(_) => break,
+            let mut next = Some(msg);
+            // Under load, pause between batches instead of going back to sleep on the queue: a
+            // thread asleep on the queue must be woken (a futex call) by the next request that
+            // finishes, i.e. by nearly every request; a pausing one is not, and takes what was
+            // queued meanwhile in one go. Records reach the outputs at most about 5 ms late.
+            while let Some(msg) = next.take() {
+                let mut batch = Batch::default();
+                self.handle(msg, &mut batch);
+                // Write what else is queued, then flush the file once.
+                while batch.records < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => self.handle(msg, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+                let busy = batch.records > 1;
+                self.finish(batch);
+                if busy {
+                    std::thread::sleep(PAUSE);
+                    next = rx.try_recv().ok();
                 }
             }
-            self.finish(batch);
         }
     }
 
@@ -287,7 +302,7 @@ mod tests {
             request_id: format!("req-{i}"),
             client_ip: None,
             principal: Some("alice".into()),
-            method: "GET".into(),
+            method: http::Method::GET,
             path: format!("/media/object-{i}.bin"),
             bucket: Some("media".into()),
             key: Some(format!("object-{i}.bin")),

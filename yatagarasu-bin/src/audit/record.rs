@@ -18,7 +18,8 @@ pub(crate) struct AuditRecord {
     /// The token's `sub` claim, when the bucket checks tokens and the token was valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) principal: Option<String>,
-    pub(crate) method: String,
+    #[serde(serialize_with = "method")]
+    pub(crate) method: http::Method,
     pub(crate) path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) bucket: Option<String>,
@@ -63,6 +64,10 @@ impl AuditRecord {
         line.push(b'\n');
         line
     }
+}
+
+fn method<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -152,7 +157,7 @@ mod tests {
             request_id: "req-1".into(),
             client_ip: Some("10.0.0.7".parse().unwrap()),
             principal: None,
-            method: "GET".into(),
+            method: http::Method::GET,
             path: "/media/a\nb.txt".into(),
             bucket: Some("media".into()),
             key: Some("a\nb.txt".into()),

@@ -126,7 +126,7 @@ impl LoggedBody {
                 request_id: l.request_id,
                 client_ip: a.client_ip,
                 principal: a.principal,
-                method: l.method.as_str().to_owned(),
+                method: l.method,
                 path: l.path,
                 bucket: l.bucket,
                 key: a.key,
