@@ -272,9 +272,16 @@ pub async fn serve_admin(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_with(listener, options, shutdown, None, move |req, _peer| {
-        let api = api.clone();
-        async move { api.handle(req).await }
-    })
+    serve_with(
+        listener,
+        options,
+        None,
+        shutdown,
+        None,
+        move |req, _peer| {
+            let api = api.clone();
+            async move { api.handle(req).await }
+        },
+    )
     .await
 }

@@ -109,7 +109,7 @@ pub use prometheus::{PrometheusMetrics, serve_metrics};
 pub use proxy::{ClientAddr, Proxy, ProxyBuilder, PurgeTarget};
 pub use reload::{Reloaded, Reloader};
 pub use routes::{BucketCacheStats, BucketRoute, RESERVED_PATHS};
-pub use server::{ServerOptions, serve};
+pub use server::{ServerOptions, ServerTls, TlsError, serve, serve_tls};
 pub use stages::response::ProxyBody;
 pub use yatagarasu_s3::Origin;
 

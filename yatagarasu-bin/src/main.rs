@@ -9,7 +9,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use yatagarasu::{AdminApi, Config, Reloader, serve, serve_admin};
+use yatagarasu::{AdminApi, Config, Reloader, serve, serve_admin, serve_tls};
 
 const USAGE: &str = "\
 usage: yatagarasu --config FILE [--check]
@@ -89,7 +89,10 @@ fn main() -> ExitCode {
     };
     if check {
         // The same building as start-up (clients, cache tiers, routes), short of binding sockets.
-        return match runtime.block_on(config.build_proxy()) {
+        return match runtime.block_on(async {
+            config.build_proxy().await?;
+            config.build_tls()
+        }) {
             Ok(_) => {
                 println!(
                     "configuration OK: {} bucket(s), listening on {}:{}",
@@ -225,7 +228,12 @@ impl<W: std::io::Write> std::io::Write for PacedWriter<W> {
 
 async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = config.build_proxy().await?;
-    let reloader = Arc::new(Reloader::new(path, config.clone(), proxy.clone()));
+    let tls = config.build_tls()?;
+    let mut reloader = Reloader::new(path, config.clone(), proxy.clone());
+    if let Some(tls) = &tls {
+        reloader = reloader.with_tls(tls.clone());
+    }
+    let reloader = Arc::new(reloader);
     tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
     let routes = proxy.routes();
     let addr = (config.server.address.as_str(), config.server.port);
@@ -233,7 +241,8 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, buckets = routes.len(), "yatagarasu listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local, scheme, buckets = routes.len(), "yatagarasu listening");
     for r in &routes {
         tracing::info!(bucket = %r.name, prefix = %r.path_prefix, "serving bucket");
     }
@@ -290,7 +299,11 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
         ));
     }
     let audit = proxy.audit_log().cloned();
-    serve(listener, proxy, config.server_options(), shutdown_signal()).await?;
+    let options = config.server_options();
+    match tls {
+        Some(tls) => serve_tls(listener, proxy, options, tls, shutdown_signal()).await?,
+        None => serve(listener, proxy, options, shutdown_signal()).await?,
+    }
     let _ = stop_admin.send(());
     let _ = stop_metrics.send(());
     if let Some(audit) = audit {

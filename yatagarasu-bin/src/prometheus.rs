@@ -759,20 +759,27 @@ pub async fn serve_metrics(
     options: crate::ServerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    crate::server::serve_with(listener, options, shutdown, None, move |req, _peer| {
-        let proxy = proxy.clone();
-        async move {
-            match (proxy.prometheus_metrics(), req.uri().path()) {
-                (Some(m), "/metrics") => response(&m, &proxy, req.headers()),
-                _ => crate::stages::response::error_response(
-                    req.method(),
-                    &yatagarasu_core::Error::new(
-                        yatagarasu_core::ErrorKind::NotFound,
-                        "only /metrics is served here",
+    crate::server::serve_with(
+        listener,
+        options,
+        None,
+        shutdown,
+        None,
+        move |req, _peer| {
+            let proxy = proxy.clone();
+            async move {
+                match (proxy.prometheus_metrics(), req.uri().path()) {
+                    (Some(m), "/metrics") => response(&m, &proxy, req.headers()),
+                    _ => crate::stages::response::error_response(
+                        req.method(),
+                        &yatagarasu_core::Error::new(
+                            yatagarasu_core::ErrorKind::NotFound,
+                            "only /metrics is served here",
+                        ),
                     ),
-                ),
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }

@@ -11,6 +11,9 @@
 //! their sizes), `coalescing` (slice and buffer sizes), `admin`, `metrics`, `logging` and `audit_log`. A reload
 //! that changes any of them still applies the rest, and says which were left as they are.
 //!
+//! The listener's TLS certificate and key (`server.tls`) are re-read from their files on every
+//! reload, so a renewed certificate needs no restart.
+//!
 //! A file that does not parse, validate or build is refused whole: the running routes keep serving.
 
 use std::path::PathBuf;
@@ -28,6 +31,8 @@ pub struct Reloader {
     started: Config,
     /// One reload at a time.
     busy: Mutex<()>,
+    /// The listener's certificate, re-read on every reload.
+    tls: Option<crate::ServerTls>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -57,7 +62,16 @@ impl Reloader {
             proxy,
             started,
             busy: Mutex::new(()),
+            tls: None,
         }
+    }
+
+    /// Also re-read this listener certificate's files on every reload (a renewed certificate
+    /// takes effect for new connections; a file that does not load refuses the reload whole).
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Re-read the file and swap the routes. On error nothing changed; the error lists every
@@ -69,6 +83,11 @@ impl Reloader {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = Config::from_file(&self.path)?;
         let routes = next.build_routes()?;
+        if let Some(tls) = &self.tls {
+            // From the files the listener was started with (a changed path needs a restart).
+            tls.reload()
+                .map_err(|e| ConfigError::one(format!("server.tls.{e}")))?;
+        }
         let s = &self.started;
         let restart_needed: Vec<&'static str> = [
             ("server", s.server != next.server),

@@ -286,6 +286,17 @@ impl Config {
         Ok(builder.build())
     }
 
+    /// The proxy listener's TLS certificate and key, read and checked (`None` without
+    /// `server.tls`).
+    pub fn build_tls(&self) -> Result<Option<crate::ServerTls>, ConfigError> {
+        let Some(t) = &self.server.tls else {
+            return Ok(None);
+        };
+        crate::ServerTls::from_pem_files(&t.cert_path, &t.key_path)
+            .map(Some)
+            .map_err(|e| ConfigError::one(format!("server.tls.{e}")))
+    }
+
     /// The audit log with its outputs opened and its writer started (`None` when disabled).
     pub fn build_audit_log(&self) -> Result<Option<crate::audit::AuditLog>, ConfigError> {
         use crate::audit::{AuditLog, FileOutput, Rotation, SyslogOutput, SyslogProtocol};

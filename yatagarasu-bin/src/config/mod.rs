@@ -354,6 +354,32 @@ mod tests {
     }
 
     #[test]
+    fn tls_problems_name_the_key() {
+        let err = parse(&format!("{MINIMAL}server: {{tls: {{cert_path: \" \"}}}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.tls.key_path: missing field"), "{err}");
+        let err = parse(&format!(
+            "{MINIMAL}server: {{tls: {{cert_path: \"\", key_path: /k.pem}}}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("server.tls.cert_path: must not be empty"),
+            "{err}"
+        );
+        let config = parse(&format!(
+            "{MINIMAL}server: {{tls: {{cert_path: /nonexistent/c.pem, key_path: /nonexistent/k.pem}}}}\n"
+        ))
+        .unwrap();
+        let err = config.build_tls().unwrap_err().to_string();
+        assert!(
+            err.starts_with("server.tls.cert_path: cannot read `/nonexistent/c.pem`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn audit_log_sections_name_their_problems() {
         for (audit, wants) in [
             (

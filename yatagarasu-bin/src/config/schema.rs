@@ -239,6 +239,18 @@ pub struct ServerConfig {
     /// Networks of proxies in front of this one: only from them are `Forwarded` and
     /// `X-Forwarded-For` believed (for IP filters).
     pub trusted_proxies: Vec<String>,
+    /// Terminate TLS on the proxy's listener.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `server.tls`: the certificate the proxy's listener serves TLS with (re-read on reload).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_path: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key_path: String,
 }
 
 impl Default for ServerConfig {
@@ -259,6 +271,7 @@ impl Default for ServerConfig {
             http2_keep_alive_interval_seconds: o.http2_keep_alive_interval.as_secs(),
             http2_keep_alive_timeout_seconds: o.http2_keep_alive_timeout.as_secs(),
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -111,6 +111,13 @@ impl Config {
         if let Some(a) = self.audit_log.as_ref().filter(|a| a.enabled) {
             validate_audit_log(a, &mut p);
         }
+        if let Some(t) = &s.tls {
+            for (key, v) in [("cert_path", &t.cert_path), ("key_path", &t.key_path)] {
+                if v.trim().is_empty() {
+                    p.push(format!("server.tls.{key}: must not be empty"));
+                }
+            }
+        }
         for (i, n) in s.trusted_proxies.iter().enumerate() {
             if crate::auth::parse_net(n).is_none() {
                 p.push(format!(

@@ -3,6 +3,7 @@
 //! the admin API are served by this same code.
 
 mod conn;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use self::conn::{Activity, TrackedIo, Verdict};
 use crate::proxy::Proxy;
+pub use tls::{ServerTls, TlsError};
 
 /// Limits and timings of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +81,31 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_proxy(listener, proxy, options, None, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake (ALPN `h2` or `http/1.1`) must finish within
+/// `options.header_read_timeout`; then it is served as on a plain listener.
+pub async fn serve_tls(
+    listener: TcpListener,
+    proxy: Proxy,
+    options: ServerOptions,
+    tls: ServerTls,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_proxy(listener, proxy, options, Some(tls.acceptor()), shutdown).await
+}
+
+async fn serve_proxy(
+    listener: TcpListener,
+    proxy: Proxy,
+    options: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let proxy = proxy.with_max_uri_bytes_at_most(options.max_uri_bytes);
     let live = Some(proxy.live());
-    serve_with(listener, options, shutdown, live, move |req, peer| {
+    serve_with(listener, options, tls, shutdown, live, move |req, peer| {
         let proxy = proxy.clone();
         async move { proxy.handle_from(req, Some(peer)).await }
     })
@@ -97,6 +121,7 @@ const CLOSING: u8 = 2;
 pub(crate) async fn serve_with<F, Fut, B>(
     listener: TcpListener,
     options: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     live: Option<Arc<crate::metrics::Live>>,
     handler: F,
@@ -165,23 +190,51 @@ where
                 Ok::<_, std::convert::Infallible>(response.map(|body| guard.track(body)))
             }
         });
-        let io = TokioIo::new(TrackedIo::new(socket, Arc::clone(&activity)));
-        let conn = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
         let signal = connections.register();
         let connections = Arc::clone(&connections);
         let live = live.clone();
-        tokio::spawn(async move {
-            let outcome = supervise(conn, &activity, &signal, &options).await;
-            if let Err(e) = outcome {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+        let ended = move |activity: &Activity, signal: &ConnSignal| {
             if let Some(live) = &live {
                 live.connection_closed(activity.protocol());
             }
-            connections.remove(&signal);
+            connections.remove(signal);
             drop(permit);
+        };
+        let Some(acceptor) = tls.clone() else {
+            let io = TokioIo::new(TrackedIo::new(socket, Arc::clone(&activity)));
+            let conn = builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned();
+            tokio::spawn(async move {
+                if let Err(e) = supervise(conn, &activity, &signal, &options).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                ended(&activity, &signal);
+            });
+            continue;
+        };
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(options.header_read_timeout, async {
+                // A drain or close signal during the handshake ends it: nothing was asked yet.
+                tokio::select! {
+                    r = acceptor.accept(socket) => Some(r),
+                    () = signal.stopped() => None,
+                }
+            });
+            match handshake.await {
+                Ok(Some(Ok(stream))) => {
+                    let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
+                    if let Err(e) = supervise(conn, &activity, &signal, &options).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                Ok(Some(Err(e))) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Ok(None) => {}
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+            ended(&activity, &signal);
         });
     }
     drop(listener);
@@ -298,6 +351,21 @@ struct ConnSignal {
     id: u64,
     state: AtomicU8,
     waker: futures_util::task::AtomicWaker,
+}
+
+impl ConnSignal {
+    /// Completes once the server asks this connection to drain or close.
+    async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.state.load(Ordering::Acquire) == 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+    }
 }
 
 /// The open connections, to signal them all at shutdown (locked per connection, never per request).
