@@ -33,14 +33,17 @@ fi
 say "cargo fmt --check"
 cargo fmt --all --check
 
-say "cargo clippy (all targets, warnings denied)"
+say "cargo clippy (all targets, warnings denied; default features, then with otel)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p yatagarasu --all-targets --locked --features otel -- -D warnings
 
 say "tests"
+# With the optional OpenTelemetry feature on, so its end-to-end test runs too (clippy above checks
+# the default build).
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked
+    cargo nextest run --workspace --locked --features yatagarasu/otel
 else
-    cargo test --workspace --locked --lib --bins --tests
+    cargo test --workspace --locked --features yatagarasu/otel --lib --bins --tests
 fi
 
 say "doctests"

@@ -88,6 +88,7 @@ pub mod fuzzing;
 mod fuzzing;
 mod lenient;
 mod metrics;
+pub mod otel;
 mod outcome;
 mod prometheus;
 mod proxy;

@@ -299,6 +299,8 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
         ));
     }
     let audit = proxy.audit_log().cloned();
+    #[cfg(feature = "otel")]
+    let tracing = proxy.otel_tracing().cloned();
     let options = config.server_options();
     match tls {
         Some(tls) => serve_tls(listener, proxy, options, tls, shutdown_signal()).await?,
@@ -306,6 +308,11 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
     }
     let _ = stop_admin.send(());
     let _ = stop_metrics.send(());
+    #[cfg(feature = "otel")]
+    if let Some(tracing) = tracing {
+        // Export the last batch of spans.
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    }
     if let Some(audit) = audit {
         // Every request has ended: write what is queued before the process goes.
         let flushed = tokio::task::spawn_blocking(move || {

@@ -17,6 +17,7 @@ use crate::audit::{AuditError, AuditLog};
 use crate::cache::ObjectCache;
 use crate::fetch::{CoalescingStats, FetchOptions, Fetcher};
 use crate::metrics::{MetricsRecorder, NoMetrics};
+use crate::otel::{self, RequestTrace};
 use crate::routes::{BucketCacheStats, BucketRoute, RouteTable};
 use crate::stages::access::AccessControl;
 use crate::stages::access_log::{self, AuditDraft, RequestLog};
@@ -44,6 +45,7 @@ pub struct ProxyBuilder {
     prometheus: Option<crate::prometheus::PrometheusMetrics>,
     trusted_proxies: Vec<ipnet::IpNet>,
     audit: Option<AuditLog>,
+    tracing: Option<crate::otel::Tracing>,
 }
 
 impl Default for ProxyBuilder {
@@ -59,6 +61,7 @@ impl Default for ProxyBuilder {
             prometheus: None,
             trusted_proxies: Vec::new(),
             audit: None,
+            tracing: None,
         }
     }
 }
@@ -143,6 +146,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Trace requests with OpenTelemetry (see [`crate::otel`]; the `otel` cargo feature).
+    #[cfg(feature = "otel")]
+    pub fn tracing(mut self, tracing: crate::otel::OtelTracing) -> Self {
+        self.tracing = Some(tracing);
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> Proxy {
         Proxy {
@@ -153,13 +163,16 @@ impl ProxyBuilder {
                 metrics: self.metrics,
                 prometheus: self.prometheus.clone(),
                 audit: self.audit,
+                tracing: self.tracing.clone(),
                 live: Arc::default(),
                 ready_cache: self.ready_cache,
                 probe_timeout: self.probe_timeout,
                 ready: tokio::sync::Mutex::new(None),
             }),
             routes: Arc::new(RwLock::new(Arc::new(
-                RouteTable::new(self.routes, None).measured(self.prometheus.as_ref()),
+                RouteTable::new(self.routes, None)
+                    .measured(self.prometheus.as_ref())
+                    .traced(self.tracing.as_ref()),
             ))),
             access: Arc::new(AccessControl::with_trusted_proxies(self.trusted_proxies)),
             max_uri_bytes: self.max_uri_bytes,
@@ -201,7 +214,9 @@ impl Proxy {
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let next = RouteTable::new(routes, Some(&guard)).measured(self.state.prometheus.as_ref());
+        let next = RouteTable::new(routes, Some(&guard))
+            .measured(self.state.prometheus.as_ref())
+            .traced(self.state.tracing.as_ref());
         *guard = Arc::new(next);
     }
 
@@ -221,6 +236,12 @@ impl Proxy {
     /// The Prometheus metrics given to the builder, if any.
     pub fn prometheus_metrics(&self) -> Option<crate::prometheus::PrometheusMetrics> {
         self.state.prometheus.clone()
+    }
+
+    /// The OpenTelemetry tracer given to the builder, if any (flush it before exiting).
+    #[cfg(feature = "otel")]
+    pub fn otel_tracing(&self) -> Option<&crate::otel::OtelTracing> {
+        self.state.tracing.as_ref()
     }
 
     /// The audit log given to the builder, if any.
@@ -320,38 +341,51 @@ impl Proxy {
         let audit = self.state.audit.as_ref();
         let mut principal = None;
         let mut key = None;
-        let answer: Result<Response<ProxyBody>, Error> = async {
-            within_limits?;
-            let ctx = match routing::route(&table, req.uri.path(), &id, client_addr)? {
-                Routed::Health => return Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#)),
-                Routed::Ready => return Ok(self.ready().await),
-                Routed::Metrics => return self.metrics_response(&req.headers),
-                Routed::Bucket(ctx) => ctx,
-            };
-            bucket = Some(ctx.route);
-            if audit.is_some() {
-                key = Some(ctx.key.clone());
-            }
-            let claims = self.access.check(&ctx, &req).await?;
-            if audit.is_some() {
-                principal = claims.as_deref().and_then(subject);
-            }
-            let method = match cors::run(&ctx, &req)? {
-                Next::Answered(resp) => return Ok(resp),
-                Next::Object(method) => method,
-            };
-            let served = object::serve(&self.state, &ctx, method, &req.headers).await;
-            cache_status = served.cache;
-            served.response
-        }
-        .await
-        .map_err(|e| {
-            let e = e.with_request_id(id.clone());
-            match bucket {
-                Some(m) => e.with_bucket(m.route.name.clone()),
-                None => e,
-            }
-        });
+        let tracing = self.state.tracing.as_ref();
+        let trace = RequestTrace::start(tracing, &req.method, req.uri.path(), &req.headers);
+        let answer: Result<Response<ProxyBody>, Error> = trace
+            .instrument(async {
+                within_limits?;
+                let ctx = match routing::route(&table, req.uri.path(), &id, client_addr)? {
+                    Routed::Health => {
+                        return Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#));
+                    }
+                    Routed::Ready => return Ok(self.ready().await),
+                    Routed::Metrics => return self.metrics_response(&req.headers),
+                    Routed::Bucket(ctx) => ctx,
+                };
+                bucket = Some(ctx.route);
+                trace.routed(
+                    &req.method,
+                    &ctx.route.route.path_prefix,
+                    &ctx.route.route.name,
+                );
+                if audit.is_some() {
+                    key = Some(ctx.key.clone());
+                }
+                let check = self.access.check(&ctx, &req);
+                let claims =
+                    otel::in_span(tracing, "access_control", otel::Kind::Internal, &[], check)
+                        .await?;
+                if audit.is_some() {
+                    principal = claims.as_deref().and_then(subject);
+                }
+                let method = match cors::run(&ctx, &req)? {
+                    Next::Answered(resp) => return Ok(resp),
+                    Next::Object(method) => method,
+                };
+                let served = object::serve(&self.state, &ctx, method, &req.headers).await;
+                cache_status = served.cache;
+                served.response
+            })
+            .await
+            .map_err(|e| {
+                let e = e.with_request_id(id.clone());
+                match bucket {
+                    Some(m) => e.with_bucket(m.route.name.clone()),
+                    None => e,
+                }
+            });
         if let (Some(m), Some(status)) = (bucket, cache_status) {
             m.counters.count(status);
         }
@@ -382,6 +416,7 @@ impl Proxy {
             request_id: id,
             cache: cache_status,
             started,
+            trace,
             audit: audit.map(|log| {
                 Box::new(AuditDraft {
                     log: log.clone(),

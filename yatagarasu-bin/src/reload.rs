@@ -8,7 +8,7 @@
 //! not change stay valid; a re-pointed bucket starts from an empty cache.
 //!
 //! What needs a restart: `server` (listeners and their limits, trusted proxies), `cache` (tiers and
-//! their sizes), `coalescing` (slice and buffer sizes), `admin`, `metrics`, `logging` and `audit_log`. A reload
+//! their sizes), `coalescing` (slice and buffer sizes), `admin`, `metrics`, `logging`, `audit_log` and `observability`. A reload
 //! that changes any of them still applies the rest, and says which were left as they are.
 //!
 //! The listener's TLS certificate and key (`server.tls`) are re-read from their files on every
@@ -97,6 +97,7 @@ impl Reloader {
             ("metrics", s.metrics != next.metrics),
             ("logging", s.logging != next.logging),
             ("audit_log", s.audit_log != next.audit_log),
+            ("observability", s.observability != next.observability),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -220,6 +220,16 @@ impl RouteTable {
         self
     }
 
+    /// Every route's origin requests traced (a client span each), when tracing is on.
+    pub(crate) fn traced(mut self, tracing: Option<&crate::otel::Tracing>) -> Self {
+        if let Some(t) = tracing {
+            for m in &mut self.routes {
+                m.target.origin = crate::otel::traced_origin(Arc::clone(&m.target.origin), t);
+            }
+        }
+        self
+    }
+
     pub(crate) fn mounted(&self) -> &[MountedRoute] {
         &self.routes
     }

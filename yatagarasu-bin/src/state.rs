@@ -29,6 +29,8 @@ pub(crate) struct State {
     pub(crate) prometheus: Option<crate::prometheus::PrometheusMetrics>,
     /// Where every request's audit record goes, if anywhere.
     pub(crate) audit: Option<crate::audit::AuditLog>,
+    /// The OpenTelemetry tracer, when requests are traced.
+    pub(crate) tracing: Option<crate::otel::Tracing>,
     /// Requests in flight and open connections.
     pub(crate) live: Arc<crate::metrics::Live>,
     /// How long a `/ready` result is reused.

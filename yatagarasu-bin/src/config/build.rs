@@ -268,6 +268,22 @@ impl Config {
         if let Some(audit) = self.build_audit_log()? {
             builder = builder.audit(audit);
         }
+        #[cfg(feature = "otel")]
+        if let Some(t) = self
+            .observability
+            .as_ref()
+            .and_then(|o| o.tracing.as_ref())
+            .filter(|t| t.enabled)
+        {
+            let options =
+                crate::otel::TracingOptions::new(&t.otlp_endpoint).sample_ratio(t.sample_ratio);
+            let tracing = crate::otel::OtelTracing::start(&options).map_err(|e| {
+                ConfigError::one(format!(
+                    "observability.tracing: cannot start the exporter: {e}"
+                ))
+            })?;
+            builder = builder.tracing(tracing);
+        }
         if let Some(tiers) = self.build_cache().await? {
             let retention = self
                 .cache

@@ -354,6 +354,56 @@ mod tests {
     }
 
     #[test]
+    fn tracing_problems_name_the_key() {
+        let err = parse(&format!(
+            "{MINIMAL}observability: {{tracing: {{enabled: true, otlp_endpoint: collector:4318, sample_ratio: 1.5}}}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("observability.tracing.otlp_endpoint: `collector:4318` is not an http(s) URL"),
+            "{err}"
+        );
+        assert!(
+            err.contains("observability.tracing.sample_ratio: 1.5 is not between 0 and 1"),
+            "{err}"
+        );
+        let good = format!(
+            "{MINIMAL}observability: {{tracing: {{enabled: true, otlp_endpoint: \"http://127.0.0.1:4318\"}}}}\n"
+        );
+        match parse(&good) {
+            // Built with the feature: accepted.
+            Ok(c) if cfg!(feature = "otel") => {
+                let t = c.observability.unwrap().tracing.unwrap();
+                assert!((t.sample_ratio - 1.0).abs() < f64::EPSILON);
+            }
+            Err(e) if !cfg!(feature = "otel") => assert!(
+                e.to_string()
+                    .contains("observability.tracing.enabled: this build has no OpenTelemetry support"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn otlp_endpoints_get_the_traces_path_unless_they_name_one() {
+        use crate::otel::TracingOptions;
+        assert_eq!(
+            TracingOptions::new("http://c:4318").traces_url(),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            TracingOptions::new("http://c:4318/").traces_url(),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            TracingOptions::new("https://c/otlp/v1/traces").traces_url(),
+            "https://c/otlp/v1/traces"
+        );
+    }
+
+    #[test]
     fn tls_problems_name_the_key() {
         let err = parse(&format!("{MINIMAL}server: {{tls: {{cert_path: \" \"}}}}\n"))
             .unwrap_err()

@@ -79,6 +79,37 @@ pub struct Config {
     /// One JSON record per request to a file and/or syslog.
     #[serde(default)]
     pub audit_log: Option<AuditLogConfig>,
+    /// Tracing export.
+    #[serde(default)]
+    pub observability: Option<ObservabilityConfig>,
+}
+
+/// `observability`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// OpenTelemetry tracing over OTLP/HTTP (needs the `otel` cargo feature).
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
+}
+
+/// `observability.tracing`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Export spans (default off).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// The collector's OTLP/HTTP URL (`http://collector:4318`).
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// Share of requests traced when the client sent no sampling decision (default 1.0).
+    #[serde(default = "default_sample_ratio", deserialize_with = "lenient")]
+    pub sample_ratio: f64,
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
 }
 
 /// `audit_log`: one JSON record per request (see `yatagarasu::audit`).

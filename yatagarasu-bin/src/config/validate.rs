@@ -108,6 +108,29 @@ impl Config {
                 p.push(format!("logging.level: `{}`: {e}", l.level));
             }
         }
+        if let Some(t) = self
+            .observability
+            .as_ref()
+            .and_then(|o| o.tracing.as_ref())
+            .filter(|t| t.enabled)
+        {
+            if !cfg!(feature = "otel") {
+                p.push("observability.tracing.enabled: this build has no OpenTelemetry support (build with `--features otel`)".to_owned());
+            }
+            match url::Url::parse(&t.otlp_endpoint) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p.push(format!(
+                    "observability.tracing.otlp_endpoint: `{}` is not an http(s) URL",
+                    t.otlp_endpoint
+                )),
+            }
+            if !(0.0..=1.0).contains(&t.sample_ratio) {
+                p.push(format!(
+                    "observability.tracing.sample_ratio: {} is not between 0 and 1",
+                    t.sample_ratio
+                ));
+            }
+        }
         if let Some(a) = self.audit_log.as_ref().filter(|a| a.enabled) {
             validate_audit_log(a, &mut p);
         }

@@ -234,12 +234,13 @@ impl Fetcher {
                 key.to_owned(),
                 self.whole_read(fill.clone()),
             );
+            let trace = crate::otel::Current::capture();
             let start = move |audience| {
                 let read = WholeRead {
                     audience: Some(audience),
                     ..owned.2
                 };
-                whole_object(owned.0, owned.1, read)
+                trace.wrap(whole_object(owned.0, owned.1, read))
             };
             if let Some((mut sub, _role)) = self
                 .objects
@@ -265,16 +266,19 @@ impl Fetcher {
             }
             let origin = Arc::clone(&target.origin);
             let k = key.to_owned();
+            let trace = crate::otel::Current::capture();
             let outcome = self
                 .heads
                 .run_with_timeout(
                     object_key,
                     Some(target.coalescing.wait_timeout),
-                    move || async move {
-                        origin
-                            .head_object(&k, &HeadObjectRequest::default())
-                            .await
-                            .map(Arc::new)
+                    move || {
+                        trace.wrap(async move {
+                            origin
+                                .head_object(&k, &HeadObjectRequest::default())
+                                .await
+                                .map(Arc::new)
+                        })
                     },
                 )
                 .await;

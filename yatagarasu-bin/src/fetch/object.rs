@@ -138,9 +138,10 @@ pub(super) async fn whole_object(
                     let (origin, key, etag) =
                         (Arc::clone(&st.origin), st.key.clone(), st.etag.clone());
                     let (i, s, size) = (st.next, st.slice_size, st.size);
-                    st.ahead = Some(AbortOnDrop(tokio::spawn(async move {
+                    let trace = crate::otel::Current::capture();
+                    st.ahead = Some(AbortOnDrop(tokio::spawn(trace.wrap(async move {
                         fetch_slice(&*origin, &key, i, s, Some(size), Some(&etag)).await
-                    })));
+                    }))));
                 }
                 match body.next().await {
                     Some(Ok(chunk)) => {

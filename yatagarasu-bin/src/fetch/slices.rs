@@ -312,7 +312,8 @@ pub(super) async fn open_slice(
             && let Some((mut sub, _)) =
                 group.subscribe_with((target.id.clone(), key.to_owned(), index), {
                     let fetch = fetch.clone();
-                    move |audience| fetch(Some(audience))
+                    let trace = crate::otel::Current::capture();
+                    move |audience| trace.wrap(fetch(Some(audience)))
                 })
         {
             match tokio::time::timeout(target.coalescing.wait_timeout, sub.head()).await {
@@ -364,12 +365,13 @@ impl SliceChain {
     /// Start opening slice `index` in the background.
     fn open_ahead(&self, index: u64) -> Opening {
         let c = self.clone();
-        AbortOnDrop(tokio::spawn(async move {
+        let trace = crate::otel::Current::capture();
+        AbortOnDrop(tokio::spawn(trace.wrap(async move {
             open_slice(
                 &c.reader, &c.target, &c.key, &c.head, index, c.coalesce, &c.source,
             )
             .await
-        }))
+        })))
     }
 
     /// The stream of slices `next..=last`; the first of them starts opening now.

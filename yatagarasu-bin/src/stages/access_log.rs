@@ -28,6 +28,8 @@ pub(crate) struct RequestLog {
     pub(crate) request_id: String,
     pub(crate) cache: Option<CacheStatus>,
     pub(crate) started: Instant,
+    /// The request's trace span, ended with the body.
+    pub(crate) trace: crate::otel::RequestTrace,
     /// What the audit log needs beyond the above, when there is an audit log.
     pub(crate) audit: Option<Box<AuditDraft>>,
     /// Counts the request in flight until the log (and with it this) is dropped.
@@ -120,6 +122,12 @@ impl LoggedBody {
             time_to_head: self.time_to_head,
             completion,
         });
+        l.trace.finish(
+            self.status,
+            self.bytes,
+            l.cache.map(CacheStatus::as_str),
+            completion.as_str(),
+        );
         if let Some(a) = l.audit {
             a.log.submit(AuditRecord {
                 time: a.time,
@@ -149,6 +157,8 @@ impl http_body::Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        // Slices fetched as the body streams are traced as children of the request's span.
+        let _trace = self.log.as_ref().and_then(|l| l.trace.enter());
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -87,7 +87,8 @@ pub(crate) async fn lookup<'s>(
         let (state_owned, target_owned) = (Arc::clone(state), target.clone());
         let flight = (Arc::clone(&target.id), key.to_owned());
         let revalidations = state.revalidations.clone();
-        tokio::spawn(async move {
+        let trace = crate::otel::Current::capture();
+        tokio::spawn(trace.wrap(async move {
             let _ = revalidations
                 .run(flight, move || async move {
                     revalidate(&state_owned, &target_owned, &fill)
@@ -95,7 +96,7 @@ pub(crate) async fn lookup<'s>(
                         .map(|_| ())
                 })
                 .await;
-        });
+        }));
         return Ok(Lookup::Found {
             cache,
             meta: Arc::new(record.meta),

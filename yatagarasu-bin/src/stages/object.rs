@@ -42,7 +42,14 @@ pub(crate) async fn serve(
         };
     }
     let plan = RequestPlan::from_headers(headers);
-    let found = match lookup(state, ctx).await {
+    let looked_up = crate::otel::in_span(
+        state.tracing.as_ref(),
+        "cache_lookup",
+        crate::otel::Kind::Internal,
+        &[],
+        lookup(state, ctx),
+    );
+    let found = match looked_up.await {
         Ok(found) => found,
         Err(e) => {
             return Served {
