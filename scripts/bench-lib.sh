@@ -13,7 +13,8 @@ need() { # command, Debian package
 
 bench_setup() {
     need wrk wrk
-    cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu
+    # PROXY_FEATURES: cargo features of the proxy binary (e.g. otel).
+    cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu ${PROXY_FEATURES:+--features "yatagarasu/$PROXY_FEATURES"}
     work=$(mktemp -d)
     pids=()
     trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT

@@ -98,6 +98,7 @@ mod routes;
 mod server;
 mod stages;
 mod state;
+mod utc;
 
 pub use admin::{AdminApi, serve_admin};
 pub use cache::CachePolicy;

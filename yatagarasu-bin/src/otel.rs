@@ -64,7 +64,7 @@ mod enabled {
     use opentelemetry::context::FutureExt as _;
     use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
     use opentelemetry::trace::{
-        SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+        Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
     };
     use opentelemetry::{Context, KeyValue};
     use opentelemetry_otlp::{Protocol, WithExportConfig as _};
@@ -150,15 +150,21 @@ mod enabled {
                 return Self::default();
             };
             let parent = TraceContextPropagator::new().extract(&Headers(headers));
-            let span = t
+            // Attributes only once the sampler said yes: an unsampled request allocates nothing.
+            let mut span = t
                 .tracer
-                .span_builder(Cow::Owned(method.as_str().to_owned()))
+                .span_builder(Cow::Borrowed("request"))
                 .with_kind(SpanKind::Server)
-                .with_attributes([
-                    KeyValue::new("http.request.method", method.as_str().to_owned()),
-                    KeyValue::new("url.path", path.to_owned()),
-                ])
                 .start_with_context(&t.tracer, &parent);
+            if !span.is_recording() {
+                return Self::default();
+            }
+            span.update_name(Cow::Owned(method.as_str().to_owned()));
+            span.set_attribute(KeyValue::new(
+                "http.request.method",
+                method.as_str().to_owned(),
+            ));
+            span.set_attribute(KeyValue::new("url.path", path.to_owned()));
             Self {
                 cx: Some(parent.with_span(span)),
             }
@@ -166,7 +172,10 @@ mod enabled {
 
         /// Run `f` with this span as the current one (its child spans' parent).
         pub(crate) fn instrument<F: Future>(&self, f: F) -> impl Future<Output = F::Output> {
-            f.with_context(self.cx.clone().unwrap_or_else(Context::current))
+            match &self.cx {
+                Some(cx) => futures_util::future::Either::Left(f.with_context(cx.clone())),
+                None => futures_util::future::Either::Right(f),
+            }
         }
 
         /// Make this span the current one until the guard drops (for synchronous polls).

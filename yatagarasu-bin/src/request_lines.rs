@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -159,44 +159,6 @@ impl Visit for LineWriter<'_> {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` for `t` (UTC).
-fn timestamp(out: &mut Vec<u8>, t: SystemTime) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let two = |out: &mut Vec<u8>, v: u64| {
-        out.push(b'0' + (v / 10 % 10) as u8);
-        out.push(b'0' + (v % 10) as u8);
-    };
-    out.extend_from_slice(itoa::Buffer::new().format(year).as_bytes());
-    out.push(b'-');
-    two(out, month as u64);
-    out.push(b'-');
-    two(out, day as u64);
-    out.push(b'T');
-    two(out, rem / 3600);
-    out.push(b':');
-    two(out, rem / 60 % 60);
-    out.push(b':');
-    two(out, rem % 60);
-    out.push(b'.');
-    let micros = since.subsec_micros();
-    let digits = itoa::Buffer::new().format(micros).len();
-    out.extend(std::iter::repeat_n(b'0', 6 - digits));
-    out.extend_from_slice(itoa::Buffer::new().format(micros).as_bytes());
-    out.push(b'Z');
-}
-
 impl<S: Subscriber> tracing_subscriber::Layer<S> for RequestLines {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         if event.metadata().target() != TARGET {
@@ -214,10 +176,10 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for RequestLines {
         let out = &mut *pending;
         if json {
             out.extend_from_slice(b"{\"timestamp\":\"");
-            timestamp(out, SystemTime::now());
+            crate::utc::write_rfc3339(out, SystemTime::now(), crate::utc::Fraction::Micros);
             out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
         } else {
-            timestamp(out, SystemTime::now());
+            crate::utc::write_rfc3339(out, SystemTime::now(), crate::utc::Fraction::Micros);
             out.extend_from_slice(b"  INFO request:");
         }
         event.record(&mut LineWriter { out, json });
@@ -227,28 +189,6 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for RequestLines {
             out.extend_from_slice(b"\"}\n");
         } else {
             out.push(b'\n');
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_microseconds() {
-        for (secs, micros, want) in [
-            (0, 0, "1970-01-01T00:00:00.000000Z"),
-            (951_782_400, 7, "2000-02-29T00:00:00.000007Z"),
-            (1_795_719_599, 999_999, "2026-11-26T18:59:59.999999Z"),
-            (4_102_444_800, 120_000, "2100-01-01T00:00:00.120000Z"),
-        ] {
-            let mut out = Vec::new();
-            timestamp(
-                &mut out,
-                UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros),
-            );
-            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::record::utc_day;
+use crate::utc::utc_day;
 
 /// When the file output starts a new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,7 +1,7 @@
 //! One audit record and its JSON line.
 
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -71,83 +71,17 @@ fn method<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Erro
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_rfc3339(*t))
-}
-
-/// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (times before 1970 print as the epoch).
-pub(crate) fn format_rfc3339(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// The UTC calendar day of `t`, as days since 1970-01-01 (what daily rotation compares).
-pub(crate) fn utc_day(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-        / 86_400
-}
-
-/// Year, month, day of the `days`-th day after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    s.serialize_str(&crate::utc::rfc3339_millis(*t))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::time::{Duration, UNIX_EPOCH};
+
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(format_rfc3339(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        // A leap day, and the day after.
-        assert_eq!(
-            format_rfc3339(at(951_782_400, 7)),
-            "2000-02-29T00:00:00.007Z"
-        );
-        assert_eq!(
-            format_rfc3339(at(951_868_799, 999)),
-            "2000-02-29T23:59:59.999Z"
-        );
-        assert_eq!(
-            format_rfc3339(at(951_868_800, 0)),
-            "2000-03-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            format_rfc3339(at(1_795_737_600, 0)),
-            "2026-11-27T00:00:00.000Z"
-        );
-        // 2100 is not a leap year.
-        assert_eq!(
-            format_rfc3339(at(4_107_542_400, 0)),
-            "2100-03-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            format_rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00.000Z"
-        );
     }
 
     #[test]

@@ -5,8 +5,6 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::record::format_rfc3339;
-
 /// How syslog messages travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -135,8 +133,7 @@ impl SyslogSink {
     pub(crate) fn send(&mut self, json: &[u8], at: SystemTime) -> io::Result<()> {
         self.message.clear();
         self.message.extend_from_slice(self.priority.as_bytes());
-        self.message
-            .extend_from_slice(format_rfc3339(at).as_bytes());
+        crate::utc::write_rfc3339(&mut self.message, at, crate::utc::Fraction::Millis);
         self.message.extend_from_slice(self.header_tail.as_bytes());
         self.message.extend_from_slice(json);
         if let Some((socket, addr)) = &self.udp {

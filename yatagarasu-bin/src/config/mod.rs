@@ -361,7 +361,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("observability.tracing.otlp_endpoint: `collector:4318` is not an http(s) URL"),
+            err.contains(
+                "observability.tracing.otlp_endpoint: `collector:4318` is not an http(s) URL"
+            ),
             "{err}"
         );
         assert!(
@@ -378,8 +380,9 @@ mod tests {
                 assert!((t.sample_ratio - 1.0).abs() < f64::EPSILON);
             }
             Err(e) if !cfg!(feature = "otel") => assert!(
-                e.to_string()
-                    .contains("observability.tracing.enabled: this build has no OpenTelemetry support"),
+                e.to_string().contains(
+                    "observability.tracing.enabled: this build has no OpenTelemetry support"
+                ),
                 "{e}"
             ),
             other => panic!("{other:?}"),
