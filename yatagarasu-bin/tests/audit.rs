@@ -87,6 +87,19 @@ async fn get(
     (status, id, code)
 }
 
+/// The buckets of `origin_yaml` served on a loopback port with `audit`; the base URL.
+async fn serve_audited(origin: &TestOrigin, audit: &AuditLog) -> String {
+    let routes = Config::from_yaml_with_env(&origin_yaml(origin), &|_| None)
+        .unwrap()
+        .build_routes()
+        .unwrap();
+    let mut builder = yatagarasu::Proxy::builder().audit(audit.clone());
+    for r in routes {
+        builder = builder.route(r);
+    }
+    common::serve_on_loopback(builder.build()).await
+}
+
 /// Wait until every record queued so far is written.
 async fn flush(audit: &AuditLog) {
     let a = audit.clone();
@@ -235,15 +248,7 @@ async fn size_rotation_under_traffic_keeps_every_record_of_the_files_kept() {
         .file(FileOutput::new(&path).max_file_bytes(1500).max_backups(3))
         .start()
         .unwrap();
-    let routes = Config::from_yaml_with_env(&origin_yaml(&origin), &|_| None)
-        .unwrap()
-        .build_routes()
-        .unwrap();
-    let mut builder = yatagarasu::Proxy::builder().audit(audit.clone());
-    for r in routes {
-        builder = builder.route(r);
-    }
-    let base = common::serve_on_loopback(builder.build()).await;
+    let base = serve_audited(&origin, &audit).await;
     let mut ids = Vec::new();
     for _ in 0..40 {
         ids.push(get(&format!("{base}/public/a.txt"), None, None).await.1);
@@ -293,15 +298,7 @@ async fn tcp_syslog_frames_lines_and_reconnects_after_the_server_comes_back() {
         .syslog(SyslogOutput::new(addr.to_string(), SyslogProtocol::Tcp))
         .start()
         .unwrap();
-    let routes = Config::from_yaml_with_env(&origin_yaml(&origin), &|_| None)
-        .unwrap()
-        .build_routes()
-        .unwrap();
-    let mut builder = yatagarasu::Proxy::builder().audit(audit.clone());
-    for r in routes {
-        builder = builder.route(r);
-    }
-    let base = common::serve_on_loopback(builder.build()).await;
+    let base = serve_audited(&origin, &audit).await;
     let url = format!("{base}/public/a.txt");
 
     let first = [get(&url, None, None).await.1, get(&url, None, None).await.1];
