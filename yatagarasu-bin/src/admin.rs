@@ -236,8 +236,22 @@ impl AdminApi {
             let s = a.stats();
             serde_json::json!({ "written": s.written, "dropped": s.dropped, "failed": s.failed })
         });
+        // Per bucket with a circuit breaker: where it stands.
+        let breakers: serde_json::Map<String, serde_json::Value> = self
+            .proxy
+            .routes()
+            .into_iter()
+            .filter_map(|r| {
+                let s = r.origin.breaker_stats()?;
+                let v = serde_json::json!({
+                    "state": s.state.as_str(), "opened": s.opened, "rejected": s.rejected,
+                });
+                Some((r.name, v))
+            })
+            .collect();
         serde_json::json!({
             "audit_log": audit,
+            "breakers": breakers,
             "policies": policies,
             "cache": { "tiers": tiers, "buckets": buckets },
             "coalescing": {

@@ -347,6 +347,10 @@ mod enabled {
         fn client_stats(&self) -> Option<yatagarasu_s3::ClientStats> {
             self.inner.client_stats()
         }
+
+        fn breaker_stats(&self) -> Option<yatagarasu_s3::BreakerStats> {
+            self.inner.breaker_stats()
+        }
     }
 
     /// The current trace context, carried into a task spawned for it (a shared fetch, a

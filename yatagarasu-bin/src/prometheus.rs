@@ -376,6 +376,7 @@ struct Snapshot {
     policies: Vec<(String, crate::auth::PolicyStats)>,
     clients: Vec<(String, yatagarasu_s3::ClientStats)>,
     audit: Option<crate::audit::AuditStats>,
+    breakers: Vec<(String, yatagarasu_s3::BreakerStats)>,
 }
 
 impl Snapshot {
@@ -394,6 +395,10 @@ impl Snapshot {
                 .filter_map(|r| Some((r.name.clone(), r.origin.client_stats()?)))
                 .collect(),
             audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
+            breakers: routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.origin.breaker_stats()?)))
+                .collect(),
         }
     }
 }
@@ -430,6 +435,12 @@ struct ProtocolLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    bucket: String,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -648,6 +659,44 @@ impl Collector for Snapshot {
             C,
             &cached,
         )?;
+        let mut states = Vec::new();
+        let (mut opened, mut rejected) = (Vec::new(), Vec::new());
+        for (bucket, b) in &self.breakers {
+            use yatagarasu_s3::BreakerState as S;
+            for s in [S::Closed, S::Open, S::HalfOpen] {
+                let labels = BreakerLabels {
+                    bucket: bucket.clone(),
+                    state: s.as_str(),
+                };
+                states.push((labels, u64::from(b.state == s)));
+            }
+            let label = || BucketLabel {
+                bucket: bucket.clone(),
+            };
+            opened.push((label(), b.opened));
+            rejected.push((label(), b.rejected));
+        }
+        family(
+            e,
+            "origin_breaker_state",
+            "Circuit breaker state per bucket: 1 for the state it is in",
+            G,
+            &states,
+        )?;
+        family(
+            e,
+            "origin_breaker_opened",
+            "Times the bucket's circuit breaker opened",
+            C,
+            &opened,
+        )?;
+        family(
+            e,
+            "origin_breaker_rejected",
+            "Requests failed at once because the bucket's circuit breaker was open",
+            C,
+            &rejected,
+        )?;
         if let Some(a) = self.audit {
             family(
                 e,
@@ -747,6 +796,10 @@ impl yatagarasu_s3::Origin for MeasuredOrigin {
 
     fn client_stats(&self) -> Option<yatagarasu_s3::ClientStats> {
         self.inner.client_stats()
+    }
+
+    fn breaker_stats(&self) -> Option<yatagarasu_s3::BreakerStats> {
+        self.inner.breaker_stats()
     }
 }
 

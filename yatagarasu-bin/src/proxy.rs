@@ -477,10 +477,17 @@ impl Proxy {
         let all_ok = results.iter().all(|(_, e)| e.is_none());
         let mut buckets = serde_json::Map::new();
         for (name, err) in results {
-            let v = match err {
+            let mut v = match err {
                 None => serde_json::json!({ "ready": true }),
                 Some(code) => serde_json::json!({ "ready": false, "code": code }),
             };
+            // The breaker's state now (the probe itself bypasses it).
+            if let Some(b) = table
+                .by_name(name)
+                .and_then(|m| m.route.origin.breaker_stats())
+            {
+                v["breaker"] = serde_json::json!(b.state.as_str());
+            }
             buckets.insert(name.clone(), v);
         }
         let body = serde_json::json!({ "status": if all_ok { "ready" } else { "not_ready" }, "buckets": buckets });

@@ -104,6 +104,8 @@ pub struct ErrorContext {
     pub upstream_code: Option<String>,
     /// The object's full size, when known (a 416 answer reports it in `Content-Range`).
     pub object_size: Option<u64>,
+    /// How long the caller should wait before trying again (sent as `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -198,6 +200,13 @@ impl Error {
     /// Set the object's full size in the context.
     pub fn with_object_size(mut self, size: u64) -> Self {
         self.inner_mut().context.object_size = Some(size);
+        self
+    }
+
+    /// Advise the caller to wait this long before trying again (a 503 or 429 answer sends it as
+    /// `Retry-After`, in whole seconds, rounded up).
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.inner_mut().context.retry_after = Some(wait);
         self
     }
 

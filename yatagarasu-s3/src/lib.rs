@@ -47,6 +47,7 @@
 //! ```
 
 mod body;
+mod breaker;
 mod builder;
 mod client;
 mod config;
@@ -62,6 +63,7 @@ mod time;
 mod xml;
 
 pub use body::ObjectBody;
+pub use breaker::{BreakerOptions, BreakerState, BreakerStats, CircuitBreaker};
 pub use builder::{S3ClientBuilder, default_http_client};
 pub use client::{ClientStats, GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client};
 pub use config::{AddressingStyle, CredentialsSource, Timeouts};

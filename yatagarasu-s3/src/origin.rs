@@ -102,6 +102,13 @@ pub trait Origin: Send + Sync + fmt::Debug + 'static {
     fn client_stats(&self) -> Option<crate::ClientStats> {
         None
     }
+
+    /// The circuit breaker's state and counters, when this origin is (or wraps) a
+    /// [`CircuitBreaker`](crate::CircuitBreaker). The default is `None`: a decorator should
+    /// forward its inner origin's.
+    fn breaker_stats(&self) -> Option<crate::BreakerStats> {
+        None
+    }
 }
 
 impl Origin for S3Client {
@@ -169,5 +176,9 @@ impl<T: Origin + ?Sized> Origin for Arc<T> {
 
     fn client_stats(&self) -> Option<crate::ClientStats> {
         (**self).client_stats()
+    }
+
+    fn breaker_stats(&self) -> Option<crate::BreakerStats> {
+        (**self).breaker_stats()
     }
 }

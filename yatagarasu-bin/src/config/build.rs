@@ -417,7 +417,18 @@ impl Config {
                 None => None,
             };
             let overrides = b.coalescing.clone().unwrap_or_default();
-            let mut route = BucketRoute::new(b.name.clone(), b.path_prefix.clone(), client);
+            let mut route = match &s3.circuit_breaker {
+                Some(cb) => {
+                    let options = yatagarasu_s3::BreakerOptions::default()
+                        .failure_threshold(cb.failure_threshold)
+                        .success_threshold(cb.success_threshold)
+                        .open_timeout(Duration::from_secs(cb.timeout_seconds))
+                        .half_open_max_requests(cb.half_open_max_requests);
+                    let origin = yatagarasu_s3::CircuitBreaker::new(client, options);
+                    BucketRoute::new(b.name.clone(), b.path_prefix.clone(), origin)
+                }
+                None => BucketRoute::new(b.name.clone(), b.path_prefix.clone(), client),
+            };
             route.expose_user_metadata = b.expose_user_metadata;
             route.cors = cors;
             let bucket_cache = b.cache.clone().unwrap_or_default();

@@ -354,6 +354,44 @@ mod tests {
     }
 
     #[test]
+    fn circuit_breaker_problems_name_the_key() {
+        let bucket = |cb: &str| {
+            format!(
+                "buckets:\n  - name: m\n    path_prefix: /m\n    s3: {{bucket: m, anonymous: true, circuit_breaker: {cb}}}\n"
+            )
+        };
+        let err = parse(&bucket(
+            "{failure_threshold: 0, success_threshold: 0, timeout_seconds: 0, half_open_max_requests: 0}",
+        ))
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "buckets[0].s3.circuit_breaker.failure_threshold: must be at least 1",
+            "buckets[0].s3.circuit_breaker.success_threshold: must be at least 1",
+            "buckets[0].s3.circuit_breaker.half_open_max_requests: must be at least 1",
+            "buckets[0].s3.circuit_breaker.timeout_seconds: 0 is not within 1 ..= 3600",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let err = parse(&bucket("{threshold: 3}")).unwrap_err().to_string();
+        assert!(
+            err.contains("buckets[0].s3.circuit_breaker.threshold: unknown field"),
+            "{err}"
+        );
+        let ok = parse(&bucket("{failure_threshold: 3}")).unwrap();
+        let cb = ok.buckets[0].s3.circuit_breaker.clone().unwrap();
+        assert_eq!(
+            (
+                cb.failure_threshold,
+                cb.success_threshold,
+                cb.timeout_seconds,
+                cb.half_open_max_requests
+            ),
+            (3, 2, 30, 1)
+        );
+    }
+
+    #[test]
     fn tracing_problems_name_the_key() {
         let err = parse(&format!(
             "{MINIMAL}observability: {{tracing: {{enabled: true, otlp_endpoint: collector:4318, sample_ratio: 1.5}}}}\n"

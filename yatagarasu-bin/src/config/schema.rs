@@ -735,6 +735,44 @@ pub struct S3Config {
     /// Attempts per origin request (1 = no retry).
     #[serde(default, deserialize_with = "lenient_opt")]
     pub max_attempts: Option<u32>,
+    /// Fail fast while the origin is down.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+/// `buckets[].s3.circuit_breaker`: when the bucket's origin counts as down (see
+/// `yatagarasu_s3::CircuitBreaker`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Origin faults in a row that open the breaker (default 5).
+    #[serde(default = "default_failure_threshold", deserialize_with = "lenient")]
+    pub failure_threshold: u32,
+    /// Successful probes that close it (default 2).
+    #[serde(default = "default_success_threshold", deserialize_with = "lenient")]
+    pub success_threshold: u32,
+    /// Seconds it stays open before probing (default 30).
+    #[serde(default = "default_breaker_timeout", deserialize_with = "lenient")]
+    pub timeout_seconds: u64,
+    /// Probes let through at a time while half-open (default 1).
+    #[serde(default = "default_half_open", deserialize_with = "lenient")]
+    pub half_open_max_requests: u32,
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+
+fn default_success_threshold() -> u32 {
+    2
+}
+
+fn default_breaker_timeout() -> u64 {
+    30
+}
+
+fn default_half_open() -> u32 {
+    1
 }
 
 /// `buckets[].ip_filter`: networks (CIDR or single addresses, IPv4 and IPv6).

@@ -293,6 +293,23 @@ impl Config {
             if let Some(t) = b.cache.as_ref().and_then(|c| c.ttl_seconds) {
                 ttl_in_range(&format!("{at}.cache.ttl_seconds"), t, &mut p);
             }
+            if let Some(cb) = &s3.circuit_breaker {
+                for (key, v) in [
+                    ("failure_threshold", cb.failure_threshold),
+                    ("success_threshold", cb.success_threshold),
+                    ("half_open_max_requests", cb.half_open_max_requests),
+                ] {
+                    if v == 0 {
+                        p.push(format!("{at}.s3.circuit_breaker.{key}: must be at least 1"));
+                    }
+                }
+                if !(1..=3600).contains(&cb.timeout_seconds) {
+                    p.push(format!(
+                        "{at}.s3.circuit_breaker.timeout_seconds: {} is not within 1 ..= 3600",
+                        cb.timeout_seconds
+                    ));
+                }
+            }
             if s3.max_attempts == Some(0) {
                 p.push(format!("{at}.s3.max_attempts: must be at least 1"));
             }

@@ -268,6 +268,16 @@ pub(crate) fn error_response(method: &Method, err: &Error) -> Response<ProxyBody
             HeaderValue::from_static(challenge),
         );
     }
+    if let Some(wait) = err.context().retry_after
+        && matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        )
+    {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(ALLOW));

@@ -1,0 +1,224 @@
+//! The circuit breaker end to end: a proxy built from config in front of an s3s-fs origin that the
+//! test stops, replaces by a socket that accepts and never answers (a hung origin), and starts
+//! again on the same port.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use yatagarasu::Config;
+use yatagarasu_testkit::TestOrigin;
+
+/// Bind 127.0.0.1:`port` once the stopped origin has let go of it (bounded).
+async fn bind_when_free(port: u16) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => return l,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "port {port} stays taken: {e}"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+struct Answer {
+    status: u16,
+    code: Option<String>,
+    retry_after: Option<u64>,
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Answer {
+    let r = tokio::time::timeout(Duration::from_secs(20), http.get(url).send())
+        .await
+        .expect("no request hangs")
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body = r.bytes().await.unwrap();
+    let code = (status >= 400).then(|| {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["error"]["code"].as_str().unwrap().to_owned()
+    });
+    Answer {
+        status,
+        code,
+        retry_after,
+    }
+}
+
+#[tokio::test]
+async fn a_dead_origin_opens_the_breaker_which_fails_fast_and_closes_after_recovery() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start_in(root.path(), "AKIDCB", "cb-secret", 0).await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"still here");
+    let port = origin.addr().port();
+    let yaml = format!(
+        r#"
+buckets:
+  - name: media
+    path_prefix: /media
+    s3:
+      bucket: media
+      endpoint: "{ep}"
+      access_key: AKIDCB
+      secret_key: cb-secret
+      max_attempts: 1
+      circuit_breaker: {{failure_threshold: 3, success_threshold: 1, timeout_seconds: 3, half_open_max_requests: 1}}
+metrics: {{enabled: true}}
+"#,
+        ep = origin.endpoint()
+    );
+    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap();
+    let base = common::serve_on_loopback(proxy).await;
+    let url = format!("{base}/media/a.txt");
+    let http = reqwest::Client::new();
+    assert_eq!(get(&http, &url).await.status, 200);
+
+    // The origin dies: three faults (connection refused), then the breaker is open.
+    origin.stop();
+    let hung = bind_when_free(port).await;
+    drop(hung); // refused from here on
+    for _ in 0..3 {
+        let a = get(&http, &url).await;
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (503, Some("ServiceUnavailable"))
+        );
+    }
+    // /ready names the breaker's state (its probe bypasses the breaker).
+    let ready = http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_slice(&ready).unwrap();
+    assert_eq!(ready["buckets"]["media"]["breaker"], "open", "{ready}");
+    // While open, a hung origin on the port is never even connected to: requests fail at once,
+    // with CircuitOpen and a Retry-After.
+    let hung = bind_when_free(port).await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::clone(&accepted);
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            counting.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let mut wait = 0;
+    for _ in 0..20 {
+        let a = get(&http, &url).await;
+        assert_eq!((a.status, a.code.as_deref()), (503, Some("CircuitOpen")));
+        wait = a.retry_after.expect("a Retry-After header");
+        assert!((1..=3).contains(&wait), "Retry-After: {wait}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no connection while open"
+    );
+    // Operators see it: /metrics counts it.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        r#"yatagarasu_origin_breaker_state{bucket="media",state="open"} 1"#,
+        r#"yatagarasu_origin_breaker_state{bucket="media",state="closed"} 0"#,
+        r#"yatagarasu_origin_breaker_opened_total{bucket="media"} 1"#,
+        r#"yatagarasu_origin_breaker_rejected_total{bucket="media"} 20"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == want),
+            "no {want} in:\n{metrics}"
+        );
+    }
+    hold.abort();
+    let _ = hold.await;
+
+    // The origin comes back on the same port; after Retry-After one probe goes through, succeeds
+    // and closes the breaker.
+    let _back = TestOrigin::start_in(root.path(), "AKIDCB", "cb-secret", port).await;
+    // A client doing what Retry-After says: by then the open time is over (it is rounded up).
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        get(&http, &url).await.status,
+        200,
+        "the probe reached the origin"
+    );
+    for _ in 0..5 {
+        assert_eq!(get(&http, &url).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn answers_that_are_not_faults_never_open_the_breaker() {
+    let origin = TestOrigin::start("AKIDCB", "cb-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"here");
+    let yaml = format!(
+        r#"
+buckets:
+  - name: media
+    path_prefix: /media
+    s3:
+      bucket: media
+      endpoint: "{ep}"
+      access_key: AKIDCB
+      secret_key: cb-secret
+      circuit_breaker: {{failure_threshold: 2, timeout_seconds: 60}}
+"#,
+        ep = origin.endpoint()
+    );
+    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap();
+    let base = common::serve_on_loopback(proxy).await;
+    let http = reqwest::Client::new();
+    // 404s, a 412 and a 416 are the origin answering: ten of them leave the breaker closed.
+    for i in 0..10 {
+        let a = get(&http, &format!("{base}/media/missing-{i}.txt")).await;
+        assert_eq!(a.status, 404);
+    }
+    let r = http
+        .get(format!("{base}/media/a.txt"))
+        .header("if-match", "\"nope\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = http
+        .get(format!("{base}/media/a.txt"))
+        .header("range", "bytes=100-200")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(get(&http, &format!("{base}/media/a.txt")).await.status, 200);
+}
