@@ -400,7 +400,14 @@ impl Config {
                 timeouts.connect = Duration::from_secs(t);
             }
             c = c.timeouts(timeouts);
-            if let Some(n) = s3.max_attempts {
+            if let Some(r) = &s3.retry {
+                c = c.retry_policy(RetryPolicy {
+                    max_attempts: r.max_attempts,
+                    base_delay: Duration::from_millis(r.initial_backoff_ms),
+                    max_delay: Duration::from_millis(r.max_backoff_ms),
+                    ..RetryPolicy::default()
+                });
+            } else if let Some(n) = s3.max_attempts {
                 c = c.retry_policy(RetryPolicy {
                     max_attempts: n,
                     ..RetryPolicy::default()

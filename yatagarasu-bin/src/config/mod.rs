@@ -378,6 +378,30 @@ mod tests {
             err.contains("buckets[0].s3.circuit_breaker.threshold: unknown field"),
             "{err}"
         );
+        let retry = |r: &str| {
+            format!(
+                "buckets:\n  - name: m\n    path_prefix: /m\n    s3: {{bucket: m, anonymous: true, {r}}}\n"
+            )
+        };
+        let err = parse(&retry(
+            "max_attempts: 2, retry: {max_attempts: 11, initial_backoff_ms: 500, max_backoff_ms: 100}",
+        ))
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "buckets[0].s3.max_attempts: set retry.max_attempts instead",
+            "buckets[0].s3.retry.max_attempts: 11 is not within 1 ..= 10",
+            "buckets[0].s3.retry.initial_backoff_ms: 500 is more than max_backoff_ms (100)",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let err = parse(&retry("retry: {max_backoff_ms: 90000}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("buckets[0].s3.retry.max_backoff_ms: 90000 is over 60000"),
+            "{err}"
+        );
         let ok = parse(&bucket("{failure_threshold: 3}")).unwrap();
         let cb = ok.buckets[0].s3.circuit_breaker.clone().unwrap();
         assert_eq!(

@@ -738,6 +738,37 @@ pub struct S3Config {
     /// Fail fast while the origin is down.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Attempts and backoff per origin request (instead of `max_attempts`).
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+}
+
+/// `buckets[].s3.retry`: how often and how patiently a failed origin request is tried again
+/// (exponential backoff with full jitter, on retryable failures only).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in total, 1 = no retry (default 3).
+    #[serde(default = "default_attempts", deserialize_with = "lenient")]
+    pub max_attempts: u32,
+    /// The first backoff's upper bound; doubles per retry (default 50).
+    #[serde(default = "default_initial_backoff", deserialize_with = "lenient")]
+    pub initial_backoff_ms: u64,
+    /// Upper bound of any backoff (default 2000).
+    #[serde(default = "default_max_backoff", deserialize_with = "lenient")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+fn default_initial_backoff() -> u64 {
+    50
+}
+
+fn default_max_backoff() -> u64 {
+    2000
 }
 
 /// `buckets[].s3.circuit_breaker`: when the bucket's origin counts as down (see

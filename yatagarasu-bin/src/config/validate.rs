@@ -310,6 +310,31 @@ impl Config {
                     ));
                 }
             }
+            if let Some(r) = &s3.retry {
+                if s3.max_attempts.is_some() {
+                    p.push(format!(
+                        "{at}.s3.max_attempts: set retry.max_attempts instead when a retry section is present"
+                    ));
+                }
+                if !(1..=10).contains(&r.max_attempts) {
+                    p.push(format!(
+                        "{at}.s3.retry.max_attempts: {} is not within 1 ..= 10",
+                        r.max_attempts
+                    ));
+                }
+                if r.max_backoff_ms > 60_000 {
+                    p.push(format!(
+                        "{at}.s3.retry.max_backoff_ms: {} is over 60000",
+                        r.max_backoff_ms
+                    ));
+                }
+                if r.initial_backoff_ms > r.max_backoff_ms {
+                    p.push(format!(
+                        "{at}.s3.retry.initial_backoff_ms: {} is more than max_backoff_ms ({})",
+                        r.initial_backoff_ms, r.max_backoff_ms
+                    ));
+                }
+            }
             if s3.max_attempts == Some(0) {
                 p.push(format!("{at}.s3.max_attempts: must be at least 1"));
             }

@@ -1,6 +1,6 @@
-//! The circuit breaker end to end: a proxy built from config in front of an s3s-fs origin that the
-//! test stops, replaces by a socket that accepts and never answers (a hung origin), and starts
-//! again on the same port.
+//! Origin resilience end to end, proxies built from config in front of s3s-fs origins: the circuit
+//! breaker (the origin stopped, replaced by a socket that accepts and never answers, and started
+//! again on the same port) and per-bucket retry policies against injected 503s.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -221,4 +221,51 @@ buckets:
         .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(get(&http, &format!("{base}/media/a.txt")).await.status, 200);
+}
+
+#[tokio::test]
+async fn each_bucket_retries_as_its_retry_section_says() {
+    let origin = TestOrigin::start("AKIDCB", "cb-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"after retries");
+    let bucket = |name: &str, retry: &str| {
+        format!(
+            "  - name: {name}\n    path_prefix: /{name}\n    s3: {{bucket: media, endpoint: \"{}\", access_key: AKIDCB, secret_key: cb-secret, retry: {retry}}}\n",
+            origin.endpoint()
+        )
+    };
+    let yaml = format!(
+        "buckets:\n{}{}",
+        bucket(
+            "patient",
+            "{max_attempts: 4, initial_backoff_ms: 1, max_backoff_ms: 5}"
+        ),
+        bucket("hasty", "{max_attempts: 1}")
+    );
+    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap();
+    let base = common::serve_on_loopback(proxy).await;
+    let http = reqwest::Client::new();
+    // Three 503s in a row: four attempts get through, one does not.
+    origin.inject(
+        yatagarasu_testkit::Fault::status(503, "ServiceUnavailable"),
+        3,
+    );
+    let before = origin.stats().gets();
+    assert_eq!(
+        get(&http, &format!("{base}/patient/a.txt")).await.status,
+        200
+    );
+    assert_eq!(origin.stats().gets() - before, 4);
+    origin.inject(
+        yatagarasu_testkit::Fault::status(503, "ServiceUnavailable"),
+        1,
+    );
+    let before = origin.stats().gets();
+    let a = get(&http, &format!("{base}/hasty/a.txt")).await;
+    assert_eq!(a.status, 503);
+    assert_eq!(origin.stats().gets() - before, 1);
 }
