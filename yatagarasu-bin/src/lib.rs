@@ -92,6 +92,7 @@ pub mod otel;
 mod outcome;
 mod prometheus;
 mod proxy;
+pub mod ratelimit;
 mod reload;
 pub mod request_lines;
 mod routes;

@@ -377,6 +377,7 @@ struct Snapshot {
     clients: Vec<(String, yatagarasu_s3::ClientStats)>,
     audit: Option<crate::audit::AuditStats>,
     breakers: Vec<(String, yatagarasu_s3::BreakerStats)>,
+    rate_limited: Vec<(&'static str, Option<String>, u64)>,
 }
 
 impl Snapshot {
@@ -395,6 +396,7 @@ impl Snapshot {
                 .filter_map(|r| Some((r.name.clone(), r.origin.client_stats()?)))
                 .collect(),
             audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
+            rate_limited: proxy.rate_limited(),
             breakers: routes
                 .iter()
                 .filter_map(|r| Some((r.name.clone(), r.origin.breaker_stats()?)))
@@ -435,6 +437,12 @@ struct ProtocolLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    scope: &'static str,
+    bucket: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -696,6 +704,24 @@ impl Collector for Snapshot {
             "Requests failed at once because the bucket's circuit breaker was open",
             C,
             &rejected,
+        )?;
+        let limited: Vec<(LimitLabels, u64)> = self
+            .rate_limited
+            .iter()
+            .map(|(scope, bucket, n)| {
+                let labels = LimitLabels {
+                    scope,
+                    bucket: bucket.clone().unwrap_or_default(),
+                };
+                (labels, *n)
+            })
+            .collect();
+        family(
+            e,
+            "rate_limited",
+            "Requests refused with 429 by a rate limit: global, per_ip (bucket \"\"), or a bucket's",
+            C,
+            &limited,
         )?;
         if let Some(a) = self.audit {
             family(

@@ -46,6 +46,7 @@ pub struct ProxyBuilder {
     trusted_proxies: Vec<ipnet::IpNet>,
     audit: Option<AuditLog>,
     tracing: Option<crate::otel::Tracing>,
+    limits: crate::ratelimit::ProxyLimits,
 }
 
 impl Default for ProxyBuilder {
@@ -62,6 +63,7 @@ impl Default for ProxyBuilder {
             trusted_proxies: Vec::new(),
             audit: None,
             tracing: None,
+            limits: crate::ratelimit::ProxyLimits::default(),
         }
     }
 }
@@ -140,6 +142,19 @@ impl ProxyBuilder {
         self
     }
 
+    /// Limit bucket requests of all clients together to `rate` (429 with `Retry-After` past it).
+    pub fn global_rate_limit(mut self, rate: crate::ratelimit::Rate) -> Self {
+        self.limits.global = Some(crate::ratelimit::RateLimit::new(rate));
+        self
+    }
+
+    /// Limit each client address (as [`trusted_proxies`](Self::trusted_proxies) decides it) to
+    /// `rate`, tracking at most `max_clients` addresses at once.
+    pub fn per_client_rate_limit(mut self, rate: crate::ratelimit::Rate, max_clients: u64) -> Self {
+        self.limits.per_client = Some(crate::ratelimit::PerClientLimit::new(rate, max_clients));
+        self
+    }
+
     /// Write an audit record for every request (see [`crate::audit`]).
     pub fn audit(mut self, audit: AuditLog) -> Self {
         self.audit = Some(audit);
@@ -174,7 +189,11 @@ impl ProxyBuilder {
                     .measured(self.prometheus.as_ref())
                     .traced(self.tracing.as_ref()),
             ))),
-            access: Arc::new(AccessControl::with_trusted_proxies(self.trusted_proxies)),
+            access: Arc::new({
+                let mut access = AccessControl::with_trusted_proxies(self.trusted_proxies);
+                access.limits = Arc::new(self.limits);
+                access
+            }),
             max_uri_bytes: self.max_uri_bytes,
         }
     }
@@ -242,6 +261,25 @@ impl Proxy {
     #[cfg(feature = "otel")]
     pub fn otel_tracing(&self) -> Option<&crate::otel::OtelTracing> {
         self.state.tracing.as_ref()
+    }
+
+    /// Requests refused by rate limits so far: proxy-wide (`global`, `per_ip`) and per bucket.
+    pub fn rate_limited(&self) -> Vec<(&'static str, Option<String>, u64)> {
+        use crate::ratelimit::Scope;
+        let l = &self.access.limits;
+        let mut out = Vec::new();
+        if let Some(g) = &l.global {
+            out.push((Scope::Global.as_str(), None, g.refused()));
+        }
+        if let Some(p) = &l.per_client {
+            out.push((Scope::PerClient.as_str(), None, p.refused()));
+        }
+        for r in self.routes() {
+            if let Some(b) = &r.rate_limit {
+                out.push((Scope::Bucket.as_str(), Some(r.name.clone()), b.refused()));
+            }
+        }
+        out
     }
 
     /// The audit log given to the builder, if any.

@@ -42,6 +42,8 @@ pub struct BucketRoute {
     /// A policy that decides each request after the token check (`None`: the token, if any,
     /// suffices). CORS preflights are not asked about.
     pub policy: Option<crate::auth::Policy>,
+    /// A limit on this bucket's requests, all clients together (429 past it).
+    pub rate_limit: Option<Arc<crate::ratelimit::RateLimit>>,
 }
 
 impl BucketRoute {
@@ -62,6 +64,7 @@ impl BucketRoute {
             cache: CachePolicy::default(),
             auth: None,
             policy: None,
+            rate_limit: None,
             ip_filter: None,
         }
     }

@@ -269,3 +269,93 @@ async fn each_bucket_retries_as_its_retry_section_says() {
     assert_eq!(a.status, 503);
     assert_eq!(origin.stats().gets() - before, 1);
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_per_client_per_bucket_and_in_metrics() {
+    let origin = TestOrigin::start("AKIDCB", "cb-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"limited");
+    // Per client: 3 at once, then one a minute; the forwarded address counts (trusted proxy).
+    // Bucket `slow`: 2 at once for everyone, then one a minute.
+    let yaml = format!(
+        r#"
+server:
+  trusted_proxies: [127.0.0.1/32]
+  rate_limit:
+    enabled: true
+    per_ip: {{requests_per_second: 0.0167, burst: 3}}
+    global: {{requests_per_second: 10000, burst: 10000}}
+buckets:
+  - name: media
+    path_prefix: /media
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDCB, secret_key: cb-secret}}
+  - name: slow
+    path_prefix: /slow
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDCB, secret_key: cb-secret, rate_limit: {{requests_per_second: 0.0167, burst: 2}}}}
+metrics: {{enabled: true}}
+"#,
+        ep = origin.endpoint()
+    );
+    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap();
+    let base = common::serve_on_loopback(proxy).await;
+    let http = reqwest::Client::new();
+    let from = |client: &'static str, path: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            let r = http
+                .get(url)
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = r.bytes().await.unwrap();
+            (status, retry_after, body)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(from("203.0.113.1", "/media/a.txt").await.0, 200);
+    }
+    let (status, retry_after, body) = from("203.0.113.1", "/media/a.txt").await;
+    assert_eq!(status, 429);
+    let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((50..=61).contains(&wait), "Retry-After {wait}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "RateLimited");
+    // Another client is not held back by the first one's flood.
+    assert_eq!(from("203.0.113.2", "/media/a.txt").await.0, 200);
+    // The bucket limit holds across clients.
+    assert_eq!(from("198.51.100.1", "/slow/a.txt").await.0, 200);
+    assert_eq!(from("198.51.100.2", "/slow/a.txt").await.0, 200);
+    assert_eq!(from("198.51.100.3", "/slow/a.txt").await.0, 429);
+    // /health is never limited.
+    for _ in 0..5 {
+        assert_eq!(from("203.0.113.1", "/health").await.0, 200);
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        r#"yatagarasu_rate_limited_total{scope="per_ip",bucket=""} 1"#,
+        r#"yatagarasu_rate_limited_total{scope="global",bucket=""} 0"#,
+        r#"yatagarasu_rate_limited_total{scope="bucket",bucket="slow"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == want),
+            "no {want} in:\n{metrics}"
+        );
+    }
+}

@@ -262,6 +262,14 @@ impl Config {
                     .collect(),
             )
             .ready_cache(Duration::from_secs(self.server.ready_cache_seconds));
+        if let Some(r) = self.server.rate_limit.as_ref().filter(|r| r.enabled) {
+            if let Some(g) = &r.global {
+                builder = builder.global_rate_limit(g.rate());
+            }
+            if let Some(c) = &r.per_ip {
+                builder = builder.per_client_rate_limit(c.rate(), r.max_tracked_clients);
+            }
+        }
         if self.metrics.as_ref().is_some_and(|m| m.enabled) {
             builder = builder.prometheus(crate::PrometheusMetrics::new());
         }
@@ -457,6 +465,10 @@ impl Config {
                     |list: &[String]| list.iter().filter_map(|n| auth::parse_net(n)).collect();
                 route.ip_filter = Some(IpFilter::new(nets(&f.allowlist), nets(&f.blocklist)));
             }
+            route.rate_limit = s3
+                .rate_limit
+                .as_ref()
+                .map(|r| Arc::new(crate::ratelimit::RateLimit::new(r.rate())));
             route.coalescing = CoalescingOptions {
                 enabled: overrides.enabled.unwrap_or(co.enabled),
                 wait_timeout: Duration::from_millis(

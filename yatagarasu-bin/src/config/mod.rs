@@ -416,6 +416,51 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_problems_name_the_key() {
+        let err = parse(&format!(
+            "{MINIMAL}server: {{rate_limit: {{enabled: true, max_tracked_clients: 0}}}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("server.rate_limit: enabled without a global or per_ip limit"),
+            "{err}"
+        );
+        assert!(
+            err.contains("server.rate_limit.max_tracked_clients: must be at least 1"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}server: {{rate_limit: {{enabled: true, global: {{requests_per_second: 0}}, per_ip: {{requests_per_second: 5, burst: 0}}}}}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("server.rate_limit.global.requests_per_second: 0 is not a rate above 0"),
+            "{err}"
+        );
+        assert!(
+            err.contains("server.rate_limit.per_ip.burst: must be at least 1"),
+            "{err}"
+        );
+        let err = parse(
+            "buckets:\n  - name: m\n    path_prefix: /m\n    s3: {bucket: m, anonymous: true, rate_limit: {requests_per_second: -1}}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("buckets[0].s3.rate_limit.requests_per_second: -1 is not a rate above 0"),
+            "{err}"
+        );
+        let ok = parse(&format!(
+            "{MINIMAL}server: {{rate_limit: {{enabled: true, per_ip: {{requests_per_second: 2.5}}}}}}\n"
+        ))
+        .unwrap();
+        let rate = ok.server.rate_limit.unwrap().per_ip.unwrap().rate();
+        assert_eq!(rate.burst, 3, "the burst defaults to the rate, rounded up");
+    }
+
+    #[test]
     fn tracing_problems_name_the_key() {
         let err = parse(&format!(
             "{MINIMAL}observability: {{tracing: {{enabled: true, otlp_endpoint: collector:4318, sample_ratio: 1.5}}}}\n"

@@ -272,6 +272,54 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Terminate TLS on the proxy's listener.
     pub tls: Option<TlsConfig>,
+    /// Limits on bucket requests, all clients together and per client address.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `server.rate_limit`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Apply the limits below (default off).
+    #[serde(default, deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// All clients together.
+    #[serde(default)]
+    pub global: Option<RateConfig>,
+    /// Each client address (forwarded only through `trusted_proxies`).
+    #[serde(default)]
+    pub per_ip: Option<RateConfig>,
+    /// Client addresses tracked at once for `per_ip` (default 100000).
+    #[serde(default = "default_tracked_clients", deserialize_with = "lenient")]
+    pub max_tracked_clients: u64,
+}
+
+fn default_tracked_clients() -> u64 {
+    100_000
+}
+
+/// A rate: `requests_per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Sustained requests per second (may be fractional: 0.5 is one every two seconds).
+    #[serde(deserialize_with = "lenient")]
+    pub requests_per_second: f64,
+    /// Requests allowed at once (default: the per-second rate, rounded up, at least 1).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub burst: Option<u32>,
+}
+
+impl RateConfig {
+    /// As a [`crate::ratelimit::Rate`].
+    pub fn rate(&self) -> crate::ratelimit::Rate {
+        let burst = self.burst.unwrap_or_else(|| {
+            self.requests_per_second
+                .ceil()
+                .clamp(1.0, f64::from(u32::MAX)) as u32
+        });
+        crate::ratelimit::Rate::new(self.requests_per_second, burst)
+    }
 }
 
 /// `server.tls`: the certificate the proxy's listener serves TLS with (re-read on reload).
@@ -303,6 +351,7 @@ impl Default for ServerConfig {
             http2_keep_alive_timeout_seconds: o.http2_keep_alive_timeout.as_secs(),
             trusted_proxies: Vec::new(),
             tls: None,
+            rate_limit: None,
         }
     }
 }
@@ -741,6 +790,9 @@ pub struct S3Config {
     /// Attempts and backoff per origin request (instead of `max_attempts`).
     #[serde(default)]
     pub retry: Option<RetryConfig>,
+    /// A limit on this bucket's requests, all clients together.
+    #[serde(default)]
+    pub rate_limit: Option<RateConfig>,
 }
 
 /// `buckets[].s3.retry`: how often and how patiently a failed origin request is tried again

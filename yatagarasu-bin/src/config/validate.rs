@@ -134,6 +134,19 @@ impl Config {
         if let Some(a) = self.audit_log.as_ref().filter(|a| a.enabled) {
             validate_audit_log(a, &mut p);
         }
+        if let Some(r) = s.rate_limit.as_ref().filter(|r| r.enabled) {
+            if r.global.is_none() && r.per_ip.is_none() {
+                p.push("server.rate_limit: enabled without a global or per_ip limit".to_owned());
+            }
+            for (key, rate) in [("global", &r.global), ("per_ip", &r.per_ip)] {
+                if let Some(rate) = rate {
+                    validate_rate(&format!("server.rate_limit.{key}"), rate, &mut p);
+                }
+            }
+            if r.max_tracked_clients == 0 {
+                p.push("server.rate_limit.max_tracked_clients: must be at least 1".to_owned());
+            }
+        }
         if let Some(t) = &s.tls {
             for (key, v) in [("cert_path", &t.cert_path), ("key_path", &t.key_path)] {
                 if v.trim().is_empty() {
@@ -309,6 +322,9 @@ impl Config {
                         cb.timeout_seconds
                     ));
                 }
+            }
+            if let Some(rate) = &s3.rate_limit {
+                validate_rate(&format!("{at}.s3.rate_limit"), rate, &mut p);
             }
             if let Some(r) = &s3.retry {
                 if s3.max_attempts.is_some() {
@@ -678,5 +694,18 @@ fn validate_audit_log(a: &super::AuditLogConfig, p: &mut Vec<String>) {
     }
     if a.queue_capacity == 0 {
         p.push("audit_log.queue_capacity: must be at least 1".to_owned());
+    }
+}
+
+/// A rate: positive and finite requests per second, a burst of at least 1.
+fn validate_rate(at: &str, rate: &super::RateConfig, p: &mut Vec<String>) {
+    let rps = rate.requests_per_second;
+    if !(rps.is_finite() && rps > 0.0 && rps <= 1e9) {
+        p.push(format!(
+            "{at}.requests_per_second: {rps} is not a rate above 0 (at most 1e9)"
+        ));
+    }
+    if rate.burst == Some(0) {
+        p.push(format!("{at}.burst: must be at least 1"));
     }
 }

@@ -1,8 +1,8 @@
 //! The access-control stage: who may read what. Checks run in order after routing and before
 //! anything touches the cache or the origin; the first refusal ends the request with its error
-//! (401, 403, 429, 503). First the bucket's IP filter, then its token check (JWT and claim rules),
-//! then its policy (OPA, OpenFGA, Rego; see [`crate::auth`]), then the proxy-wide
-//! [`AccessCheck`]s (rate limits plug in there).
+//! (401, 403, 429, 503). First the rate limits (per client address, global, the bucket's; see
+//! [`crate::ratelimit`]), then the bucket's IP filter, its token check (JWT and claim rules), its
+//! policy (OPA, OpenFGA, Rego; see [`crate::auth`]), then any further [`AccessCheck`]s.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +28,8 @@ pub(crate) trait AccessCheck: Send + Sync + std::fmt::Debug {
 pub(crate) struct AccessControl {
     /// Peers whose `Forwarded` / `X-Forwarded-For` are believed.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Proxy-wide rate limits, checked first (they are the cheapest refusal).
+    pub(crate) limits: Arc<crate::ratelimit::ProxyLimits>,
     checks: Vec<Arc<dyn AccessCheck>>,
 }
 
@@ -36,6 +38,7 @@ impl AccessControl {
     pub(crate) fn with_trusted_proxies(trusted_proxies: Vec<ipnet::IpNet>) -> Self {
         Self {
             trusted_proxies,
+            limits: Arc::default(),
             checks: Vec::new(),
         }
     }
@@ -57,9 +60,22 @@ impl AccessControl {
         req: &Parts,
     ) -> Result<Option<Arc<serde_json::Value>>, Error> {
         let route = &ctx.route.route;
-        let ip = (route.ip_filter.is_some() || route.policy.is_some())
-            .then(|| self.client_ip(ctx.client_addr, &req.headers))
-            .flatten();
+        let ip = (route.ip_filter.is_some()
+            || route.policy.is_some()
+            || self.limits.per_client.is_some())
+        .then(|| self.client_ip(ctx.client_addr, &req.headers))
+        .flatten();
+        // Rate limits first: a flood is refused before it costs a token check or a policy call.
+        if !self.limits.is_empty() {
+            self.limits
+                .check(ip)
+                .map_err(|(scope, wait)| crate::ratelimit::refusal(scope, wait))?;
+        }
+        if let Some(limit) = &route.rate_limit {
+            limit
+                .check()
+                .map_err(|wait| crate::ratelimit::refusal(crate::ratelimit::Scope::Bucket, wait))?;
+        }
         if let Some(filter) = &route.ip_filter {
             // No known address with a filter configured: refused (fail closed).
             if !ip.is_some_and(|ip| filter.permits(ip)) {

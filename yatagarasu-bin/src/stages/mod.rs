@@ -4,7 +4,7 @@
 //! 1. [`limits`]: request-target length (414).
 //! 2. [`request_id`]: the request's id.
 //! 3. [`routing`]: `/health`, `/ready`, or a bucket and key; builds the [`RequestContext`](routing::RequestContext).
-//! 4. [`access`]: access control (authentication, authorization, rate limits plug in here).
+//! 4. [`access`]: access control (rate limits, IP filters, authentication, authorization).
 //! 5. [`cors`]: OPTIONS / CORS preflight and the read-only method policy.
 //! 6. [`plan`]: preconditions and the range plan, decided from metadata.
 //! 7. [`lookup`]: the cache: fresh, stale, revalidated, a remembered 404, or a miss.
