@@ -359,3 +359,63 @@ metrics: {{enabled: true}}
         );
     }
 }
+
+#[tokio::test]
+async fn a_flood_of_distinct_keys_never_has_more_requests_at_the_origin_than_the_cap() {
+    let origin = TestOrigin::start("AKIDCB", "cb-secret").await;
+    origin.create_bucket("media");
+    for i in 0..40 {
+        origin.put_object("media", &format!("k{i}"), b"one of many");
+    }
+    let yaml = format!(
+        r#"
+buckets:
+  - name: media
+    path_prefix: /media
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDCB, secret_key: cb-secret, max_attempts: 1, max_concurrent_requests: 4, queue_timeout_ms: 300, connection_pool_size: 4}}
+"#,
+        ep = origin.endpoint()
+    );
+    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap();
+    let base = common::serve_on_loopback(proxy).await;
+    // A stalled origin: every request is held until released.
+    origin.inject(yatagarasu_testkit::Fault::Hold, 1000);
+    let http = reqwest::Client::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..40 {
+        let (http, url, tx) = (http.clone(), format!("{base}/media/k{i}"), tx.clone());
+        tokio::spawn(async move {
+            let a = get(&http, &url).await;
+            let _ = tx.send(a);
+        });
+    }
+    // Thirty-six wait their queue timeout out and get 503 OriginBusy with a Retry-After.
+    for _ in 0..36 {
+        let a = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("queued requests time out")
+            .unwrap();
+        assert_eq!((a.status, a.code.as_deref()), (503, Some("OriginBusy")));
+        assert_eq!(a.retry_after, Some(1));
+    }
+    assert_eq!(
+        origin.stats().requests(),
+        4,
+        "never more than the cap at the origin"
+    );
+    // The origin answers again: the four in flight complete.
+    origin.clear_faults();
+    origin.release_held();
+    for _ in 0..4 {
+        let a = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.status, 200);
+    }
+    assert_eq!(get(&http, &format!("{base}/media/k0")).await.status, 200);
+}

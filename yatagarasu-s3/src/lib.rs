@@ -54,6 +54,7 @@ mod config;
 pub mod credentials;
 mod errors;
 mod headers;
+mod limit;
 mod list;
 mod op;
 mod origin;
@@ -69,6 +70,7 @@ pub use client::{ClientStats, GetObjectOutput, GetObjectRequest, HeadObjectReque
 pub use config::{AddressingStyle, CredentialsSource, Timeouts};
 pub use credentials::{Credentials, Env, ProvideCredentials};
 pub use errors::{kind_for_code, kind_for_status};
+pub use limit::ConcurrencyLimit;
 pub use list::{ListObjectsV2Page, ListObjectsV2Request, ObjectSummary};
 pub use origin::{Origin, OriginFuture};
 pub use retry::RetryPolicy;

@@ -376,7 +376,19 @@ impl Config {
         let default_ttl = self.cache.as_ref().map_or(3600, |c| c.default_ttl_seconds);
         for (i, b) in self.buckets.iter().enumerate() {
             let s3 = &b.s3;
-            let mut c = S3Client::builder(s3.bucket.clone()).http_client(http.clone());
+            let client_http = match s3.connection_pool_size {
+                // Its own pool, keeping at most this many idle connections.
+                Some(n) => reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .tcp_nodelay(true)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(n)
+                    .build()
+                    .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?,
+                None => http.clone(),
+            };
+            let mut c = S3Client::builder(s3.bucket.clone()).http_client(client_http);
             if let Some(r) = &s3.region {
                 c = c.region(r.clone());
             }
@@ -432,18 +444,25 @@ impl Config {
                 None => None,
             };
             let overrides = b.coalescing.clone().unwrap_or_default();
-            let mut route = match &s3.circuit_breaker {
-                Some(cb) => {
-                    let options = yatagarasu_s3::BreakerOptions::default()
-                        .failure_threshold(cb.failure_threshold)
-                        .success_threshold(cb.success_threshold)
-                        .open_timeout(Duration::from_secs(cb.timeout_seconds))
-                        .half_open_max_requests(cb.half_open_max_requests);
-                    let origin = yatagarasu_s3::CircuitBreaker::new(client, options);
-                    BucketRoute::new(b.name.clone(), b.path_prefix.clone(), origin)
-                }
-                None => BucketRoute::new(b.name.clone(), b.path_prefix.clone(), client),
-            };
+            // Decorators, innermost first: the breaker sees origin answers only; the cap's own
+            // queue timeouts are not origin faults.
+            let mut origin: Arc<dyn yatagarasu_s3::Origin> = Arc::new(client);
+            if let Some(cb) = &s3.circuit_breaker {
+                let options = yatagarasu_s3::BreakerOptions::default()
+                    .failure_threshold(cb.failure_threshold)
+                    .success_threshold(cb.success_threshold)
+                    .open_timeout(Duration::from_secs(cb.timeout_seconds))
+                    .half_open_max_requests(cb.half_open_max_requests);
+                origin = Arc::new(yatagarasu_s3::CircuitBreaker::new(origin, options));
+            }
+            if let Some(n) = s3.max_concurrent_requests {
+                origin = Arc::new(yatagarasu_s3::ConcurrencyLimit::new(
+                    origin,
+                    n,
+                    Duration::from_millis(s3.queue_timeout_ms),
+                ));
+            }
+            let mut route = BucketRoute::new(b.name.clone(), b.path_prefix.clone(), origin);
             route.expose_user_metadata = b.expose_user_metadata;
             route.cors = cors;
             let bucket_cache = b.cache.clone().unwrap_or_default();

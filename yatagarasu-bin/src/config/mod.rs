@@ -402,6 +402,17 @@ mod tests {
             err.contains("buckets[0].s3.retry.max_backoff_ms: 90000 is over 60000"),
             "{err}"
         );
+        let err = parse(&retry("max_concurrent_requests: 0, queue_timeout_ms: 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("buckets[0].s3.max_concurrent_requests: must be at least 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("buckets[0].s3.queue_timeout_ms: 0 is not within 1 ..= 600000"),
+            "{err}"
+        );
         let ok = parse(&bucket("{failure_threshold: 3}")).unwrap();
         let cb = ok.buckets[0].s3.circuit_breaker.clone().unwrap();
         assert_eq!(

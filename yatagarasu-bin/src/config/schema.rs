@@ -793,6 +793,19 @@ pub struct S3Config {
     /// A limit on this bucket's requests, all clients together.
     #[serde(default)]
     pub rate_limit: Option<RateConfig>,
+    /// Most requests to the origin in flight at once (a GET until its body is read); none: no cap.
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub max_concurrent_requests: Option<usize>,
+    /// How long a request waits for one of those slots before a 503 (default 5000).
+    #[serde(default = "default_queue_timeout", deserialize_with = "lenient")]
+    pub queue_timeout_ms: u64,
+    /// Idle connections to the origin kept for reuse (default: the shared pool, unbounded).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub connection_pool_size: Option<usize>,
+}
+
+fn default_queue_timeout() -> u64 {
+    5000
 }
 
 /// `buckets[].s3.retry`: how often and how patiently a failed origin request is tried again

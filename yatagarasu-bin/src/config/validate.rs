@@ -323,6 +323,17 @@ impl Config {
                     ));
                 }
             }
+            if s3.max_concurrent_requests == Some(0) {
+                p.push(format!(
+                    "{at}.s3.max_concurrent_requests: must be at least 1"
+                ));
+            }
+            if !(1..=600_000).contains(&s3.queue_timeout_ms) {
+                p.push(format!(
+                    "{at}.s3.queue_timeout_ms: {} is not within 1 ..= 600000",
+                    s3.queue_timeout_ms
+                ));
+            }
             if let Some(rate) = &s3.rate_limit {
                 validate_rate(&format!("{at}.s3.rate_limit"), rate, &mut p);
             }
