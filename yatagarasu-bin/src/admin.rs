@@ -242,9 +242,22 @@ impl AdminApi {
             .routes()
             .into_iter()
             .filter_map(|r| {
-                let s = r.origin.breaker_stats()?;
+                let s = r.origin.origin_stats().breaker?;
                 let v = serde_json::json!({
                     "state": s.state.as_str(), "opened": s.opened, "rejected": s.rejected,
+                });
+                Some((r.name, v))
+            })
+            .collect();
+        // Per bucket with max_concurrent_requests: its load.
+        let concurrency: serde_json::Map<String, serde_json::Value> = self
+            .proxy
+            .routes()
+            .into_iter()
+            .filter_map(|r| {
+                let s = r.origin.origin_stats().concurrency?;
+                let v = serde_json::json!({
+                    "limit": s.limit, "in_flight": s.in_flight, "timed_out": s.timed_out,
                 });
                 Some((r.name, v))
             })
@@ -252,6 +265,7 @@ impl AdminApi {
         serde_json::json!({
             "audit_log": audit,
             "breakers": breakers,
+            "origin_concurrency": concurrency,
             "policies": policies,
             "cache": { "tiers": tiers, "buckets": buckets },
             "coalescing": {

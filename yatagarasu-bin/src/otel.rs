@@ -344,12 +344,8 @@ mod enabled {
             self.inner.identity()
         }
 
-        fn client_stats(&self) -> Option<yatagarasu_s3::ClientStats> {
-            self.inner.client_stats()
-        }
-
-        fn breaker_stats(&self) -> Option<yatagarasu_s3::BreakerStats> {
-            self.inner.breaker_stats()
+        fn origin_stats(&self) -> yatagarasu_s3::OriginStats {
+            self.inner.origin_stats()
         }
     }
 

@@ -377,6 +377,7 @@ struct Snapshot {
     clients: Vec<(String, yatagarasu_s3::ClientStats)>,
     audit: Option<crate::audit::AuditStats>,
     breakers: Vec<(String, yatagarasu_s3::BreakerStats)>,
+    concurrency: Vec<(String, yatagarasu_s3::ConcurrencyStats)>,
     rate_limited: Vec<(&'static str, Option<String>, u64)>,
 }
 
@@ -393,13 +394,17 @@ impl Snapshot {
                 .collect(),
             clients: routes
                 .iter()
-                .filter_map(|r| Some((r.name.clone(), r.origin.client_stats()?)))
+                .filter_map(|r| Some((r.name.clone(), r.origin.origin_stats().client?)))
                 .collect(),
             audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
             rate_limited: proxy.rate_limited(),
             breakers: routes
                 .iter()
-                .filter_map(|r| Some((r.name.clone(), r.origin.breaker_stats()?)))
+                .filter_map(|r| Some((r.name.clone(), r.origin.origin_stats().breaker?)))
+                .collect(),
+            concurrency: routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.origin.origin_stats().concurrency?)))
                 .collect(),
         }
     }
@@ -684,6 +689,34 @@ impl Collector for Snapshot {
             opened.push((label(), b.opened));
             rejected.push((label(), b.rejected));
         }
+        let per_bucket_cap =
+            |f: fn(&yatagarasu_s3::ConcurrencyStats) -> u64| -> Vec<(BucketLabel, u64)> {
+                self.concurrency
+                    .iter()
+                    .map(|(b, s)| (BucketLabel { bucket: b.clone() }, f(s)))
+                    .collect()
+            };
+        family(
+            e,
+            "origin_in_flight",
+            "Requests to the bucket's origin in flight now (buckets with max_concurrent_requests)",
+            G,
+            &per_bucket_cap(|s| s.in_flight as u64),
+        )?;
+        family(
+            e,
+            "origin_concurrency_limit",
+            "The bucket's max_concurrent_requests",
+            G,
+            &per_bucket_cap(|s| s.limit as u64),
+        )?;
+        family(
+            e,
+            "origin_queue_timeouts",
+            "Requests that waited queue_timeout_ms for an origin slot and got 503 OriginBusy",
+            C,
+            &per_bucket_cap(|s| s.timed_out),
+        )?;
         family(
             e,
             "origin_breaker_state",
@@ -820,12 +853,8 @@ impl yatagarasu_s3::Origin for MeasuredOrigin {
         self.inner.identity()
     }
 
-    fn client_stats(&self) -> Option<yatagarasu_s3::ClientStats> {
-        self.inner.client_stats()
-    }
-
-    fn breaker_stats(&self) -> Option<yatagarasu_s3::BreakerStats> {
-        self.inner.breaker_stats()
+    fn origin_stats(&self) -> yatagarasu_s3::OriginStats {
+        self.inner.origin_stats()
     }
 }
 

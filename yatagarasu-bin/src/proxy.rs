@@ -522,7 +522,7 @@ impl Proxy {
             // The breaker's state now (the probe itself bypasses it).
             if let Some(b) = table
                 .by_name(name)
-                .and_then(|m| m.route.origin.breaker_stats())
+                .and_then(|m| m.route.origin.origin_stats().breaker)
             {
                 v["breaker"] = serde_json::json!(b.state.as_str());
             }

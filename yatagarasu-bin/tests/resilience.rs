@@ -373,6 +373,7 @@ buckets:
   - name: media
     path_prefix: /media
     s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDCB, secret_key: cb-secret, max_attempts: 1, max_concurrent_requests: 4, queue_timeout_ms: 300, connection_pool_size: 4}}
+metrics: {{enabled: true}}
 "#,
         ep = origin.endpoint()
     );
@@ -407,6 +408,24 @@ buckets:
         4,
         "never more than the cap at the origin"
     );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        r#"yatagarasu_origin_in_flight{bucket="media"} 4"#,
+        r#"yatagarasu_origin_concurrency_limit{bucket="media"} 4"#,
+        r#"yatagarasu_origin_queue_timeouts_total{bucket="media"} 36"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == want),
+            "no {want} in:\n{metrics}"
+        );
+    }
     // The origin answers again: the four in flight complete.
     origin.clear_faults();
     origin.release_held();

@@ -371,12 +371,10 @@ where
         self.inner.identity()
     }
 
-    fn client_stats(&self) -> Option<crate::ClientStats> {
-        self.inner.client_stats()
-    }
-
-    fn breaker_stats(&self) -> Option<BreakerStats> {
-        Some(self.stats())
+    fn origin_stats(&self) -> crate::OriginStats {
+        let mut s = self.inner.origin_stats();
+        s.breaker = Some(self.stats());
+        s
     }
 }
 

@@ -70,9 +70,9 @@ pub use client::{ClientStats, GetObjectOutput, GetObjectRequest, HeadObjectReque
 pub use config::{AddressingStyle, CredentialsSource, Timeouts};
 pub use credentials::{Credentials, Env, ProvideCredentials};
 pub use errors::{kind_for_code, kind_for_status};
-pub use limit::ConcurrencyLimit;
+pub use limit::{ConcurrencyLimit, ConcurrencyStats};
 pub use list::{ListObjectsV2Page, ListObjectsV2Request, ObjectSummary};
-pub use origin::{Origin, OriginFuture};
+pub use origin::{Origin, OriginFuture, OriginStats};
 pub use retry::RetryPolicy;
 pub use yatagarasu_core::{Error, ErrorKind, ObjectMeta, Result};
 

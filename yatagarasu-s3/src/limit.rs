@@ -25,6 +25,18 @@ use crate::{
     GetObjectOutput, GetObjectRequest, HeadObjectRequest, ObjectBody, Origin, OriginFuture,
 };
 
+/// A [`ConcurrencyLimit`]'s load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConcurrencyStats {
+    /// Requests allowed in flight at once.
+    pub limit: usize,
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// Requests that gave up waiting for a slot (503 `OriginBusy`).
+    pub timed_out: u64,
+}
+
 /// An [`Origin`] with a cap on concurrent requests (see the module docs).
 #[derive(Debug)]
 pub struct ConcurrencyLimit<O> {
@@ -123,11 +135,13 @@ impl<O: Origin> Origin for ConcurrencyLimit<O> {
         self.inner.identity()
     }
 
-    fn client_stats(&self) -> Option<crate::ClientStats> {
-        self.inner.client_stats()
-    }
-
-    fn breaker_stats(&self) -> Option<crate::BreakerStats> {
-        self.inner.breaker_stats()
+    fn origin_stats(&self) -> crate::OriginStats {
+        let mut s = self.inner.origin_stats();
+        s.concurrency = Some(ConcurrencyStats {
+            limit: self.max,
+            in_flight: self.in_flight(),
+            timed_out: self.timed_out(),
+        });
+        s
     }
 }

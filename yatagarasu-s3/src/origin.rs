@@ -96,19 +96,25 @@ pub trait Origin: Send + Sync + fmt::Debug + 'static {
         format!("bucket:{}", self.bucket())
     }
 
-    /// Retries and resumed bodies of the client underneath, for metrics ([`S3Client`] gives its
-    /// [`stats`](S3Client::stats)). The default is `None`: a decorator should forward its inner
-    /// origin's.
-    fn client_stats(&self) -> Option<crate::ClientStats> {
-        None
+    /// What this origin and the decorators around it report, for metrics and admin stats: the
+    /// S3 client's retries and resumed bodies, a circuit breaker's state, a concurrency cap's
+    /// load. The default is empty; a decorator returns its inner origin's with its own part
+    /// filled in.
+    fn origin_stats(&self) -> OriginStats {
+        OriginStats::default()
     }
+}
 
-    /// The circuit breaker's state and counters, when this origin is (or wraps) a
-    /// [`CircuitBreaker`](crate::CircuitBreaker). The default is `None`: a decorator should
-    /// forward its inner origin's.
-    fn breaker_stats(&self) -> Option<crate::BreakerStats> {
-        None
-    }
+/// What an [`Origin`] and its decorators report (see [`Origin::origin_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OriginStats {
+    /// The S3 client's retries and resumed bodies.
+    pub client: Option<crate::ClientStats>,
+    /// A [`CircuitBreaker`](crate::CircuitBreaker)'s state and counters.
+    pub breaker: Option<crate::BreakerStats>,
+    /// A [`ConcurrencyLimit`](crate::ConcurrencyLimit)'s load.
+    pub concurrency: Option<crate::ConcurrencyStats>,
 }
 
 impl Origin for S3Client {
@@ -140,8 +146,11 @@ impl Origin for S3Client {
         S3Client::identity(self)
     }
 
-    fn client_stats(&self) -> Option<crate::ClientStats> {
-        Some(self.stats())
+    fn origin_stats(&self) -> OriginStats {
+        OriginStats {
+            client: Some(self.stats()),
+            ..OriginStats::default()
+        }
     }
 }
 
@@ -174,11 +183,7 @@ impl<T: Origin + ?Sized> Origin for Arc<T> {
         (**self).identity()
     }
 
-    fn client_stats(&self) -> Option<crate::ClientStats> {
-        (**self).client_stats()
-    }
-
-    fn breaker_stats(&self) -> Option<crate::BreakerStats> {
-        (**self).breaker_stats()
+    fn origin_stats(&self) -> OriginStats {
+        (**self).origin_stats()
     }
 }
