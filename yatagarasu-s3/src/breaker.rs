@@ -335,18 +335,17 @@ where
             let permit = self.admit("GetObject")?;
             let r = self.inner.get_object(key, req).await;
             permit.settle(&r);
-            let mut out = r?;
             // A body that breaks later is a fault too (counted while the breaker is closed).
-            let body = std::mem::replace(&mut out.body, ObjectBody::from_chunks(Vec::new()));
             let shared = Arc::clone(&self.shared);
-            out.body = ObjectBody::from_stream(body.inspect(move |chunk| {
-                if let Err(e) = chunk
-                    && is_fault(e)
-                {
-                    shared.record(false, Outcome::Fault);
-                }
-            }));
-            Ok(out)
+            Ok(r?.map_body(|body| {
+                ObjectBody::from_stream(body.inspect(move |chunk| {
+                    if let Err(e) = chunk
+                        && is_fault(e)
+                    {
+                        shared.record(false, Outcome::Fault);
+                    }
+                }))
+            }))
         })
     }
 

@@ -126,6 +126,17 @@ pub struct GetObjectOutput {
     pub body: ObjectBody,
 }
 
+impl GetObjectOutput {
+    /// The same answer with its body replaced by `f(body)`: for [`Origin`](crate::Origin)
+    /// decorators that watch a body or hold something until it ends.
+    pub fn map_body(self, f: impl FnOnce(ObjectBody) -> ObjectBody) -> Self {
+        Self {
+            body: f(self.body),
+            ..self
+        }
+    }
+}
+
 impl S3Client {
     /// Retries and resumed bodies so far.
     pub fn stats(&self) -> ClientStats {

@@ -105,14 +105,14 @@ impl<O: Origin> Origin for ConcurrencyLimit<O> {
     ) -> OriginFuture<'a, GetObjectOutput> {
         Box::pin(async move {
             let permit = self.slot("GetObject").await?;
-            let mut out = self.inner.get_object(key, req).await?;
+            let out = self.inner.get_object(key, req).await?;
             // The slot is held until the body is read or dropped.
-            let body = std::mem::replace(&mut out.body, ObjectBody::from_chunks(Vec::new()));
-            out.body = ObjectBody::from_stream(body.map(move |chunk| {
-                let _held = &permit;
-                chunk
-            }));
-            Ok(out)
+            Ok(out.map_body(|body| {
+                ObjectBody::from_stream(body.map(move |chunk| {
+                    let _held = &permit;
+                    chunk
+                }))
+            }))
         })
     }
 
