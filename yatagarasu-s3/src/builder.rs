@@ -226,12 +226,25 @@ impl S3ClientBuilder {
 /// A `reqwest` client suited to S3: no automatic decompression (objects are passed through as
 /// stored), no redirects (S3 redirects are errors to report), pooled keep-alive connections, TCP_NODELAY.
 pub fn default_http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    s3_http_client(connect_timeout).build()
+}
+
+/// [`default_http_client`], keeping at most `max_idle` idle connections per origin host.
+pub fn pooled_http_client(
+    connect_timeout: Duration,
+    max_idle: usize,
+) -> reqwest::Result<reqwest::Client> {
+    s3_http_client(connect_timeout)
+        .pool_max_idle_per_host(max_idle)
+        .build()
+}
+
+fn s3_http_client(connect_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
-        .build()
 }
 
 /// Bucket names that can be a DNS label (and so virtual-hosted): lowercase letters, digits, hyphens;

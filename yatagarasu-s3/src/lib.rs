@@ -65,7 +65,7 @@ mod xml;
 
 pub use body::ObjectBody;
 pub use breaker::{BreakerOptions, BreakerState, BreakerStats, CircuitBreaker};
-pub use builder::{S3ClientBuilder, default_http_client};
+pub use builder::{S3ClientBuilder, default_http_client, pooled_http_client};
 pub use client::{ClientStats, GetObjectOutput, GetObjectRequest, HeadObjectRequest, S3Client};
 pub use config::{AddressingStyle, CredentialsSource, Timeouts};
 pub use credentials::{Credentials, Env, ProvideCredentials};

@@ -23,6 +23,9 @@ use crate::proxy::Proxy;
 use crate::routes::BucketRoute;
 use crate::server::ServerOptions;
 
+/// Connect timeout of the origin connection pools built here.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Config {
     /// The listener settings.
     pub fn server_options(&self) -> ServerOptions {
@@ -369,7 +372,7 @@ impl Config {
     /// ([`Reloader`](crate::Reloader)); start-up builds them the same way.
     pub fn build_routes(&self) -> Result<Vec<BucketRoute>, ConfigError> {
         let jwt = self.build_jwt()?;
-        let http = yatagarasu_s3::default_http_client(Duration::from_secs(5))
+        let http = yatagarasu_s3::default_http_client(CONNECT_TIMEOUT)
             .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
         let co = &self.coalescing;
         let mut routes = Vec::with_capacity(self.buckets.len());
@@ -378,13 +381,7 @@ impl Config {
             let s3 = &b.s3;
             let client_http = match s3.connection_pool_size {
                 // Its own pool, keeping at most this many idle connections.
-                Some(n) => reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .tcp_nodelay(true)
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(n)
-                    .build()
+                Some(n) => yatagarasu_s3::pooled_http_client(CONNECT_TIMEOUT, n)
                     .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?,
                 None => http.clone(),
             };
