@@ -236,32 +236,25 @@ impl AdminApi {
             let s = a.stats();
             serde_json::json!({ "written": s.written, "dropped": s.dropped, "failed": s.failed })
         });
-        // Per bucket with a circuit breaker: where it stands.
-        let breakers: serde_json::Map<String, serde_json::Value> = self
-            .proxy
-            .routes()
-            .into_iter()
-            .filter_map(|r| {
-                let s = r.origin.origin_stats().breaker?;
+        // Per bucket with a circuit breaker: where it stands; with max_concurrent_requests: its
+        // load (each origin asked once).
+        let mut breakers = serde_json::Map::new();
+        let mut concurrency = serde_json::Map::new();
+        for r in self.proxy.routes() {
+            let o = r.origin.origin_stats();
+            if let Some(s) = o.breaker {
                 let v = serde_json::json!({
                     "state": s.state.as_str(), "opened": s.opened, "rejected": s.rejected,
                 });
-                Some((r.name, v))
-            })
-            .collect();
-        // Per bucket with max_concurrent_requests: its load.
-        let concurrency: serde_json::Map<String, serde_json::Value> = self
-            .proxy
-            .routes()
-            .into_iter()
-            .filter_map(|r| {
-                let s = r.origin.origin_stats().concurrency?;
+                breakers.insert(r.name.clone(), v);
+            }
+            if let Some(s) = o.concurrency {
                 let v = serde_json::json!({
                     "limit": s.limit, "in_flight": s.in_flight, "timed_out": s.timed_out,
                 });
-                Some((r.name, v))
-            })
-            .collect();
+                concurrency.insert(r.name, v);
+            }
+        }
         serde_json::json!({
             "audit_log": audit,
             "breakers": breakers,

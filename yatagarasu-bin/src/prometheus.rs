@@ -374,14 +374,25 @@ struct Snapshot {
     tiers: Vec<(&'static str, yatagarasu_cache::TierStats)>,
     coalescing: crate::fetch::CoalescingStats,
     policies: Vec<(String, crate::auth::PolicyStats)>,
-    clients: Vec<(String, yatagarasu_s3::ClientStats)>,
+    /// Each bucket's origin stats, asked once per scrape (client, breaker, concurrency cap).
+    origins: Vec<(String, yatagarasu_s3::OriginStats)>,
     audit: Option<crate::audit::AuditStats>,
-    breakers: Vec<(String, yatagarasu_s3::BreakerStats)>,
-    concurrency: Vec<(String, yatagarasu_s3::ConcurrencyStats)>,
     rate_limited: Vec<(&'static str, Option<String>, u64)>,
 }
 
 impl Snapshot {
+    /// One sample per bucket whose origin reports `part`: `value` of that part.
+    fn per_origin<P>(
+        &self,
+        part: impl Fn(&yatagarasu_s3::OriginStats) -> Option<P>,
+        value: impl Fn(&P) -> u64,
+    ) -> Vec<(BucketLabel, u64)> {
+        self.origins
+            .iter()
+            .filter_map(|(b, s)| Some((BucketLabel { bucket: b.clone() }, value(&part(s)?))))
+            .collect()
+    }
+
     fn of(proxy: &Proxy) -> Self {
         let routes = proxy.routes();
         Self {
@@ -392,20 +403,12 @@ impl Snapshot {
                 .iter()
                 .filter_map(|r| Some((r.name.clone(), r.policy.as_ref()?.stats())))
                 .collect(),
-            clients: routes
+            origins: routes
                 .iter()
-                .filter_map(|r| Some((r.name.clone(), r.origin.origin_stats().client?)))
+                .map(|r| (r.name.clone(), r.origin.origin_stats()))
                 .collect(),
             audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
             rate_limited: proxy.rate_limited(),
-            breakers: routes
-                .iter()
-                .filter_map(|r| Some((r.name.clone(), r.origin.origin_stats().breaker?)))
-                .collect(),
-            concurrency: routes
-                .iter()
-                .filter_map(|r| Some((r.name.clone(), r.origin.origin_stats().concurrency?)))
-                .collect(),
         }
     }
 }
@@ -631,25 +634,19 @@ impl Collector for Snapshot {
                 s.cache_hits,
             ));
         }
-        let per_bucket = |f: fn(&yatagarasu_s3::ClientStats) -> u64| -> Vec<(BucketLabel, u64)> {
-            self.clients
-                .iter()
-                .map(|(b, s)| (BucketLabel { bucket: b.clone() }, f(s)))
-                .collect()
-        };
         family(
             e,
             "origin_retries",
             "Origin requests attempted again after a retryable failure (inside one origin request)",
             C,
-            &per_bucket(|s| s.retries),
+            &self.per_origin(|o| o.client, |s| s.retries),
         )?;
         family(
             e,
             "origin_body_resumes",
             "Origin bodies that broke or stalled and were resumed (Range + If-Match)",
             C,
-            &per_bucket(|s| s.body_resumes),
+            &self.per_origin(|o| o.client, |s| s.body_resumes),
         )?;
         family(
             e,
@@ -673,9 +670,9 @@ impl Collector for Snapshot {
             &cached,
         )?;
         let mut states = Vec::new();
-        let (mut opened, mut rejected) = (Vec::new(), Vec::new());
-        for (bucket, b) in &self.breakers {
+        for (bucket, o) in &self.origins {
             use yatagarasu_s3::BreakerState as S;
+            let Some(b) = o.breaker else { continue };
             for s in [S::Closed, S::Open, S::HalfOpen] {
                 let labels = BreakerLabels {
                     bucket: bucket.clone(),
@@ -683,39 +680,27 @@ impl Collector for Snapshot {
                 };
                 states.push((labels, u64::from(b.state == s)));
             }
-            let label = || BucketLabel {
-                bucket: bucket.clone(),
-            };
-            opened.push((label(), b.opened));
-            rejected.push((label(), b.rejected));
         }
-        let per_bucket_cap =
-            |f: fn(&yatagarasu_s3::ConcurrencyStats) -> u64| -> Vec<(BucketLabel, u64)> {
-                self.concurrency
-                    .iter()
-                    .map(|(b, s)| (BucketLabel { bucket: b.clone() }, f(s)))
-                    .collect()
-            };
         family(
             e,
             "origin_in_flight",
             "Requests to the bucket's origin in flight now (buckets with max_concurrent_requests)",
             G,
-            &per_bucket_cap(|s| s.in_flight as u64),
+            &self.per_origin(|o| o.concurrency, |s| s.in_flight as u64),
         )?;
         family(
             e,
             "origin_concurrency_limit",
             "The bucket's max_concurrent_requests",
             G,
-            &per_bucket_cap(|s| s.limit as u64),
+            &self.per_origin(|o| o.concurrency, |s| s.limit as u64),
         )?;
         family(
             e,
             "origin_queue_timeouts",
             "Requests that waited queue_timeout_ms for an origin slot and got 503 OriginBusy",
             C,
-            &per_bucket_cap(|s| s.timed_out),
+            &self.per_origin(|o| o.concurrency, |s| s.timed_out),
         )?;
         family(
             e,
@@ -729,14 +714,14 @@ impl Collector for Snapshot {
             "origin_breaker_opened",
             "Times the bucket's circuit breaker opened",
             C,
-            &opened,
+            &self.per_origin(|o| o.breaker, |b| b.opened),
         )?;
         family(
             e,
             "origin_breaker_rejected",
             "Requests failed at once because the bucket's circuit breaker was open",
             C,
-            &rejected,
+            &self.per_origin(|o| o.breaker, |b| b.rejected),
         )?;
         let limited: Vec<(LimitLabels, u64)> = self
             .rate_limited
