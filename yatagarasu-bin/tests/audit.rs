@@ -131,11 +131,7 @@ async fn every_request_is_audited_with_its_principal_client_and_reason_to_file_a
         path.display(),
         syslog.local_addr().unwrap()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
+    let proxy = common::proxy_from_yaml(&yaml).await;
     let audit = proxy.audit_log().unwrap().clone();
     let base = common::serve_on_loopback(proxy).await;
 
@@ -220,22 +216,15 @@ async fn every_request_is_audited_with_its_principal_client_and_reason_to_file_a
     assert_eq!(records_by_id(from_syslog), records);
     assert_eq!(audit.stats().written, 6);
     assert_eq!(audit.stats().dropped, 0);
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for want in [
-        "yatagarasu_audit_records_total{outcome=\"written\"} 6",
-        "yatagarasu_audit_records_total{outcome=\"dropped\"} 0",
-        "yatagarasu_audit_records_total{outcome=\"failed\"} 0",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == want),
-            "no {want} in:\n{metrics}"
-        );
-    }
+    common::assert_metrics(
+        &base,
+        &[
+            "yatagarasu_audit_records_total{outcome=\"written\"} 6",
+            "yatagarasu_audit_records_total{outcome=\"dropped\"} 0",
+            "yatagarasu_audit_records_total{outcome=\"failed\"} 0",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -172,9 +172,7 @@ buckets:
 "#,
         ep = origin.endpoint()
     );
-    let config = Config::from_yaml_with_env(&yaml, &|_| None).unwrap();
-    let proxy = config.build_proxy().await.unwrap();
-    common::serve_on_loopback(proxy).await
+    common::serve_yaml(&yaml).await
 }
 
 async fn from(url: &str, forwarded_for: Option<&str>) -> (u16, String) {
@@ -579,12 +577,7 @@ jwt:
 "#,
         ep = origin.endpoint()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    let base = common::serve_on_loopback(proxy).await;
+    let base = common::serve_yaml(&yaml).await;
     let t = hs256(&claims("reader", "u1"));
     // Shared (the default): the second authorized request is a hit.
     assert_eq!(

@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 
-use yatagarasu::Config;
 use yatagarasu_testkit::TestOrigin;
 
 async fn proxy(origin: &TestOrigin, metrics: bool) -> String {
@@ -24,12 +23,7 @@ metrics:
 "#,
         ep = origin.endpoint()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    common::serve_on_loopback(proxy).await
+    common::serve_yaml(&yaml).await
 }
 
 /// Samples by `name{labels}` (labels as written).

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use yatagarasu::Config;
 use yatagarasu_testkit::TestOrigin;
 
 /// Bind 127.0.0.1:`port` once the stopped origin has let go of it (bounded).
@@ -81,12 +80,7 @@ metrics: {{enabled: true}}
 "#,
         ep = origin.endpoint()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    let base = common::serve_on_loopback(proxy).await;
+    let base = common::serve_yaml(&yaml).await;
     let url = format!("{base}/media/a.txt");
     let http = reqwest::Client::new();
     assert_eq!(get(&http, &url).await.status, 200);
@@ -138,25 +132,16 @@ metrics: {{enabled: true}}
         "no connection while open"
     );
     // Operators see it: /metrics counts it.
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for want in [
-        r#"yatagarasu_origin_breaker_state{bucket="media",state="open"} 1"#,
-        r#"yatagarasu_origin_breaker_state{bucket="media",state="closed"} 0"#,
-        r#"yatagarasu_origin_breaker_opened_total{bucket="media"} 1"#,
-        r#"yatagarasu_origin_breaker_rejected_total{bucket="media"} 20"#,
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == want),
-            "no {want} in:\n{metrics}"
-        );
-    }
+    common::assert_metrics(
+        &base,
+        &[
+            r#"yatagarasu_origin_breaker_state{bucket="media",state="open"} 1"#,
+            r#"yatagarasu_origin_breaker_state{bucket="media",state="closed"} 0"#,
+            r#"yatagarasu_origin_breaker_opened_total{bucket="media"} 1"#,
+            r#"yatagarasu_origin_breaker_rejected_total{bucket="media"} 20"#,
+        ],
+    )
+    .await;
     hold.abort();
     let _ = hold.await;
 
@@ -194,12 +179,7 @@ buckets:
 "#,
         ep = origin.endpoint()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    let base = common::serve_on_loopback(proxy).await;
+    let base = common::serve_yaml(&yaml).await;
     let http = reqwest::Client::new();
     // 404s, a 412 and a 416 are the origin answering: ten of them leave the breaker closed.
     for i in 0..10 {
@@ -242,12 +222,7 @@ async fn each_bucket_retries_as_its_retry_section_says() {
         ),
         bucket("hasty", "{max_attempts: 1}")
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    let base = common::serve_on_loopback(proxy).await;
+    let base = common::serve_yaml(&yaml).await;
     let http = reqwest::Client::new();
     // Three 503s in a row: four attempts get through, one does not.
     origin.inject(
@@ -296,12 +271,7 @@ metrics: {{enabled: true}}
 "#,
         ep = origin.endpoint()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    let base = common::serve_on_loopback(proxy).await;
+    let base = common::serve_yaml(&yaml).await;
     let http = reqwest::Client::new();
     let from = |client: &'static str, path: &'static str| {
         let (http, url) = (http.clone(), format!("{base}{path}"));
@@ -340,24 +310,15 @@ metrics: {{enabled: true}}
     for _ in 0..5 {
         assert_eq!(from("203.0.113.1", "/health").await.0, 200);
     }
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for want in [
-        r#"yatagarasu_rate_limited_total{scope="per_ip",bucket=""} 1"#,
-        r#"yatagarasu_rate_limited_total{scope="global",bucket=""} 0"#,
-        r#"yatagarasu_rate_limited_total{scope="bucket",bucket="slow"} 1"#,
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == want),
-            "no {want} in:\n{metrics}"
-        );
-    }
+    common::assert_metrics(
+        &base,
+        &[
+            r#"yatagarasu_rate_limited_total{scope="per_ip",bucket=""} 1"#,
+            r#"yatagarasu_rate_limited_total{scope="global",bucket=""} 0"#,
+            r#"yatagarasu_rate_limited_total{scope="bucket",bucket="slow"} 1"#,
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -377,12 +338,7 @@ metrics: {{enabled: true}}
 "#,
         ep = origin.endpoint()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
-    let base = common::serve_on_loopback(proxy).await;
+    let base = common::serve_yaml(&yaml).await;
     // A stalled origin: every request is held until released.
     origin.inject(yatagarasu_testkit::Fault::Hold, 1000);
     let http = reqwest::Client::new();
@@ -408,24 +364,15 @@ metrics: {{enabled: true}}
         4,
         "never more than the cap at the origin"
     );
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for want in [
-        r#"yatagarasu_origin_in_flight{bucket="media"} 4"#,
-        r#"yatagarasu_origin_concurrency_limit{bucket="media"} 4"#,
-        r#"yatagarasu_origin_queue_timeouts_total{bucket="media"} 36"#,
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == want),
-            "no {want} in:\n{metrics}"
-        );
-    }
+    common::assert_metrics(
+        &base,
+        &[
+            r#"yatagarasu_origin_in_flight{bucket="media"} 4"#,
+            r#"yatagarasu_origin_concurrency_limit{bucket="media"} 4"#,
+            r#"yatagarasu_origin_queue_timeouts_total{bucket="media"} 36"#,
+        ],
+    )
+    .await;
     // The origin answers again: the four in flight complete.
     origin.clear_faults();
     origin.release_held();

@@ -12,7 +12,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
-use yatagarasu::Config;
 use yatagarasu_testkit::{StubServer, TestOrigin, response};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -51,11 +50,7 @@ observability:
         ep = origin.endpoint(),
         otlp = receiver.url()
     );
-    let proxy = Config::from_yaml_with_env(&yaml, &|_| None)
-        .unwrap()
-        .build_proxy()
-        .await
-        .unwrap();
+    let proxy = common::proxy_from_yaml(&yaml).await;
     let tracing = proxy.otel_tracing().unwrap().clone();
     let base = common::serve_on_loopback(proxy).await;
     let http = reqwest::Client::new();

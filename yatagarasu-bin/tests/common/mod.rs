@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a part
 
-use yatagarasu::{AdminApi, Proxy, ServerOptions};
+use yatagarasu::{AdminApi, Config, Proxy, ServerOptions};
 
 /// Serve `proxy` on a free 127.0.0.1 port until the test ends; its `http://127.0.0.1:PORT`.
 pub async fn serve_on_loopback(proxy: Proxy) -> String {
@@ -28,4 +28,31 @@ pub async fn serve_admin_on_loopback(api: AdminApi) -> String {
         std::future::pending(),
     ));
     base
+}
+
+/// The proxy a YAML configuration describes (no environment variables), built.
+pub async fn proxy_from_yaml(yaml: &str) -> Proxy {
+    Config::from_yaml_with_env(yaml, &|_| None)
+        .unwrap()
+        .build_proxy()
+        .await
+        .unwrap()
+}
+
+/// That proxy served on a free 127.0.0.1 port until the test ends; its `http://127.0.0.1:PORT`.
+pub async fn serve_yaml(yaml: &str) -> String {
+    serve_on_loopback(proxy_from_yaml(yaml).await).await
+}
+
+/// Scrape `GET /metrics` at `base` and check that each of `samples` is one of its lines.
+pub async fn assert_metrics(base: &str, samples: &[&str]) {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in samples {
+        assert!(text.lines().any(|l| l == *want), "no {want} in:\n{text}");
+    }
 }
