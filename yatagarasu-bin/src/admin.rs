@@ -240,8 +240,12 @@ impl AdminApi {
         // load (each origin asked once).
         let mut breakers = serde_json::Map::new();
         let mut concurrency = serde_json::Map::new();
+        let mut replica_sets = serde_json::Map::new();
         for r in self.proxy.routes() {
             let o = r.origin.origin_stats();
+            if let Some(set) = &o.replicas {
+                replica_sets.insert(r.name.clone(), replica_set_json(set));
+            }
             if let Some(s) = o.breaker {
                 let v = serde_json::json!({
                     "state": s.state.as_str(), "opened": s.opened, "rejected": s.rejected,
@@ -259,6 +263,7 @@ impl AdminApi {
             "audit_log": audit,
             "breakers": breakers,
             "origin_concurrency": concurrency,
+            "replicas": replica_sets,
             "policies": policies,
             "cache": { "tiers": tiers, "buckets": buckets },
             "coalescing": {
@@ -305,4 +310,35 @@ pub async fn serve_admin(
         },
     )
     .await
+}
+
+/// A replica set's failovers and each replica's requests, probe result, breaker and load.
+fn replica_set_json(set: &yatagarasu_s3::ReplicaSetStats) -> serde_json::Value {
+    let replicas: Vec<_> = set
+        .replicas
+        .iter()
+        .map(|r| {
+            let o = &r.origin;
+            serde_json::json!({
+                "name": r.name,
+                "priority": r.priority,
+                "requests": r.requests,
+                "reachable": r.reachable,
+                "breaker": o.breaker.map(|b| serde_json::json!({
+                    "state": b.state.as_str(), "opened": b.opened, "rejected": b.rejected,
+                })),
+                "concurrency": o.concurrency.map(|c| serde_json::json!({
+                    "limit": c.limit, "in_flight": c.in_flight, "timed_out": c.timed_out,
+                })),
+                "retries": o.client.map(|c| c.retries),
+                "body_resumes": o.client.map(|c| c.body_resumes),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "failovers": set.failovers,
+        "body_failovers": set.body_failovers,
+        "version_mismatches": set.version_mismatches,
+        "replicas": replicas,
+    })
 }

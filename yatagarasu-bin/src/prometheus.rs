@@ -381,16 +381,71 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// One sample per bucket whose origin reports `part`: `value` of that part.
-    fn per_origin<P>(
+    /// One sample per bucket whose origin reports `value` (`None`: no such part).
+    fn per_origin(
         &self,
-        part: impl Fn(&yatagarasu_s3::OriginStats) -> Option<P>,
-        value: impl Fn(&P) -> u64,
+        value: impl Fn(&yatagarasu_s3::OriginStats) -> Option<u64>,
     ) -> Vec<(BucketLabel, u64)> {
         self.origins
             .iter()
-            .filter_map(|(b, s)| Some((BucketLabel { bucket: b.clone() }, value(&part(s)?))))
+            .filter_map(|(b, s)| Some((BucketLabel { bucket: b.clone() }, value(s)?)))
             .collect()
+    }
+
+    /// Buckets with `s3.replicas`: each replica's breaker state and requests, the failovers.
+    fn encode_replicas(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use yatagarasu_s3::BreakerState as S;
+        let (mut states, mut requests) = (Vec::new(), Vec::new());
+        for (bucket, o) in &self.origins {
+            let Some(set) = &o.replicas else { continue };
+            for r in &set.replicas {
+                let label = |state| ReplicaLabels {
+                    bucket: bucket.clone(),
+                    replica: r.name.clone(),
+                    state,
+                };
+                requests.push((label(None), r.requests));
+                let Some(b) = r.origin.breaker else { continue };
+                for s in [S::Closed, S::Open, S::HalfOpen] {
+                    states.push((label(Some(s.as_str())), u64::from(b.state == s)));
+                }
+            }
+        }
+        family(
+            e,
+            "origin_replica_breaker_state",
+            "Circuit breaker state per replica: 1 for the state it is in",
+            MetricType::Gauge,
+            &states,
+        )?;
+        family(
+            e,
+            "origin_replica_requests",
+            "Requests sent to each replica (GETs, HEADs and body continuations)",
+            MetricType::Counter,
+            &requests,
+        )?;
+        family(
+            e,
+            "origin_failovers",
+            "Origin requests moved on to the next replica after a fault, before the first byte",
+            MetricType::Counter,
+            &self.per_origin(|o| Some(o.replicas.as_ref()?.failovers)),
+        )?;
+        family(
+            e,
+            "origin_body_failovers",
+            "Object bodies that broke and continued from another replica (same ETag)",
+            MetricType::Counter,
+            &self.per_origin(|o| Some(o.replicas.as_ref()?.body_failovers)),
+        )?;
+        family(
+            e,
+            "origin_replica_version_mismatches",
+            "Bodies ended with an error because the next replica held another version",
+            MetricType::Counter,
+            &self.per_origin(|o| Some(o.replicas.as_ref()?.version_mismatches)),
+        )
     }
 
     fn of(proxy: &Proxy) -> Self {
@@ -410,6 +465,21 @@ impl Snapshot {
             audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
             rate_limited: proxy.rate_limited(),
         }
+    }
+}
+
+/// `value` of a bucket's origin, or for a replica set the sum over its replicas (client retries,
+/// in-flight requests: the bucket's total).
+fn summed(
+    value: impl Fn(&yatagarasu_s3::OriginStats) -> Option<u64>,
+) -> impl Fn(&yatagarasu_s3::OriginStats) -> Option<u64> {
+    move |o| match &o.replicas {
+        Some(set) => set
+            .replicas
+            .iter()
+            .filter_map(|r| value(&r.origin))
+            .reduce(|a, b| a + b),
+        None => value(o),
     }
 }
 
@@ -457,6 +527,13 @@ struct LimitLabels {
 struct BreakerLabels {
     bucket: String,
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    bucket: String,
+    replica: String,
+    state: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -639,14 +716,14 @@ impl Collector for Snapshot {
             "origin_retries",
             "Origin requests attempted again after a retryable failure (inside one origin request)",
             C,
-            &self.per_origin(|o| o.client, |s| s.retries),
+            &self.per_origin(summed(|o| Some(o.client?.retries))),
         )?;
         family(
             e,
             "origin_body_resumes",
             "Origin bodies that broke or stalled and were resumed (Range + If-Match)",
             C,
-            &self.per_origin(|o| o.client, |s| s.body_resumes),
+            &self.per_origin(summed(|o| Some(o.client?.body_resumes))),
         )?;
         family(
             e,
@@ -686,21 +763,21 @@ impl Collector for Snapshot {
             "origin_in_flight",
             "Requests to the bucket's origin in flight now (buckets with max_concurrent_requests)",
             G,
-            &self.per_origin(|o| o.concurrency, |s| s.in_flight as u64),
+            &self.per_origin(summed(|o| Some(o.concurrency?.in_flight as u64))),
         )?;
         family(
             e,
             "origin_concurrency_limit",
             "The bucket's max_concurrent_requests",
             G,
-            &self.per_origin(|o| o.concurrency, |s| s.limit as u64),
+            &self.per_origin(summed(|o| Some(o.concurrency?.limit as u64))),
         )?;
         family(
             e,
             "origin_queue_timeouts",
             "Requests that waited queue_timeout_ms for an origin slot and got 503 OriginBusy",
             C,
-            &self.per_origin(|o| o.concurrency, |s| s.timed_out),
+            &self.per_origin(summed(|o| Some(o.concurrency?.timed_out))),
         )?;
         family(
             e,
@@ -714,15 +791,16 @@ impl Collector for Snapshot {
             "origin_breaker_opened",
             "Times the bucket's circuit breaker opened",
             C,
-            &self.per_origin(|o| o.breaker, |b| b.opened),
+            &self.per_origin(|o| Some(o.breaker?.opened)),
         )?;
         family(
             e,
             "origin_breaker_rejected",
             "Requests failed at once because the bucket's circuit breaker was open",
             C,
-            &self.per_origin(|o| o.breaker, |b| b.rejected),
+            &self.per_origin(|o| Some(o.breaker?.rejected)),
         )?;
+        self.encode_replicas(e)?;
         let limited: Vec<(LimitLabels, u64)> = self
             .rate_limited
             .iter()

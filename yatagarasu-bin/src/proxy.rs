@@ -519,12 +519,28 @@ impl Proxy {
                 None => serde_json::json!({ "ready": true }),
                 Some(code) => serde_json::json!({ "ready": false, "code": code }),
             };
-            // The breaker's state now (the probe itself bypasses it).
-            if let Some(b) = table
-                .by_name(name)
-                .and_then(|m| m.route.origin.origin_stats().breaker)
-            {
-                v["breaker"] = serde_json::json!(b.state.as_str());
+            // The breaker's state now (the probe itself bypasses it); with replicas, each one's
+            // breaker and whether this probe reached it.
+            if let Some(m) = table.by_name(name) {
+                let stats = m.route.origin.origin_stats();
+                if let Some(b) = stats.breaker {
+                    v["breaker"] = serde_json::json!(b.state.as_str());
+                }
+                if let Some(set) = stats.replicas {
+                    let replicas: Vec<_> = set
+                        .replicas
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "name": r.name,
+                                "priority": r.priority,
+                                "reachable": r.reachable,
+                                "breaker": r.origin.breaker.map(|b| b.state.as_str()),
+                            })
+                        })
+                        .collect();
+                    v["replicas"] = serde_json::json!(replicas);
+                }
             }
             buckets.insert(name.clone(), v);
         }

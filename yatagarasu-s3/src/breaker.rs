@@ -281,7 +281,7 @@ impl Shared {
 }
 
 /// Whether an error says the origin is unwell (rather than answering "no").
-fn is_fault(e: &Error) -> bool {
+pub(crate) fn is_fault(e: &Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::Unavailable

@@ -58,6 +58,7 @@ mod limit;
 mod list;
 mod op;
 mod origin;
+mod replica;
 pub mod retry;
 pub mod sigv4;
 mod time;
@@ -73,6 +74,7 @@ pub use errors::{kind_for_code, kind_for_status};
 pub use limit::{ConcurrencyLimit, ConcurrencyStats};
 pub use list::{ListObjectsV2Page, ListObjectsV2Request, ObjectSummary};
 pub use origin::{Origin, OriginFuture, OriginStats};
+pub use replica::{Replica, ReplicaSet, ReplicaSetStats, ReplicaStats};
 pub use retry::RetryPolicy;
 pub use yatagarasu_core::{Error, ErrorKind, ObjectMeta, Result};
 

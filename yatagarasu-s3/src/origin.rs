@@ -98,7 +98,7 @@ pub trait Origin: Send + Sync + fmt::Debug + 'static {
 
     /// What this origin and the decorators around it report, for metrics and admin stats: the
     /// S3 client's retries and resumed bodies, a circuit breaker's state, a concurrency cap's
-    /// load. The default is empty; a decorator returns its inner origin's with its own part
+    /// load, a replica set's replicas. The default is empty; a decorator returns its inner origin's with its own part
     /// filled in.
     fn origin_stats(&self) -> OriginStats {
         OriginStats::default()
@@ -106,7 +106,7 @@ pub trait Origin: Send + Sync + fmt::Debug + 'static {
 }
 
 /// What an [`Origin`] and its decorators report (see [`Origin::origin_stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OriginStats {
     /// The S3 client's retries and resumed bodies.
@@ -115,6 +115,8 @@ pub struct OriginStats {
     pub breaker: Option<crate::BreakerStats>,
     /// A [`ConcurrencyLimit`](crate::ConcurrencyLimit)'s load.
     pub concurrency: Option<crate::ConcurrencyStats>,
+    /// A [`ReplicaSet`](crate::ReplicaSet)'s replicas (each with its own stats) and failovers.
+    pub replicas: Option<crate::ReplicaSetStats>,
 }
 
 impl Origin for S3Client {

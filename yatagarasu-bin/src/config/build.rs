@@ -8,12 +8,13 @@ use yatagarasu_cache::{
     CacheTier, DiskOptions, DiskTier, MemoryTier, RecordCheck, RedisOptions, RedisTier, TieredCache,
 };
 use yatagarasu_s3::{
-    AddressingStyle, Credentials, CredentialsSource, RetryPolicy, S3Client, Timeouts,
+    AddressingStyle, BreakerOptions, Credentials, CredentialsSource, Origin, Replica, ReplicaSet,
+    RetryPolicy, S3Client, Timeouts,
 };
 
 use jsonwebtoken::Algorithm;
 
-use super::schema::{AuthorizationConfig, redact_url};
+use super::schema::{AuthorizationConfig, S3Config, redact_url};
 use super::{Config, ConfigError};
 use crate::auth::{self, ClaimRule, IpFilter, JwtAuth, TokenSource};
 use crate::cache::CachePolicy;
@@ -379,60 +380,7 @@ impl Config {
         let default_ttl = self.cache.as_ref().map_or(3600, |c| c.default_ttl_seconds);
         for (i, b) in self.buckets.iter().enumerate() {
             let s3 = &b.s3;
-            let client_http = match s3.connection_pool_size {
-                // Its own pool, keeping at most this many idle connections.
-                Some(n) => yatagarasu_s3::pooled_http_client(CONNECT_TIMEOUT, n)
-                    .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?,
-                None => http.clone(),
-            };
-            let mut c = S3Client::builder(s3.bucket.clone()).http_client(client_http);
-            if let Some(r) = &s3.region {
-                c = c.region(r.clone());
-            }
-            if let Some(e) = &s3.endpoint {
-                c = c.endpoint(e.clone());
-            }
-            c = c.addressing_style(match s3.addressing.as_deref() {
-                Some("path") => AddressingStyle::Path,
-                Some("virtual") => AddressingStyle::VirtualHosted,
-                _ => AddressingStyle::Auto,
-            });
-            c = match (&s3.access_key, &s3.secret_key, s3.anonymous) {
-                (_, _, true) => c.anonymous(),
-                (Some(ak), Some(sk), _) => {
-                    let mut creds = Credentials::new(ak.clone(), sk.expose());
-                    if let Some(t) = &s3.session_token {
-                        creds = creds.with_session_token(t.expose());
-                    }
-                    c.credentials(creds)
-                }
-                _ => c.credentials_source(CredentialsSource::DefaultChain),
-            };
-            let mut timeouts = Timeouts::default();
-            if let Some(t) = s3.timeout {
-                timeouts.first_byte = Duration::from_secs(t);
-                timeouts.idle = Duration::from_secs(t);
-            }
-            if let Some(t) = s3.connect_timeout {
-                timeouts.connect = Duration::from_secs(t);
-            }
-            c = c.timeouts(timeouts);
-            if let Some(r) = &s3.retry {
-                c = c.retry_policy(RetryPolicy {
-                    max_attempts: r.max_attempts,
-                    base_delay: Duration::from_millis(r.initial_backoff_ms),
-                    max_delay: Duration::from_millis(r.max_backoff_ms),
-                    ..RetryPolicy::default()
-                });
-            } else if let Some(n) = s3.max_attempts {
-                c = c.retry_policy(RetryPolicy {
-                    max_attempts: n,
-                    ..RetryPolicy::default()
-                });
-            }
-            let client = c
-                .build()
-                .map_err(|e| ConfigError::one(format!("buckets[{i}].s3: {}", e.message())))?;
+            let origin = build_origin(s3, &format!("buckets[{i}]"), &http)?;
             let cors = match &b.cors {
                 Some(c) => Some(
                     CorsPolicy::from_config(c)
@@ -441,24 +389,6 @@ impl Config {
                 None => None,
             };
             let overrides = b.coalescing.clone().unwrap_or_default();
-            // Decorators, innermost first: the breaker sees origin answers only; the cap's own
-            // queue timeouts are not origin faults.
-            let mut origin: Arc<dyn yatagarasu_s3::Origin> = Arc::new(client);
-            if let Some(cb) = &s3.circuit_breaker {
-                let options = yatagarasu_s3::BreakerOptions::default()
-                    .failure_threshold(cb.failure_threshold)
-                    .success_threshold(cb.success_threshold)
-                    .open_timeout(Duration::from_secs(cb.timeout_seconds))
-                    .half_open_max_requests(cb.half_open_max_requests);
-                origin = Arc::new(yatagarasu_s3::CircuitBreaker::new(origin, options));
-            }
-            if let Some(n) = s3.max_concurrent_requests {
-                origin = Arc::new(yatagarasu_s3::ConcurrencyLimit::new(
-                    origin,
-                    n,
-                    Duration::from_millis(s3.queue_timeout_ms),
-                ));
-            }
             let mut route = BucketRoute::new(b.name.clone(), b.path_prefix.clone(), origin);
             route.expose_user_metadata = b.expose_user_metadata;
             route.cors = cors;
@@ -495,6 +425,105 @@ impl Config {
         }
         Ok(routes)
     }
+}
+
+/// The origin a validated `s3` section describes: one S3 client, or a [`ReplicaSet`] of them, each
+/// behind its decorators, innermost first: the breaker sees origin answers only (the cap's own
+/// queue timeouts are not origin faults). Every replica of a set has a breaker (the section's, or
+/// the defaults): the set orders replicas by it.
+///
+/// [`ReplicaSet`]: yatagarasu_s3::ReplicaSet
+fn build_origin(
+    s3: &S3Config,
+    at: &str,
+    shared_http: &reqwest::Client,
+) -> Result<Arc<dyn Origin>, ConfigError> {
+    let replicated = !s3.replicas.is_empty();
+    let mut replicas = Vec::new();
+    for (key, o) in s3.origins() {
+        let http = match s3.connection_pool_size {
+            // Its own pool, keeping at most this many idle connections.
+            Some(n) => yatagarasu_s3::pooled_http_client(CONNECT_TIMEOUT, n)
+                .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?,
+            None => shared_http.clone(),
+        };
+        let mut c = S3Client::builder(o.bucket.clone()).http_client(http);
+        if let Some(r) = &o.region {
+            c = c.region(r.clone());
+        }
+        if let Some(e) = &o.endpoint {
+            c = c.endpoint(e.clone());
+        }
+        c = c.addressing_style(match o.addressing.as_deref() {
+            Some("path") => AddressingStyle::Path,
+            Some("virtual") => AddressingStyle::VirtualHosted,
+            _ => AddressingStyle::Auto,
+        });
+        c = match (&o.access_key, &o.secret_key, o.anonymous) {
+            (_, _, true) => c.anonymous(),
+            (Some(ak), Some(sk), _) => {
+                let mut creds = Credentials::new(ak.clone(), sk.expose());
+                if let Some(t) = &o.session_token {
+                    creds = creds.with_session_token(t.expose());
+                }
+                c.credentials(creds)
+            }
+            _ => c.credentials_source(CredentialsSource::DefaultChain),
+        };
+        let mut timeouts = Timeouts::default();
+        if let Some(t) = o.timeout.or(s3.timeout) {
+            timeouts.first_byte = Duration::from_secs(t);
+            timeouts.idle = Duration::from_secs(t);
+        }
+        if let Some(t) = s3.connect_timeout {
+            timeouts.connect = Duration::from_secs(t);
+        }
+        c = c.timeouts(timeouts);
+        if let Some(r) = &s3.retry {
+            c = c.retry_policy(RetryPolicy {
+                max_attempts: r.max_attempts,
+                base_delay: Duration::from_millis(r.initial_backoff_ms),
+                max_delay: Duration::from_millis(r.max_backoff_ms),
+                ..RetryPolicy::default()
+            });
+        } else if let Some(n) = s3.max_attempts {
+            c = c.retry_policy(RetryPolicy {
+                max_attempts: n,
+                ..RetryPolicy::default()
+            });
+        }
+        let client = c
+            .build()
+            .map_err(|e| ConfigError::one(format!("{at}.{key}: {}", e.message())))?;
+        let mut origin: Arc<dyn Origin> = Arc::new(client);
+        let breaker = match &s3.circuit_breaker {
+            Some(cb) => Some(
+                BreakerOptions::default()
+                    .failure_threshold(cb.failure_threshold)
+                    .success_threshold(cb.success_threshold)
+                    .open_timeout(Duration::from_secs(cb.timeout_seconds))
+                    .half_open_max_requests(cb.half_open_max_requests),
+            ),
+            None => replicated.then(BreakerOptions::default),
+        };
+        if let Some(options) = breaker {
+            origin = Arc::new(yatagarasu_s3::CircuitBreaker::new(origin, options));
+        }
+        if let Some(n) = s3.max_concurrent_requests {
+            origin = Arc::new(yatagarasu_s3::ConcurrencyLimit::new(
+                origin,
+                n,
+                Duration::from_millis(s3.queue_timeout_ms),
+            ));
+        }
+        if !replicated {
+            return Ok(origin);
+        }
+        replicas.push(Replica::new(o.name, o.priority, origin));
+    }
+    let set = ReplicaSet::new(replicas)
+        .map_err(|e| ConfigError::one(format!("{at}.s3.replicas: {}", e.message())))?;
+    Ok(Arc::new(set))
 }
 
 /// The policy a validated `authorization` section describes. Errors start with the key at fault.

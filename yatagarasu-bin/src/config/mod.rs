@@ -105,7 +105,7 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.server.port, 8080);
         assert_eq!(c.server.address, "0.0.0.0");
-        assert_eq!(c.buckets[0].s3.bucket, "media-bucket");
+        assert_eq!(c.buckets[0].s3.bucket.as_deref(), Some("media-bucket"));
         assert!(
             futures_util::FutureExt::now_or_never(c.build_proxy())
                 .expect("no cache: builds without awaiting")
@@ -198,7 +198,7 @@ mod tests {
             &|_| Some("b\n    endpoint: http://evil".to_owned()),
         )
         .unwrap();
-        assert_eq!(c.buckets[0].s3.bucket, "b\n    endpoint: http://evil");
+        assert_eq!(c.buckets[0].s3.bucket.as_deref(), Some("b\n    endpoint: http://evil"));
         assert!(c.buckets[0].s3.endpoint.is_none());
     }
 
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn missing_and_mistyped_fields() {
         let err = parse("buckets:\n  - name: a\n    path_prefix: /a\n    s3: {}\n").unwrap_err();
-        assert_eq!(err.to_string(), "buckets[0].s3.bucket: missing field");
+        assert_eq!(err.to_string(), "buckets[0].s3.bucket: missing field (or give s3.replicas)");
         let err = parse("server:\n  port: http\nbuckets: []\n").unwrap_err();
         assert!(err.to_string().starts_with("server.port: "), "{err}");
         let err = parse("server:\n  port: 70000\nbuckets: []\n").unwrap_err();
@@ -351,6 +351,52 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ok.metrics.unwrap().port, Some(9090));
+    }
+
+    #[test]
+    fn replicas_replace_the_single_origin_fields_and_name_their_problems() {
+        let ok = parse(
+            "buckets:\n  - name: m\n    path_prefix: /m\n    s3:\n      timeout: 7\n      replicas:\n        - {name: us, bucket: media, endpoint: 'http://127.0.0.1:9000', access_key: k, secret_key: s}\n        - {name: eu, bucket: media-eu, region: eu-west-1, anonymous: true, priority: 2, timeout: 3}\n",
+        )
+        .unwrap();
+        let origins = ok.buckets[0].s3.origins();
+        let names: Vec<_> = origins
+            .iter()
+            .map(|(at, r)| (at.as_str(), r.name.as_str(), r.priority, r.timeout))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("s3.replicas[0]", "us", 1, None),
+                ("s3.replicas[1]", "eu", 2, Some(3))
+            ]
+        );
+        let err = parse(
+            "buckets:\n  - name: m\n    path_prefix: /m\n    s3:\n      bucket: media\n      endpoint: 'http://x'\n      replicas:\n        - {name: a, bucket: b, endpoint: 'ftp://x', access_key: k}\n        - {name: a, bucket: '', timeout: 0}\n        - {name: '', bucket: c}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "buckets[0].s3.bucket: cannot be used with s3.replicas; give it in each replica",
+            "buckets[0].s3.endpoint: cannot be used with s3.replicas",
+            "buckets[0].s3.replicas[0].endpoint: `ftp://x` must be an http:// or https:// URL",
+            "buckets[0].s3.replicas[0].secret_key: required when access_key is set",
+            "buckets[0].s3.replicas[1].name: `a` is already the name of replicas[0]",
+            "buckets[0].s3.replicas[1].bucket: must not be empty",
+            "buckets[0].s3.replicas[1].timeout: must be at least 1 second",
+            "buckets[0].s3.replicas[2].name: must not be empty",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let err = parse(
+            "buckets:\n  - name: m\n    path_prefix: /m\n    s3:\n      replicas:\n        - {name: a, bucket: b, weight: 3}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("buckets[0].s3.replicas[0].weight: unknown field"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -752,8 +752,9 @@ pub struct BucketConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
-    /// The bucket's name at the origin.
-    pub bucket: String,
+    /// The bucket's name at the origin (required unless `replicas` are given).
+    #[serde(default)]
+    pub bucket: Option<String>,
     /// Signing region (default: `AWS_REGION`, else `us-east-1`).
     #[serde(default)]
     pub region: Option<String>,
@@ -802,6 +803,100 @@ pub struct S3Config {
     /// Idle connections to the origin kept for reuse (default: the shared pool, unbounded).
     #[serde(default, deserialize_with = "lenient_opt")]
     pub connection_pool_size: Option<usize>,
+    /// Several origins holding the same objects, read from the best one that works, instead of
+    /// `bucket`, `endpoint`, `region` and the credentials here. The other settings of this section
+    /// (breaker, retry, cap, pool, timeouts) apply to each replica.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+/// `buckets[].s3.replicas[]`: one origin of a replicated bucket.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// Its name, unique within the bucket (logs, metrics, `/ready`, admin stats).
+    pub name: String,
+    /// The bucket's name at this origin.
+    pub bucket: String,
+    /// Signing region (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A custom endpoint; AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Access key id; with `secret_key`. Absent: the AWS default credential chain.
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// Secret access key.
+    #[serde(default)]
+    pub secret_key: Option<Secret>,
+    /// Session token for temporary keys.
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+    /// Unsigned requests.
+    #[serde(default, deserialize_with = "lenient")]
+    pub anonymous: bool,
+    /// `auto` (default), `path` or `virtual`.
+    #[serde(default)]
+    pub addressing: Option<String>,
+    /// Lower is preferred (default 1); equal priorities keep the order given.
+    #[serde(default = "default_priority", deserialize_with = "lenient")]
+    pub priority: u32,
+    /// Seconds to wait for response headers and between body chunks from this replica (default:
+    /// the section's `timeout`).
+    #[serde(default, deserialize_with = "lenient_opt")]
+    pub timeout: Option<u64>,
+}
+
+fn default_priority() -> u32 {
+    1
+}
+
+impl S3Config {
+    /// The origins this section describes, each with the key its fields sit under: every replica
+    /// (`s3.replicas[j]`), or the one origin given by the fields of `s3` itself (`s3`, named
+    /// `primary`).
+    pub fn origins(&self) -> Vec<(String, ReplicaConfig)> {
+        if !self.replicas.is_empty() {
+            return self
+                .replicas
+                .iter()
+                .enumerate()
+                .map(|(j, r)| (format!("s3.replicas[{j}]"), r.clone()))
+                .collect();
+        }
+        let single = ReplicaConfig {
+            name: "primary".to_owned(),
+            bucket: self.bucket.clone().unwrap_or_default(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            session_token: self.session_token.clone(),
+            anonymous: self.anonymous,
+            addressing: self.addressing.clone(),
+            priority: 1,
+            timeout: self.timeout,
+        };
+        vec![("s3".to_owned(), single)]
+    }
+
+    /// The single-origin fields set beside `replicas` (a configuration error).
+    pub fn single_origin_fields(&self) -> Vec<&'static str> {
+        [
+            ("bucket", self.bucket.is_some()),
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("access_key", self.access_key.is_some()),
+            ("secret_key", self.secret_key.is_some()),
+            ("session_token", self.session_token.is_some()),
+            ("anonymous", self.anonymous),
+            ("addressing", self.addressing.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
 }
 
 fn default_queue_timeout() -> u64 {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::schema::{AuthorizationConfig, CacheConfig, redact_url};
+use super::schema::{AuthorizationConfig, CacheConfig, ReplicaConfig, redact_url};
 use super::{Config, ConfigError};
 use crate::cache::MAX_DIRECTIVE_SECONDS;
 use crate::cors::CorsPolicy;
@@ -252,43 +252,36 @@ impl Config {
                 ));
             }
             let s3 = &b.s3;
-            if s3.bucket.trim().is_empty() {
-                p.push(format!("{at}.s3.bucket: must not be empty"));
+            if s3.replicas.is_empty() && s3.bucket.is_none() {
+                p.push(format!(
+                    "{at}.s3.bucket: missing field (or give s3.replicas)"
+                ));
             }
-            if let Some(e) = &s3.endpoint {
-                match url::Url::parse(e) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-                    Ok(_) => p.push(format!(
-                        "{at}.s3.endpoint: `{e}` must be an http:// or https:// URL"
-                    )),
-                    Err(err) => p.push(format!("{at}.s3.endpoint: `{e}` is not a URL ({err})")),
-                }
-            }
-            match (&s3.access_key, &s3.secret_key) {
-                (Some(_), None) => p.push(format!(
-                    "{at}.s3.secret_key: required when access_key is set"
-                )),
-                (None, Some(_)) => p.push(format!(
-                    "{at}.s3.access_key: required when secret_key is set"
-                )),
-                (Some(_), Some(_)) if s3.anonymous => {
+            if !s3.replicas.is_empty() {
+                for key in s3.single_origin_fields() {
                     p.push(format!(
-                        "{at}.s3.anonymous: cannot be true when access_key/secret_key are set"
+                        "{at}.s3.{key}: cannot be used with s3.replicas; give it in each replica"
                     ));
                 }
-                _ => {}
             }
-            if s3.session_token.is_some() && s3.access_key.is_none() {
-                p.push(format!(
-                    "{at}.s3.session_token: needs access_key and secret_key"
-                ));
+            for (j, r) in s3.replicas.iter().enumerate() {
+                if r.name.trim().is_empty() {
+                    p.push(format!("{at}.s3.replicas[{j}].name: must not be empty"));
+                } else if let Some(k) = s3.replicas[..j].iter().position(|o| o.name == r.name) {
+                    p.push(format!(
+                        "{at}.s3.replicas[{j}].name: `{}` is already the name of replicas[{k}]",
+                        r.name
+                    ));
+                }
+                if r.timeout == Some(0) {
+                    p.push(format!(
+                        "{at}.s3.replicas[{j}].timeout: must be at least 1 second"
+                    ));
+                }
             }
-            if let Some(a) = &s3.addressing
-                && !matches!(a.as_str(), "auto" | "path" | "virtual")
-            {
-                p.push(format!(
-                    "{at}.s3.addressing: `{a}` is not one of auto, path, virtual"
-                ));
+            for (key_at, o) in s3.origins() {
+                let at = format!("{at}.{key_at}");
+                validate_origin(&at, &o, s3.bucket.is_some() || !s3.replicas.is_empty(), &mut p);
             }
             for (key, v) in [
                 ("timeout", s3.timeout),
@@ -718,5 +711,41 @@ fn validate_rate(at: &str, rate: &super::RateConfig, p: &mut Vec<String>) {
     }
     if rate.burst == Some(0) {
         p.push(format!("{at}.burst: must be at least 1"));
+    }
+}
+
+/// The fields that say where one origin is and how to sign for it (`s3` itself, or a replica).
+fn validate_origin(at: &str, o: &ReplicaConfig, bucket_given: bool, p: &mut Vec<String>) {
+    if bucket_given && o.bucket.trim().is_empty() {
+        p.push(format!("{at}.bucket: must not be empty"));
+    }
+    if let Some(e) = &o.endpoint {
+        match url::Url::parse(e) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(_) => p.push(format!(
+                "{at}.endpoint: `{e}` must be an http:// or https:// URL"
+            )),
+            Err(err) => p.push(format!("{at}.endpoint: `{e}` is not a URL ({err})")),
+        }
+    }
+    match (&o.access_key, &o.secret_key) {
+        (Some(_), None) => p.push(format!("{at}.secret_key: required when access_key is set")),
+        (None, Some(_)) => p.push(format!("{at}.access_key: required when secret_key is set")),
+        (Some(_), Some(_)) if o.anonymous => {
+            p.push(format!(
+                "{at}.anonymous: cannot be true when access_key/secret_key are set"
+            ));
+        }
+        _ => {}
+    }
+    if o.session_token.is_some() && o.access_key.is_none() {
+        p.push(format!("{at}.session_token: needs access_key and secret_key"));
+    }
+    if let Some(a) = &o.addressing
+        && !matches!(a.as_str(), "auto" | "path" | "virtual")
+    {
+        p.push(format!(
+            "{at}.addressing: `{a}` is not one of auto, path, virtual"
+        ));
     }
 }
