@@ -412,7 +412,9 @@ async fn continuation_step(mut st: Continuation) -> Option<(Result<Bytes>, Conti
 
 /// The rest of the body from a replica not used yet, pinned to the ETag being sent. `Err(None)`
 /// when no replica could answer; `Err(Some(e))` when one answered with another version.
-async fn continue_elsewhere(st: &mut Continuation) -> std::result::Result<ObjectBody, Option<Error>> {
+async fn continue_elsewhere(
+    st: &mut Continuation,
+) -> std::result::Result<ObjectBody, Option<Error>> {
     let req = GetObjectRequest {
         range: Some(RangeSpec::Int {
             first: st.next,
@@ -440,7 +442,12 @@ async fn continue_elsewhere(st: &mut Continuation) -> std::result::Result<Object
             }
         };
         // Stores that ignore If-Match still say which version they sent.
-        if !out.meta.etag.as_ref().is_some_and(|t| t.strong_eq(&st.etag)) {
+        if !out
+            .meta
+            .etag
+            .as_ref()
+            .is_some_and(|t| t.strong_eq(&st.etag))
+        {
             return Err(Some(version_mismatch(st, &slot.replica)));
         }
         match out.content_range {

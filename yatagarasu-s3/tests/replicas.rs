@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use yatagarasu_core::ErrorKind;
 use yatagarasu_s3::{
-    BreakerOptions, BreakerState, CircuitBreaker, Credentials, GetObjectRequest,
-    HeadObjectRequest, Origin, Replica, ReplicaSet, RetryPolicy, S3Client,
+    BreakerOptions, BreakerState, CircuitBreaker, Credentials, GetObjectRequest, HeadObjectRequest,
+    Origin, Replica, ReplicaSet, RetryPolicy, S3Client,
 };
 use yatagarasu_testkit::{Fault, TestOrigin, pattern_byte};
 
@@ -76,7 +76,10 @@ async fn bind_when_free(port: u16) -> tokio::net::TcpListener {
         match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
             Ok(l) => return l,
             Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "port {port} stays taken: {e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "port {port} stays taken: {e}"
+                );
                 tokio::task::yield_now().await;
             }
         }
@@ -170,7 +173,10 @@ async fn a_recovered_primary_takes_traffic_back_once_its_breaker_closes() {
     // it is a probe of the primary, which succeeds and closes the breaker.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while p.stats().gets() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "primary never probed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "primary never probed"
+        );
         assert_eq!(get_all(&set, "a.txt").await.unwrap(), "v1");
         tokio::task::yield_now().await;
     }
@@ -271,7 +277,10 @@ async fn a_replica_holding_another_version_ends_the_body_with_an_error_never_a_s
     );
     assert_eq!(err.code(), "PreconditionFailed");
     assert!(err.message().contains("another version"), "{err}");
-    assert!(out.body.next().await.is_none(), "the stream ends after its error");
+    assert!(
+        out.body.next().await.is_none(),
+        "the stream ends after its error"
+    );
     let stats = set.stats();
     assert_eq!((stats.version_mismatches, stats.body_failovers), (1, 0));
 }
@@ -308,7 +317,7 @@ fn a_set_needs_replicas_with_distinct_names() {
     let c = || S3Client::builder("media").anonymous().build().unwrap();
     let err = ReplicaSet::new(Vec::new()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
-    let err = ReplicaSet::new(vec![Replica::new("a", 1, c()), Replica::new("a", 2, c())])
-        .unwrap_err();
+    let err =
+        ReplicaSet::new(vec![Replica::new("a", 1, c()), Replica::new("a", 2, c())]).unwrap_err();
     assert!(err.message().contains("`a`"), "{err}");
 }

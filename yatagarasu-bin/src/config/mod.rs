@@ -198,7 +198,10 @@ mod tests {
             &|_| Some("b\n    endpoint: http://evil".to_owned()),
         )
         .unwrap();
-        assert_eq!(c.buckets[0].s3.bucket.as_deref(), Some("b\n    endpoint: http://evil"));
+        assert_eq!(
+            c.buckets[0].s3.bucket.as_deref(),
+            Some("b\n    endpoint: http://evil")
+        );
         assert!(c.buckets[0].s3.endpoint.is_none());
     }
 
@@ -236,7 +239,10 @@ mod tests {
     #[test]
     fn missing_and_mistyped_fields() {
         let err = parse("buckets:\n  - name: a\n    path_prefix: /a\n    s3: {}\n").unwrap_err();
-        assert_eq!(err.to_string(), "buckets[0].s3.bucket: missing field (or give s3.replicas)");
+        assert_eq!(
+            err.to_string(),
+            "buckets[0].s3.bucket: missing field (or give s3.replicas)"
+        );
         let err = parse("server:\n  port: http\nbuckets: []\n").unwrap_err();
         assert!(err.to_string().starts_with("server.port: "), "{err}");
         let err = parse("server:\n  port: 70000\nbuckets: []\n").unwrap_err();

@@ -281,7 +281,12 @@ impl Config {
             }
             for (key_at, o) in s3.origins() {
                 let at = format!("{at}.{key_at}");
-                validate_origin(&at, &o, s3.bucket.is_some() || !s3.replicas.is_empty(), &mut p);
+                validate_origin(
+                    &at,
+                    &o,
+                    s3.bucket.is_some() || !s3.replicas.is_empty(),
+                    &mut p,
+                );
             }
             for (key, v) in [
                 ("timeout", s3.timeout),
@@ -739,7 +744,9 @@ fn validate_origin(at: &str, o: &ReplicaConfig, bucket_given: bool, p: &mut Vec<
         _ => {}
     }
     if o.session_token.is_some() && o.access_key.is_none() {
-        p.push(format!("{at}.session_token: needs access_key and secret_key"));
+        p.push(format!(
+            "{at}.session_token: needs access_key and secret_key"
+        ));
     }
     if let Some(a) = &o.addressing
         && !matches!(a.as_str(), "auto" | "path" | "virtual")
