@@ -12,7 +12,8 @@
 //!   metadata), [`S3Client::head_object`], [`S3Client::list_objects_v2`] / [`S3Client::list_all`],
 //!   [`S3Client::probe`] (HeadBucket), [`S3Client::presign_get`].
 //! - **[`Origin`]**: the trait a proxy reads through (get, head, probe). [`S3Client`] implements it;
-//!   decorators (circuit breakers, replica failover, limits, counters) wrap any `Origin`.
+//!   decorators wrap any `Origin`: [`CircuitBreaker`], [`ConcurrencyLimit`], [`ReplicaSet`]
+//!   (failover across replicas of one bucket), or your own.
 //! - **Failure handling**: connect / first-byte / idle timeouts; retries ([`retry`]) with exponential
 //!   backoff and full jitter within a total deadline for connection errors, 5xx and throttling; a body that breaks
 //!   mid-stream is resumed with `Range` + `If-Match`, or fails loudly: never a silent truncation or a
