@@ -855,7 +855,13 @@ metrics: {{enabled: true}}
         p = primary.endpoint(),
         b = backup.endpoint()
     );
-    let base = common::serve_yaml(&yaml).await;
+    let proxy = common::proxy_from_yaml(&yaml).await;
+    let admin = common::serve_admin_on_loopback(yatagarasu::AdminApi::new(
+        proxy.clone(),
+        "admin-token-0123456789",
+    ))
+    .await;
+    let base = common::serve_on_loopback(proxy).await;
     let http = reqwest::Client::new();
     // The primary's body breaks, and the primary's own client cannot resume it (503): the body
     // continues from the backup, which holds the same version.
@@ -905,4 +911,22 @@ metrics: {{enabled: true}}
         ],
     )
     .await;
+    // The admin stats tell the same story per replica.
+    let stats = http
+        .get(format!("{admin}/admin/stats"))
+        .bearer_auth("admin-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    let set = &stats["replicas"]["media"];
+    assert_eq!(set["body_failovers"], 1, "{stats}");
+    assert_eq!(set["version_mismatches"], 1, "{stats}");
+    assert_eq!(set["replicas"][0]["name"], "primary", "{stats}");
+    assert_eq!(set["replicas"][0]["breaker"]["state"], "closed", "{stats}");
+    assert_eq!(set["replicas"][1]["name"], "backup", "{stats}");
+    assert_eq!(set["replicas"][1]["requests"], 2, "{stats}");
 }
