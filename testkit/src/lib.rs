@@ -160,6 +160,13 @@ impl TestOrigin {
         Self::start_at(root, Some(dir), access_key, secret_key, 0).await
     }
 
+    /// Start an origin again over `root` on the `port` a stopped one used (waiting for the port to
+    /// be free): an origin that died and came back.
+    pub async fn restart_in(root: &Path, access_key: &str, secret_key: &str, port: u16) -> Self {
+        drop(bind_when_free(port).await);
+        Self::start_in(root, access_key, secret_key, port).await
+    }
+
     /// Start an origin over an existing directory (each subdirectory is a bucket) on `port` (0 = any).
     ///
     /// # Panics
@@ -390,6 +397,27 @@ impl Drop for TestOrigin {
     fn drop(&mut self) {
         if let Ok(mut t) = self.tasks.lock() {
             t.abort_all();
+        }
+    }
+}
+
+/// Bind 127.0.0.1:`port` once a stopped server has let go of it (aborted tasks release their
+/// sockets a moment later).
+///
+/// # Panics
+/// If the port is still taken after 10 s.
+pub async fn bind_when_free(port: u16) -> TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => return l,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "port {port} stays taken: {e}"
+                );
+                tokio::task::yield_now().await;
+            }
         }
     }
 }

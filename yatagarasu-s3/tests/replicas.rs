@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use yatagarasu_core::ErrorKind;
 use yatagarasu_s3::{
     BreakerOptions, BreakerState, CircuitBreaker, Credentials, GetObjectRequest, HeadObjectRequest,
-    Origin, Replica, ReplicaSet, RetryPolicy, S3Client,
+    Origin, Replica, ReplicaSet, RetryPolicy, S3Client, Timeouts,
 };
 use yatagarasu_testkit::{Fault, TestOrigin, pattern_byte};
 
@@ -23,12 +23,18 @@ async fn origin() -> TestOrigin {
     o
 }
 
-/// A client with no retries and no resumes of its own, so every fault reaches the set.
+/// A client with no retries and no resumes of its own, so every fault reaches the set. Bodies
+/// are broken by stalling them (the idle timeout ends them): a connection reset could reach the
+/// client before the response head and turn a mid-body break into an earlier one.
 fn client_for(o: &TestOrigin) -> S3Client {
     S3Client::builder("media")
         .endpoint(o.endpoint())
         .region("us-east-1")
         .credentials(Credentials::new(AK, SK))
+        .timeouts(Timeouts {
+            idle: Duration::from_millis(300),
+            ..Timeouts::default()
+        })
         .retry_policy(RetryPolicy::none())
         .build()
         .unwrap()
@@ -67,23 +73,6 @@ async fn get_all(set: &ReplicaSet, key: &str) -> yatagarasu_core::Result<bytes::
     .await
     .expect("no request hangs")?;
     out.body.collect().await
-}
-
-/// Bind 127.0.0.1:`port` once the stopped origin has let go of it (bounded).
-async fn bind_when_free(port: u16) -> tokio::net::TcpListener {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-            Ok(l) => return l,
-            Err(e) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "port {port} stays taken: {e}"
-                );
-                tokio::task::yield_now().await;
-            }
-        }
-    }
 }
 
 fn breaker_state(set: &ReplicaSet, name: &str) -> BreakerState {
@@ -167,8 +156,7 @@ async fn a_recovered_primary_takes_traffic_back_once_its_breaker_closes() {
     assert_eq!(breaker_state(&set, "primary"), BreakerState::Open);
     let backup_before = b.stats().gets();
 
-    drop(bind_when_free(port).await);
-    let p = TestOrigin::start_in(root.path(), AK, SK, port).await;
+    let p = TestOrigin::restart_in(root.path(), AK, SK, port).await;
     // Readers keep being served while the breaker waits out its open time; the first request after
     // it is a probe of the primary, which succeeds and closes the breaker.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -202,7 +190,7 @@ async fn a_body_that_breaks_continues_from_a_replica_with_the_same_version() {
         o.put_pattern_object("media", "big.bin", len);
     }
     let set = pair(&p, &b, Duration::from_secs(60));
-    p.inject(Fault::BreakBodyAfter(300_000), 1);
+    p.inject(Fault::StallBodyAfter(300_000), 1);
     let mut out = set
         .get_object("big.bin", &GetObjectRequest::default())
         .await
@@ -227,7 +215,7 @@ async fn a_body_that_breaks_continues_from_a_replica_with_the_same_version() {
     );
 
     // A ranged read continues within its range.
-    p.inject(Fault::BreakBodyAfter(50_000), 1);
+    p.inject(Fault::StallBodyAfter(50_000), 1);
     let out = set
         .get_object("big.bin", &GetObjectRequest::range(100_000, 299_999))
         .await
@@ -250,7 +238,7 @@ async fn a_replica_holding_another_version_ends_the_body_with_an_error_never_a_s
     // Same length, other bytes, so another ETag: replication has not caught up.
     b.put_object("media", "v.bin", &vec![0xAB; 600_000]);
     let set = pair(&p, &b, Duration::from_secs(60));
-    p.inject(Fault::BreakBodyAfter(200_000), 1);
+    p.inject(Fault::StallBodyAfter(200_000), 1);
     let mut out = set
         .get_object("v.bin", &GetObjectRequest::default())
         .await

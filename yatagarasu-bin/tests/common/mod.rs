@@ -56,3 +56,12 @@ pub async fn assert_metrics(base: &str, samples: &[&str]) {
         assert!(text.lines().any(|l| l == *want), "no {want} in:\n{text}");
     }
 }
+
+/// Wait until `done()` holds, checking every 5 ms; fail the test naming `what` after 30 s.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
