@@ -138,7 +138,16 @@ impl AdminApi {
                     }
                 };
                 match self.proxy.purge(&target).await {
-                    Ok(n) => json(StatusCode::OK, &serde_json::json!({ "purged": n })),
+                    Ok(report) => {
+                        let mut body = serde_json::json!({ "purged": report.purged });
+                        if let Some(fleet) = report.fleet {
+                            body["fleet"] = match fleet {
+                                Ok(()) => serde_json::json!({ "notified": true }),
+                                Err(e) => serde_json::json!({ "notified": false, "error": e }),
+                            };
+                        }
+                        json(StatusCode::OK, &body)
+                    }
                     Err(e) => error_response(req.method(), &e),
                 }
             }
@@ -259,7 +268,17 @@ impl AdminApi {
                 concurrency.insert(r.name, v);
             }
         }
+        let fleet = self.proxy.fleet().map(|f| {
+            let s = f.stats();
+            serde_json::json!({
+                "subscribed": s.subscribed, "announced": s.announced,
+                "announce_failures": s.announce_failures, "applied": s.applied,
+                "resynced_scopes": s.resynced_scopes,
+            })
+        });
         serde_json::json!({
+            "instance": self.proxy.instance_id(),
+            "fleet": fleet,
             "audit_log": audit,
             "breakers": breakers,
             "origin_concurrency": concurrency,

@@ -377,6 +377,14 @@ impl ObjectCache {
         fresh_for.saturating_add(self.stale_retention)
     }
 
+    /// The same cache without its shared (remote) tiers: this instance's own copies.
+    pub(crate) fn local_only(&self) -> Self {
+        Self {
+            tiers: self.tiers.local(),
+            ..self.clone()
+        }
+    }
+
     /// Remove an object (record and all its slices).
     pub(crate) async fn purge_object(&self, origin: &str, key: &str) -> u64 {
         self.tiers.delete(&record_key(origin, key)).await;

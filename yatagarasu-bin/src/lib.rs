@@ -82,6 +82,7 @@ mod cache;
 pub mod config;
 mod cors;
 mod fetch;
+pub mod fleet;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 #[cfg(all(test, not(fuzzing)))]
@@ -109,7 +110,7 @@ pub use fetch::{CoalescingOptions, CoalescingStats, FetchOptions};
 pub use metrics::{LiveStats, MetricsRecorder, NoMetrics, RequestRecord};
 pub use outcome::{CacheStatus, Completion};
 pub use prometheus::{PrometheusMetrics, serve_metrics};
-pub use proxy::{ClientAddr, Proxy, ProxyBuilder, PurgeTarget};
+pub use proxy::{ClientAddr, Proxy, ProxyBuilder, PurgeReport, PurgeTarget};
 pub use reload::{Reloaded, Reloader};
 pub use routes::{BucketCacheStats, BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, ServerTls, TlsError, serve, serve_tls};

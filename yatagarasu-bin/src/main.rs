@@ -228,6 +228,14 @@ impl<W: std::io::Write> std::io::Write for PacedWriter<W> {
 
 async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = config.build_proxy().await?;
+    if let Some(fleet) = proxy.fleet() {
+        // Drop what was purged while this instance was away before answering from its tiers.
+        if fleet.wait_synced(std::time::Duration::from_secs(2)).await {
+            tracing::info!(instance = %proxy.instance_id(), "fleet: in step with the other instances");
+        } else {
+            tracing::warn!(instance = %proxy.instance_id(), "fleet: Redis not reachable within 2 s; serving anyway, purges made elsewhere meanwhile reach this instance when it is");
+        }
+    }
     let tls = config.build_tls()?;
     let mut reloader = Reloader::new(path, config.clone(), proxy.clone());
     if let Some(tls) = &tls {
@@ -242,7 +250,7 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
         .map_err(|e| format!("cannot listen on {}:{}: {e}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(address = %local, scheme, buckets = routes.len(), "yatagarasu listening");
+    tracing::info!(address = %local, scheme, buckets = routes.len(), instance = %proxy.instance_id(), "yatagarasu listening");
     for r in &routes {
         tracing::info!(bucket = %r.name, prefix = %r.path_prefix, "serving bucket");
     }

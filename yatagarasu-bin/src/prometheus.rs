@@ -377,6 +377,8 @@ struct Snapshot {
     /// Each bucket's origin stats, asked once per scrape (client, breaker, concurrency cap).
     origins: Vec<(String, yatagarasu_s3::OriginStats)>,
     audit: Option<crate::audit::AuditStats>,
+    instance: Arc<str>,
+    fleet: Option<crate::fleet::FleetStats>,
     rate_limited: Vec<(&'static str, Option<String>, u64)>,
 }
 
@@ -463,6 +465,8 @@ impl Snapshot {
                 .map(|r| (r.name.clone(), r.origin.origin_stats()))
                 .collect(),
             audit: proxy.audit_log().map(crate::audit::AuditLog::stats),
+            instance: proxy.instance_id().into(),
+            fleet: proxy.fleet().map(crate::fleet::Fleet::stats),
             rate_limited: proxy.rate_limited(),
         }
     }
@@ -832,8 +836,60 @@ impl Collector for Snapshot {
                 ],
             )?;
         }
+        family(
+            e,
+            "instance_info",
+            "This instance: its id (server.instance_id) and version; always 1",
+            G,
+            &[(
+                InstanceLabels {
+                    instance: self.instance.to_string(),
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+                1,
+            )],
+        )?;
+        if let Some(f) = self.fleet {
+            family(
+                e,
+                "fleet_subscribed",
+                "Whether the fleet purge subscription is up (1) or not (0)",
+                G,
+                &[(NoLabels {}, u64::from(f.subscribed))],
+            )?;
+            let d = |direction| FleetLabel { direction };
+            family(
+                e,
+                "fleet_purges",
+                "Purges announced by this instance, failed to announce, or applied from others",
+                C,
+                &[
+                    (d("announced"), f.announced),
+                    (d("announce_failed"), f.announce_failures),
+                    (d("applied"), f.applied),
+                ],
+            )?;
+            family(
+                e,
+                "fleet_resynced_scopes",
+                "Buckets (or everything) dropped locally because a fleet purge may have been missed",
+                C,
+                &[(NoLabels {}, f.resynced_scopes)],
+            )?;
+        }
         Ok(())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance: String,
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FleetLabel {
+    direction: &'static str,
 }
 
 /// An origin whose requests are counted and timed per bucket (wrapped around each route's origin

@@ -47,6 +47,8 @@ pub struct ProxyBuilder {
     audit: Option<AuditLog>,
     tracing: Option<crate::otel::Tracing>,
     limits: crate::ratelimit::ProxyLimits,
+    instance_id: Option<String>,
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 impl Default for ProxyBuilder {
@@ -64,6 +66,8 @@ impl Default for ProxyBuilder {
             audit: None,
             tracing: None,
             limits: crate::ratelimit::ProxyLimits::default(),
+            instance_id: None,
+            fleet: None,
         }
     }
 }
@@ -168,10 +172,46 @@ impl ProxyBuilder {
         self
     }
 
+    /// What this instance calls itself in admin stats, metrics (`yatagarasu_instance_info`) and
+    /// fleet messages (default: the host name).
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// Share purges with the other instances of a fleet (see [`crate::fleet`]): purges made here
+    /// are announced, and others' purges are applied to this instance's local tiers (the listener
+    /// starts with [`build`](Self::build), which must then run inside a Tokio runtime). Needs a
+    /// cache.
+    pub fn fleet(mut self, fleet: crate::fleet::Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
     /// Finish.
     pub fn build(self) -> Proxy {
+        let instance_id: Arc<str> = match (&self.instance_id, &self.fleet) {
+            (Some(id), _) => id.as_str().into(),
+            (None, Some(f)) => f.instance_id().into(),
+            (None, None) => crate::fleet::default_instance_id().into(),
+        };
+        let fleet = match (self.fleet, &self.cache) {
+            (Some(f), Some(cache)) => {
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    let _listener = f.listen(cache);
+                } else {
+                    tracing::warn!(
+                        "fleet: built outside a Tokio runtime; not listening for purges"
+                    );
+                }
+                Some(f)
+            }
+            _ => None,
+        };
         Proxy {
             state: Arc::new(State {
+                instance_id,
+                fleet,
                 cache: self.cache,
                 fetcher: Fetcher::new(self.fetch),
                 revalidations: yatagarasu_coalesce::Group::new(),
@@ -314,7 +354,7 @@ impl Proxy {
     }
 
     /// Remove cached objects across all tiers; returns how many entries were removed.
-    pub async fn purge(&self, target: &PurgeTarget) -> Result<u64, Error> {
+    pub async fn purge(&self, target: &PurgeTarget) -> Result<PurgeReport, Error> {
         let cache = self
             .state
             .cache
@@ -327,12 +367,43 @@ impl Proxy {
                 .map(|m| m.target.id.to_string())
                 .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no bucket named `{name}`")))
         };
-        Ok(match target {
-            PurgeTarget::All => cache.purge_all().await,
-            PurgeTarget::Bucket(b) => cache.purge_prefix(&route(b)?, "").await,
-            PurgeTarget::Prefix(b, p) => cache.purge_prefix(&route(b)?, p).await,
-            PurgeTarget::Object(b, k) => cache.purge_object(&route(b)?, k).await,
-        })
+        use crate::fleet::FleetPurge;
+        let (purged, announcement) = match target {
+            PurgeTarget::All => (cache.purge_all().await, FleetPurge::All),
+            PurgeTarget::Bucket(b) => {
+                let origin = route(b)?;
+                let n = cache.purge_prefix(&origin, "").await;
+                let prefix = String::new();
+                (n, FleetPurge::Prefix { origin, prefix })
+            }
+            PurgeTarget::Prefix(b, p) => {
+                let origin = route(b)?;
+                let n = cache.purge_prefix(&origin, p).await;
+                let prefix = p.clone();
+                (n, FleetPurge::Prefix { origin, prefix })
+            }
+            PurgeTarget::Object(b, k) => {
+                let origin = route(b)?;
+                let n = cache.purge_object(&origin, k).await;
+                let key = k.clone();
+                (n, FleetPurge::Object { origin, key })
+            }
+        };
+        let fleet = match &self.state.fleet {
+            Some(f) => Some(f.announce(announcement).await),
+            None => None,
+        };
+        Ok(PurgeReport { purged, fleet })
+    }
+
+    /// This instance's id (see [`ProxyBuilder::instance_id`]).
+    pub fn instance_id(&self) -> &str {
+        &self.state.instance_id
+    }
+
+    /// Its fleet membership, when it has one.
+    pub fn fleet(&self) -> Option<&crate::fleet::Fleet> {
+        self.state.fleet.as_ref()
     }
 
     /// The mounted routes, longest prefix first.
@@ -561,6 +632,17 @@ fn subject(claims: &serde_json::Value) -> Option<String> {
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// What a purge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PurgeReport {
+    /// Entries removed from this instance's tiers and the shared one (records and slices, per
+    /// tier; an object's record counts once).
+    pub purged: u64,
+    /// With a fleet: whether the other instances were told (`Err` says why not).
+    pub fleet: Option<Result<(), String>>,
 }
 
 /// What to purge from the cache.

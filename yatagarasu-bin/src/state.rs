@@ -17,6 +17,10 @@ pub(crate) type ReadyReport = (Instant, Vec<(String, Option<String>)>);
 /// Shared by every request and every route table.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// This instance's id.
+    pub(crate) instance_id: Arc<str>,
+    /// Its fleet membership.
+    pub(crate) fleet: Option<crate::fleet::Fleet>,
     /// The cache tiers, if any.
     pub(crate) cache: Option<ObjectCache>,
     /// Shared, sliced origin fetches.

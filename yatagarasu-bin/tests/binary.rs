@@ -760,3 +760,137 @@ async fn every_audit_record_is_in_the_file_when_the_process_has_exited() {
     let want: Vec<(String, u64)> = ids.into_iter().zip([200, 200, 404, 404]).collect();
     assert_eq!(logged, want);
 }
+
+/// One instance of a fleet test: its process, its admin URL and its cache directory's parent.
+struct Member {
+    process: ProxyProcess,
+    admin: String,
+}
+
+fn start_member(cfg: &std::path::Path) -> Member {
+    let (process, admin) = ProxyProcess::start_with(
+        cfg,
+        &[
+            ("TEST_ORIGIN_SECRET", "fleet-secret"),
+            ("ADMIN_TOKEN", "admin-token-0123456789"),
+        ],
+        true,
+    );
+    Member {
+        process,
+        admin: admin.unwrap(),
+    }
+}
+
+/// `(x-cache, body)` of a GET.
+async fn fetch(http: &reqwest::Client, url: &str) -> (String, bytes::Bytes) {
+    let r = http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let x = r.headers()["x-cache"].to_str().unwrap().to_owned();
+    (x, r.bytes().await.unwrap())
+}
+
+async fn admin_call(http: &reqwest::Client, url: String) -> serde_json::Value {
+    let r = http
+        .request(
+            if url.contains("/purge") {
+                reqwest::Method::POST
+            } else {
+                reqwest::Method::GET
+            },
+            url,
+        )
+        .header("authorization", "Bearer admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_purges_as_one_cache_and_a_restarted_instance_drops_what_it_missed() {
+    let origin = TestOrigin::start("AKIDFLEET", "fleet-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "obj.txt", b"version 1");
+    let redis = yatagarasu_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str| {
+        let cache_dir = dir.path().join(format!("disk-{name}"));
+        let yaml = format!(
+            "{}cache:\n  cache_layers: [memory, disk, redis]\n  disk: {{cache_dir: '{}', max_disk_cache_size_mb: 64}}\n  redis: {{redis_url: '{}', redis_key_prefix: 'fleet:'}}\nadmin:\n  enabled: true\n  port: 0\n  token: ${{ADMIN_TOKEN}}\n",
+            config_for(&origin, &format!("  instance_id: node-{name}\n")),
+            cache_dir.display(),
+            redis.url()
+        );
+        let path = dir.path().join(format!("config-{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        path
+    };
+    let (cfg_a, cfg_b, cfg_c) = (config("a"), config("b"), config("c"));
+    let a = start_member(&cfg_a);
+    let b = start_member(&cfg_b);
+    let mut c = start_member(&cfg_c);
+    let http = reqwest::Client::new();
+    let url = |m: &Member| format!("{}/media/obj.txt", m.process.base);
+    // Each instance holds the object in its own memory tier.
+    for m in [&a, &b, &c] {
+        assert_eq!(fetch(&http, &url(m)).await.1, "version 1");
+        assert_eq!(
+            fetch(&http, &url(m)).await,
+            ("HIT".into(), "version 1".into())
+        );
+    }
+    let stats = admin_call(&http, format!("{}/admin/stats", c.admin)).await;
+    assert_eq!(stats["instance"], "node-c", "{stats}");
+    assert_eq!(stats["fleet"]["subscribed"], true, "{stats}");
+
+    // A new version at the origin; purged on A: B and C serve it within a second.
+    origin.put_object("media", "obj.txt", b"version 2");
+    let purged = admin_call(
+        &http,
+        format!("{}/admin/purge?bucket=media&key=obj.txt", a.admin),
+    )
+    .await;
+    assert_eq!(purged["fleet"]["notified"], true, "{purged}");
+    let purged_at = Instant::now();
+    for m in [&b, &c] {
+        loop {
+            if fetch(&http, &url(m)).await.1 == "version 2" {
+                break;
+            }
+            assert!(
+                purged_at.elapsed() < Duration::from_secs(1),
+                "{} still serves the purged version after 1 s",
+                m.process.base
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    eprintln!(
+        "fleet purge reached both other instances in {:?}",
+        purged_at.elapsed()
+    );
+    let stats = admin_call(&http, format!("{}/admin/stats", b.admin)).await;
+    assert_eq!(stats["fleet"]["applied"], 1, "{stats}");
+
+    // C goes down (its disk tier keeps version 2); a purge happens while it is away.
+    c.process.signal("-KILL");
+    let _ = c.process.wait_exit(Duration::from_secs(10));
+    origin.put_object("media", "obj.txt", b"version 3");
+    let purged = admin_call(
+        &http,
+        format!("{}/admin/purge?bucket=media&key=obj.txt", a.admin),
+    )
+    .await;
+    assert_eq!(purged["fleet"]["notified"], true, "{purged}");
+    // Restarted over the same disk tier, it drops what it can no longer trust before serving.
+    c = start_member(&cfg_c);
+    assert_eq!(fetch(&http, &url(&c)).await.1, "version 3");
+    let stats = admin_call(&http, format!("{}/admin/stats", c.admin)).await;
+    assert!(
+        stats["fleet"]["resynced_scopes"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert_eq!(fetch(&http, &url(&a)).await.1, "version 3");
+}

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -570,4 +572,164 @@ async fn stale_if_error_stands_in_for_origin_faults_not_for_a_403() {
         (s, x.as_str(), &body[..]),
         (200, "STALE", &b"still here"[..])
     );
+}
+
+/// Two proxies sharing a Redis tier as a fleet (`fleet:` prefix), each with its own memory tier,
+/// checking generations every `resync_seconds`; their base URLs and the proxies.
+async fn fleet_pair(
+    o: &TestOrigin,
+    redis: &RedisServer,
+    resync_seconds: u64,
+) -> [(String, Proxy); 2] {
+    let member = |name: &str| {
+        format!(
+            r#"
+server: {{instance_id: {name}}}
+buckets:
+  - name: media
+    path_prefix: /media
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDCACHE, secret_key: cache-secret}}
+cache:
+  cache_layers: [memory, redis]
+  redis: {{redis_url: "{url}", redis_key_prefix: "fleet:", fleet_resync_seconds: {resync_seconds}}}
+metrics: {{enabled: true}}
+"#,
+            ep = o.endpoint(),
+            url = redis.url()
+        )
+    };
+    let mut out = Vec::new();
+    for name in ["a", "b"] {
+        let proxy = common::proxy_from_yaml(&member(name)).await;
+        let fleet = proxy.fleet().unwrap().clone();
+        common::wait_until("the fleet subscription comes up", || {
+            fleet.stats().subscribed
+        })
+        .await;
+        out.push((common::serve_on_loopback(proxy.clone()).await, proxy));
+    }
+    let [a, b]: [(String, Proxy); 2] = out.try_into().unwrap();
+    [a, b]
+}
+
+/// A purge of the bucket whose message is lost on its way: its entries leave the shared tier and
+/// its generation moves, but nothing is published.
+async fn lose_a_purge_message(redis: &RedisServer) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for pattern in ["fleet:r*", "fleet:s*"] {
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+    let scopes: Vec<String> = redis::cmd("HKEYS")
+        .arg("fleet:fleet:generations")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(scopes.len(), 1, "one origin purged so far: {scopes:?}");
+    redis::cmd("HINCRBY")
+        .arg("fleet:fleet:generations")
+        .arg(&scopes[0])
+        .arg(1)
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+}
+
+/// Wait until `proxy` has written `n` entries (records and slices) to Redis: they are written in
+/// the background, and one landing after a simulated purge would bring old bytes back.
+async fn redis_writes_done(proxy: &Proxy, n: u64) {
+    common::wait_until("the Redis writes land", || {
+        proxy
+            .cache_stats()
+            .unwrap()
+            .iter()
+            .any(|(tier, s)| *tier == "redis" && s.inserts >= n)
+    })
+    .await;
+}
+
+async fn body_of(url: &str) -> bytes::Bytes {
+    reqwest::get(url).await.unwrap().bytes().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_fleet_member_that_missed_a_purge_message_drops_the_bucket_at_its_next_check() {
+    let o = origin().await;
+    let redis = RedisServer::start();
+    o.put_object("media", "k1", b"one");
+    o.put_object("media", "k2", b"two");
+    let [(_, a), (b_url, b)] = fleet_pair(&o, &redis, 1).await;
+    for k in ["k1", "k2"] {
+        body_of(&format!("{b_url}/media/{k}")).await;
+    }
+    redis_writes_done(&b, 4).await;
+    // A purge that arrives: k1 only.
+    let report = a
+        .purge(&yatagarasu::PurgeTarget::Object(
+            "media".into(),
+            "k1".into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.fleet, Some(Ok(())));
+    common::wait_until("b applies the purge", || {
+        b.fleet().unwrap().stats().applied == 1
+    })
+    .await;
+    assert_eq!(b.fleet().unwrap().stats().resynced_scopes, 0);
+    // One that does not: at b's next generation check (a second) the whole bucket goes.
+    o.put_object("media", "k2", b"two, purged");
+    lose_a_purge_message(&redis).await;
+    common::wait_until("b drops the bucket it can no longer trust", || {
+        b.fleet().unwrap().stats().resynced_scopes == 1
+    })
+    .await;
+    assert_eq!(body_of(&format!("{b_url}/media/k2")).await, "two, purged");
+    common::assert_metrics(
+        &b_url,
+        &[
+            r#"yatagarasu_fleet_purges_total{direction="applied"} 1"#,
+            "yatagarasu_fleet_resynced_scopes_total 1",
+            "yatagarasu_fleet_subscribed 1",
+            r#"yatagarasu_instance_info{instance="b",version="0.1.0"} 1"#,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_purge_message_after_a_lost_one_drops_the_whole_bucket_at_once() {
+    let o = origin().await;
+    let redis = RedisServer::start();
+    o.put_object("media", "k1", b"one");
+    o.put_object("media", "k2", b"two");
+    // Generations checked hourly: only the gap in the messages can make b drop the bucket.
+    let [(_, a), (b_url, b)] = fleet_pair(&o, &redis, 3600).await;
+    body_of(&format!("{b_url}/media/k2")).await;
+    redis_writes_done(&b, 2).await;
+    let k1 = yatagarasu::PurgeTarget::Object("media".into(), "k1".into());
+    a.purge(&k1).await.unwrap();
+    common::wait_until("b applies the first purge", || {
+        b.fleet().unwrap().stats().applied == 1
+    })
+    .await;
+    o.put_object("media", "k2", b"two, purged");
+    lose_a_purge_message(&redis).await;
+    a.purge(&k1).await.unwrap();
+    common::wait_until("b sees the gap", || {
+        b.fleet().unwrap().stats().resynced_scopes == 1
+    })
+    .await;
+    assert_eq!(body_of(&format!("{b_url}/media/k2")).await, "two, purged");
 }

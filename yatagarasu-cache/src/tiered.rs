@@ -39,6 +39,20 @@ impl TieredCache {
         &self.tiers
     }
 
+    /// The same cache without its remote tiers ([`CacheTier::is_remote`]): what one instance of a
+    /// fleet holds on its own, for dropping entries another instance has already removed from the
+    /// shared tier.
+    pub fn local(&self) -> Self {
+        Self {
+            tiers: self
+                .tiers
+                .iter()
+                .filter(|t| !t.is_remote())
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Look `key` up, fastest tier first; promote a hit into the faster tiers in the background.
     pub async fn get(&self, key: &[u8]) -> Option<Hit> {
         for (level, tier) in self.tiers.iter().enumerate() {

@@ -296,6 +296,12 @@ impl Config {
             })?;
             builder = builder.tracing(tracing);
         }
+        let instance_id = self
+            .server
+            .instance_id
+            .clone()
+            .unwrap_or_else(crate::fleet::default_instance_id);
+        builder = builder.instance_id(instance_id.clone());
         if let Some(tiers) = self.build_cache().await? {
             let retention = self
                 .cache
@@ -307,11 +313,43 @@ impl Config {
                 Duration::from_secs(retention),
                 Duration::from_secs(negative),
             );
+            if let Some(fleet) = self.build_fleet(instance_id)? {
+                builder = builder.fleet(fleet);
+            }
         }
         for route in self.build_routes()? {
             builder = builder.route(route);
         }
         Ok(builder.build())
+    }
+
+    /// Fleet-wide purges (`None` unless the cache has a Redis layer with `fleet_invalidation`):
+    /// known generations are kept beside the disk tier when there is one.
+    pub fn build_fleet(
+        &self,
+        instance_id: String,
+    ) -> Result<Option<crate::fleet::Fleet>, ConfigError> {
+        let Some(c) = self.cache.as_ref().filter(|c| c.enabled) else {
+            return Ok(None);
+        };
+        let Some(r) = c
+            .redis
+            .as_ref()
+            .filter(|r| r.fleet_invalidation && c.cache_layers.iter().any(|l| l == "redis"))
+        else {
+            return Ok(None);
+        };
+        let mut options = crate::fleet::FleetOptions::new(r.redis_url.clone(), instance_id);
+        options.key_prefix = r.redis_key_prefix.clone();
+        options.resync_interval = Duration::from_secs(r.fleet_resync_seconds);
+        options.state_file = c
+            .disk
+            .as_ref()
+            .filter(|_| c.cache_layers.iter().any(|l| l == "disk"))
+            .map(|d| std::path::Path::new(&d.cache_dir).join("fleet-generations.json"));
+        crate::fleet::Fleet::new(options)
+            .map(Some)
+            .map_err(|e| ConfigError::one(format!("cache.redis.redis_url: {}", e.message())))
     }
 
     /// The proxy listener's TLS certificate and key, read and checked (`None` without

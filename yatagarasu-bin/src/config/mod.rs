@@ -8,6 +8,8 @@
 mod build;
 mod parse;
 mod schema;
+
+pub(crate) use schema::redact_url;
 mod validate;
 
 use std::fmt;

@@ -270,6 +270,9 @@ pub struct ServerConfig {
     /// Networks of proxies in front of this one: only from them are `Forwarded` and
     /// `X-Forwarded-For` believed (for IP filters).
     pub trusted_proxies: Vec<String>,
+    /// This instance's name in admin stats, metrics and fleet messages (default: the host name).
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Terminate TLS on the proxy's listener.
     pub tls: Option<TlsConfig>,
     /// Limits on bucket requests, all clients together and per client address.
@@ -350,6 +353,7 @@ impl Default for ServerConfig {
             http2_keep_alive_interval_seconds: o.http2_keep_alive_interval.as_secs(),
             http2_keep_alive_timeout_seconds: o.http2_keep_alive_timeout.as_secs(),
             trusted_proxies: Vec::new(),
+            instance_id: None,
             tls: None,
             rate_limit: None,
         }
@@ -619,6 +623,16 @@ pub struct RedisCacheConfig {
     /// Largest entry in MiB.
     #[serde(default = "default_item_mb", deserialize_with = "lenient")]
     pub max_item_size_mb: u64,
+    /// Share purges with every instance using this Redis (default true; see `yatagarasu::fleet`).
+    #[serde(default = "default_true", deserialize_with = "lenient")]
+    pub fleet_invalidation: bool,
+    /// Seconds between checks of the fleet's purge generations (default 5; 1 ..= 3600).
+    #[serde(default = "default_fleet_resync", deserialize_with = "lenient")]
+    pub fleet_resync_seconds: u64,
+}
+
+fn default_fleet_resync() -> u64 {
+    5
 }
 
 impl std::fmt::Debug for RedisCacheConfig {
@@ -629,6 +643,8 @@ impl std::fmt::Debug for RedisCacheConfig {
             .field("redis_ttl_seconds", &self.redis_ttl_seconds)
             .field("operation_timeout_ms", &self.operation_timeout_ms)
             .field("max_item_size_mb", &self.max_item_size_mb)
+            .field("fleet_invalidation", &self.fleet_invalidation)
+            .field("fleet_resync_seconds", &self.fleet_resync_seconds)
             .finish()
     }
 }
@@ -1050,4 +1066,8 @@ pub struct AuthConfig {
     /// Whether requests must carry a valid JWT.
     #[serde(default, deserialize_with = "lenient")]
     pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
 }

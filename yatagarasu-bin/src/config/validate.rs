@@ -458,6 +458,12 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
                 if r.operation_timeout_ms == 0 {
                     p.push("cache.redis.operation_timeout_ms: must be at least 1".to_owned());
                 }
+                if !(1..=3600).contains(&r.fleet_resync_seconds) {
+                    p.push(format!(
+                        "cache.redis.fleet_resync_seconds: {} is not within 1 ..= 3600",
+                        r.fleet_resync_seconds
+                    ));
+                }
             }
         }
     }

@@ -1,0 +1,507 @@
+//! A fleet of proxies sharing one Redis tier, acting as one cache: a purge on any instance reaches
+//! every instance's own tiers (memory, disk), and an instance that may have missed purges drops
+//! what it can no longer trust.
+//!
+//! - **Announce**: after a purge has removed its entries from this instance's tiers and from
+//!   Redis, the instance bumps the purge's *scope generation* in Redis (`HINCRBY
+//!   {prefix}fleet:generations SCOPE 1`; the scope is the origin's identity, or `*` for a purge of
+//!   everything) and publishes the purge with that generation on `{prefix}fleet:purge`.
+//! - **Listen**: every instance subscribes; a purge from another instance is applied to its local
+//!   tiers at once (pub/sub latency: milliseconds). A generation that skips a number means a
+//!   message was missed: the whole scope is dropped locally.
+//! - **Resync**: after (re)subscribing, and every `resync_interval` while subscribed, the instance
+//!   reads every generation and drops each scope whose generation is not the one it knows (a purge
+//!   it missed while disconnected, or a Redis that lost its data). Known generations are kept in a
+//!   file beside the disk tier, so a restarted instance also drops what was purged while it was
+//!   down; without such a file (first start) it adopts the current generations.
+//! - Redis being down never fails a request or a purge: the purge still clears this instance and
+//!   the announcement failure is counted (and said in the admin answer); others catch up by resync
+//!   once Redis is back and the purge is repeated, or when their generation check notices.
+//!
+//! Entries are never checked against Redis on a hit: a hit stays a local read. The price is that
+//! another instance serves a purged object until the message arrives (milliseconds) or, if its
+//! subscription is down, until its next resync.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use redis::aio::ConnectionManager;
+use yatagarasu_core::{Error, ErrorKind};
+
+use crate::cache::ObjectCache;
+
+/// Settings of a [`Fleet`].
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetOptions {
+    /// The shared Redis (`redis://host:port/db`).
+    pub redis_url: String,
+    /// Prefix of the fleet's keys and channel (the Redis tier's prefix, so fleets sharing a Redis
+    /// stay apart).
+    pub key_prefix: String,
+    /// This instance's name in messages, logs, metrics and stats.
+    pub instance_id: String,
+    /// Where known generations are kept across restarts (beside the disk tier); `None`: nowhere.
+    pub state_file: Option<PathBuf>,
+    /// How often generations are checked while subscribed (default 5 s).
+    pub resync_interval: Duration,
+}
+
+impl FleetOptions {
+    /// Defaults for one Redis and one instance name.
+    pub fn new(redis_url: impl Into<String>, instance_id: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            key_prefix: "yatagarasu:".to_owned(),
+            instance_id: instance_id.into(),
+            state_file: None,
+            resync_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for FleetOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetOptions")
+            .field("redis_url", &crate::config::redact_url(&self.redis_url))
+            .field("key_prefix", &self.key_prefix)
+            .field("instance_id", &self.instance_id)
+            .field("state_file", &self.state_file)
+            .field("resync_interval", &self.resync_interval)
+            .finish()
+    }
+}
+
+/// What a [`Fleet`] has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetStats {
+    /// Whether the purge subscription is up now.
+    pub subscribed: bool,
+    /// Purges this instance announced.
+    pub announced: u64,
+    /// Purges it could not announce (Redis unreachable).
+    pub announce_failures: u64,
+    /// Purges from other instances applied here.
+    pub applied: u64,
+    /// Scopes dropped whole because a purge may have been missed.
+    pub resynced_scopes: u64,
+}
+
+/// One purge, as announced to the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FleetPurge {
+    /// Everything.
+    All,
+    /// Objects of an origin (by identity) whose key starts with `prefix` ("" for all of them).
+    Prefix { origin: String, prefix: String },
+    /// One object.
+    Object { origin: String, key: String },
+}
+
+impl FleetPurge {
+    fn scope(&self) -> &str {
+        match self {
+            Self::All => "*",
+            Self::Prefix { origin, .. } | Self::Object { origin, .. } => origin,
+        }
+    }
+
+    /// Apply to `cache` (this instance's local tiers).
+    async fn apply(&self, cache: &ObjectCache) {
+        let _removed = match self {
+            Self::All => cache.purge_all().await,
+            Self::Prefix { origin, prefix } => cache.purge_prefix(origin, prefix).await,
+            Self::Object { origin, key } => cache.purge_object(origin, key).await,
+        };
+    }
+
+    /// Drop everything of `scope` from `cache`.
+    async fn drop_scope(scope: &str, cache: &ObjectCache) {
+        if scope == "*" {
+            cache.purge_all().await;
+        } else {
+            cache.purge_prefix(scope, "").await;
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Message {
+    /// The announcing instance's id (for logs), and a number drawn at its start that tells this
+    /// process's own messages apart even when two instances share an id.
+    from: String,
+    sender: u64,
+    generation: u64,
+    purge: FleetPurge,
+}
+
+/// This instance's membership of a fleet (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: FleetOptions,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    /// Drawn at start: this process's mark on its messages.
+    sender: u64,
+    channel: String,
+    generations_key: String,
+    /// Generations known per scope; `None` until the first resync.
+    known: Mutex<Option<HashMap<String, u64>>>,
+    /// Scopes a periodic resync found behind, with the generation known then: a message may just
+    /// be on its way, so they are dropped only if still there at the next resync.
+    behind: Mutex<HashMap<String, u64>>,
+    subscribed: AtomicBool,
+    /// Becomes true after the first resync.
+    synced: tokio::sync::watch::Sender<bool>,
+    announced: AtomicU64,
+    announce_failures: AtomicU64,
+    applied: AtomicU64,
+    resynced_scopes: AtomicU64,
+}
+
+/// A Redis operation's time limit: a fleet announcement never holds an admin call for long.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Fleet {
+    /// Join the fleet of `options.redis_url`. Connects lazily (see [`Fleet::listen`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the URL is not a Redis URL.
+    pub fn new(options: FleetOptions) -> Result<Self, Error> {
+        let client = redis::Client::open(options.redis_url.as_str())
+            .map_err(|e| Error::new(ErrorKind::Config, format!("fleet: not a Redis URL: {e}")))?;
+        let channel = format!("{}fleet:purge", options.key_prefix);
+        let generations_key = format!("{}fleet:generations", options.key_prefix);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                options,
+                client,
+                conn: tokio::sync::Mutex::new(None),
+                sender: process_mark(),
+                channel,
+                generations_key,
+                known: Mutex::new(None),
+                behind: Mutex::new(HashMap::new()),
+                subscribed: AtomicBool::new(false),
+                synced: tokio::sync::watch::channel(false).0,
+                announced: AtomicU64::new(0),
+                announce_failures: AtomicU64::new(0),
+                applied: AtomicU64::new(0),
+                resynced_scopes: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// This instance's id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.options.instance_id
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> FleetStats {
+        let i = &self.inner;
+        FleetStats {
+            subscribed: i.subscribed.load(Ordering::Relaxed),
+            announced: i.announced.load(Ordering::Relaxed),
+            announce_failures: i.announce_failures.load(Ordering::Relaxed),
+            applied: i.applied.load(Ordering::Relaxed),
+            resynced_scopes: i.resynced_scopes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wait (at most `limit`) until the first resync after start has dropped whatever was purged
+    /// while this instance was away; whether it has. A server should not answer from its disk
+    /// tier before that (the binary waits up to 2 s, then serves anyway: Redis may be down).
+    pub async fn wait_synced(&self, limit: Duration) -> bool {
+        let mut rx = self.inner.synced.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Tell the fleet about a purge already applied here (and to the shared tier). `Err` names
+    /// why it could not be told; the failure is counted.
+    pub(crate) async fn announce(&self, purge: FleetPurge) -> Result<(), String> {
+        let r = tokio::time::timeout(OP_TIMEOUT, self.inner.announce(purge))
+            .await
+            .unwrap_or_else(|_| Err(format!("redis did not answer within {OP_TIMEOUT:?}")));
+        match &r {
+            Ok(()) => self.inner.announced.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not announce a purge to the fleet");
+                self.inner.announce_failures.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        r
+    }
+
+    /// Apply other instances' purges to `cache`'s local tiers, for as long as the runtime runs:
+    /// subscribe, resync, apply messages and resync every `resync_interval`; reconnect with
+    /// backoff (100 ms doubling to 5 s) when Redis goes away.
+    pub(crate) fn listen(&self, cache: &ObjectCache) -> tokio::task::JoinHandle<()> {
+        let inner = Arc::clone(&self.inner);
+        let local = cache.local_only();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            let mut was_up = true;
+            loop {
+                let r = inner.subscribe_and_apply(&local).await;
+                inner.subscribed.store(false, Ordering::Relaxed);
+                match r {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(e) if was_up => {
+                        tracing::warn!(error = %e, "fleet purge subscription down; retrying");
+                    }
+                    Err(_) => {}
+                }
+                was_up = false;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        })
+    }
+}
+
+impl Inner {
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self
+            .client
+            .get_connection_manager()
+            .await
+            .map_err(|e| e.to_string())?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn announce(&self, purge: FleetPurge) -> Result<(), String> {
+        let mut conn = self.connection().await?;
+        let generation: u64 = redis::cmd("HINCRBY")
+            .arg(&self.generations_key)
+            .arg(purge.scope())
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let scope = purge.scope().to_owned();
+        let message = Message {
+            from: self.options.instance_id.clone(),
+            sender: self.sender,
+            generation,
+            purge,
+        };
+        let payload = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+        redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Our own purge: already applied here.
+        self.note(&scope, generation);
+        Ok(())
+    }
+
+    /// One subscription's life: returns when the connection ends.
+    async fn subscribe_and_apply(&self, cache: &ObjectCache) -> Result<(), String> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| e.to_string())?;
+        pubsub
+            .subscribe(&self.channel)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Subscribed first, then read the generations: a purge in between is seen by both, and
+        // applying it twice is harmless.
+        self.resync(cache, false).await?;
+        self.subscribed.store(true, Ordering::Relaxed);
+        self.synced.send_replace(true);
+        tracing::info!(instance = %self.options.instance_id, "fleet purge subscription up");
+        let mut messages = pubsub.into_on_message();
+        let mut tick = tokio::time::interval(self.options.resync_interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                m = messages.next() => {
+                    let Some(m) = m else {
+                        return Err("the subscription's connection closed".to_owned());
+                    };
+                    let payload: Vec<u8> = m.get_payload_bytes().to_vec();
+                    match serde_json::from_slice::<Message>(&payload) {
+                        Ok(msg) => self.on_message(msg, cache).await,
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed fleet message"),
+                    }
+                }
+                _ = tick.tick() => self.resync(cache, true).await?,
+            }
+        }
+    }
+
+    async fn on_message(&self, msg: Message, cache: &ObjectCache) {
+        if msg.sender == self.sender {
+            return;
+        }
+        tracing::debug!(from = %msg.from, purge = ?msg.purge, "fleet: applying a purge");
+        let scope = msg.purge.scope().to_owned();
+        let previous = self.known_generation(&scope);
+        msg.purge.apply(cache).await;
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        if previous.is_some_and(|p| msg.generation > p + 1) {
+            // A purge of this scope went by unseen: drop all of it.
+            FleetPurge::drop_scope(&scope, cache).await;
+            self.resynced_scopes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.note(&scope, msg.generation);
+    }
+
+    /// Compare every generation with the known ones; drop the scopes that moved. Right after
+    /// subscribing every moved scope is dropped (its messages are lost); a `periodic` check gives
+    /// a scope that is ahead one interval for its message to arrive first.
+    async fn resync(&self, cache: &ObjectCache, periodic: bool) -> Result<(), String> {
+        let mut conn = self.connection().await?;
+        let current: HashMap<String, u64> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("HGETALL")
+                .arg(&self.generations_key)
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| "HGETALL timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        let known = {
+            let guard = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.clone().or_else(|| self.load_state())
+        };
+        let Some(known) = known else {
+            // First start with nothing remembered: adopt what is there.
+            self.adopt(current);
+            return Ok(());
+        };
+        let mut next = known.clone();
+        let mut moved = Vec::new();
+        {
+            let mut behind = self.behind.lock().unwrap_or_else(PoisonError::into_inner);
+            for (scope, &g) in &current {
+                let k = known.get(scope).copied().unwrap_or(0);
+                if g == k {
+                    behind.remove(scope);
+                    continue;
+                }
+                if periodic && g > k && behind.get(scope) != Some(&k) {
+                    behind.insert(scope.clone(), k);
+                    continue;
+                }
+                behind.remove(scope);
+                next.insert(scope.clone(), g);
+                moved.push(scope.clone());
+            }
+            // Generations Redis no longer has (it lost its data): nothing can be trusted.
+            for scope in known.keys().filter(|s| !current.contains_key(*s)) {
+                next.remove(scope);
+                moved.push(scope.clone());
+            }
+        }
+        for scope in &moved {
+            tracing::info!(scope = %scope, "fleet: a purge may have been missed; dropping the scope here");
+            FleetPurge::drop_scope(scope, cache).await;
+            self.resynced_scopes.fetch_add(1, Ordering::Relaxed);
+        }
+        // Keep what this instance noted meanwhile (its own announcements).
+        let merged = {
+            let mut guard = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(now) = guard.as_ref() {
+                for (scope, &g) in now {
+                    if known.get(scope) != Some(&g) {
+                        let v = next.entry(scope.clone()).or_insert(0);
+                        *v = (*v).max(g);
+                    }
+                }
+            }
+            *guard = Some(next.clone());
+            next
+        };
+        self.save_state(&merged);
+        Ok(())
+    }
+
+    fn known_generation(&self, scope: &str) -> Option<u64> {
+        let guard = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().map(|k| k.get(scope).copied().unwrap_or(0))
+    }
+
+    fn note(&self, scope: &str, generation: u64) {
+        let snapshot = {
+            let mut guard = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = guard.get_or_insert_with(HashMap::new);
+            let g = known.entry(scope.to_owned()).or_insert(0);
+            *g = (*g).max(generation);
+            known.clone()
+        };
+        self.save_state(&snapshot);
+    }
+
+    fn adopt(&self, current: HashMap<String, u64>) {
+        self.save_state(&current);
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(current);
+    }
+
+    fn load_state(&self) -> Option<HashMap<String, u64>> {
+        let path = self.options.state_file.as_ref()?;
+        let text = std::fs::read(path).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn save_state(&self, known: &HashMap<String, u64>) {
+        let Some(path) = &self.options.state_file else {
+            return;
+        };
+        let Ok(text) = serde_json::to_vec(known) else {
+            return;
+        };
+        // Write then rename: a crash leaves the old file or the new one, never half of one.
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep fleet generations");
+        }
+    }
+}
+
+/// The default instance id: the host name (from the kernel, else `HOSTNAME`), else `yatagarasu`.
+pub fn default_instance_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "yatagarasu".to_owned())
+}
+
+/// A number unlikely to be drawn by another process: the standard library's per-process random
+/// hash keys over the time and the process id.
+fn process_mark() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
