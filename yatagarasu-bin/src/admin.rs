@@ -273,7 +273,8 @@ impl AdminApi {
             serde_json::json!({
                 "subscribed": s.subscribed, "announced": s.announced,
                 "announce_failures": s.announce_failures, "applied": s.applied,
-                "resynced_scopes": s.resynced_scopes,
+                "resynced_scopes": s.resynced_scopes, "leases_taken": s.leases_taken,
+                "waits_served": s.waits_served, "waits_abandoned": s.waits_abandoned,
             })
         });
         serde_json::json!({

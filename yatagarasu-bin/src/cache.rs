@@ -8,6 +8,7 @@
 //! one. Freshness lives in the record only: revalidating an object (a HEAD whose ETag still matches)
 //! refreshes one small record and moves no body bytes.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -112,6 +113,10 @@ pub(crate) fn freshness(meta: &ObjectMeta, default_ttl: Duration) -> Option<Dura
 #[derive(Debug, Clone)]
 pub(crate) struct ObjectCache {
     tiers: TieredCache,
+    /// The fleet this instance coordinates cold fetches with (fleet-wide coalescing).
+    fleet: Option<crate::fleet::Fleet>,
+    /// The slices this process's flights are fetching for the cache now.
+    claims: Arc<crate::fetch::LocalClaims>,
     /// How long a 404 is remembered (zero: never).
     negative_ttl: Duration,
     /// How long stale records and their slices are kept for revalidation.
@@ -272,9 +277,27 @@ impl ObjectCache {
     ) -> Self {
         Self {
             tiers,
+            fleet: None,
+            claims: Arc::default(),
             negative_ttl,
             stale_retention,
         }
+    }
+
+    /// Coordinate cold slice fetches with `fleet`.
+    pub(crate) fn with_fleet(mut self, fleet: crate::fleet::Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// The slices this process is fetching for the cache now.
+    pub(crate) fn claims(&self) -> &Arc<crate::fetch::LocalClaims> {
+        &self.claims
+    }
+
+    /// The fleet cold fetches are coordinated with, when fleet-wide coalescing is on.
+    pub(crate) fn fleet(&self) -> Option<&crate::fleet::Fleet> {
+        self.fleet.as_ref().filter(|f| f.coalescing())
     }
 
     pub(crate) fn tiers(&self) -> &TieredCache {

@@ -49,6 +49,17 @@ pub struct FleetOptions {
     pub state_file: Option<PathBuf>,
     /// How often generations are checked while subscribed (default 5 s).
     pub resync_interval: Duration,
+    /// Fleet-wide purges: announce this instance's, apply the others' (default on).
+    pub invalidation: bool,
+    /// Fleet-wide coalescing: one instance fetches a cold slice, the others wait for it to land in
+    /// Redis (default on).
+    pub coalescing: bool,
+    /// How long a claim on a slice lasts unless renewed (renewed every third of it while the
+    /// fetch runs; default 5 s): an instance that dies holding one delays the others this long.
+    pub lease_ttl: Duration,
+    /// Longest a request waits for another instance's fetch before fetching on its own
+    /// (default 10 s).
+    pub wait_limit: Duration,
 }
 
 impl FleetOptions {
@@ -60,6 +71,10 @@ impl FleetOptions {
             instance_id: instance_id.into(),
             state_file: None,
             resync_interval: Duration::from_secs(5),
+            invalidation: true,
+            coalescing: true,
+            lease_ttl: Duration::from_secs(5),
+            wait_limit: Duration::from_secs(10),
         }
     }
 }
@@ -72,6 +87,10 @@ impl std::fmt::Debug for FleetOptions {
             .field("instance_id", &self.instance_id)
             .field("state_file", &self.state_file)
             .field("resync_interval", &self.resync_interval)
+            .field("invalidation", &self.invalidation)
+            .field("coalescing", &self.coalescing)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("wait_limit", &self.wait_limit)
             .finish()
     }
 }
@@ -90,6 +109,13 @@ pub struct FleetStats {
     pub applied: u64,
     /// Scopes dropped whole because a purge may have been missed.
     pub resynced_scopes: u64,
+    /// Slices this instance claimed and fetched for the fleet.
+    pub leases_taken: u64,
+    /// Slices read from the shared tier after waiting for another instance's fetch.
+    pub waits_served: u64,
+    /// Waits that gave up (the claim's holder died, was too slow, or stored nothing) and fetched
+    /// alone.
+    pub waits_abandoned: u64,
 }
 
 /// One purge, as announced to the fleet.
@@ -168,6 +194,9 @@ struct Inner {
     announce_failures: AtomicU64,
     applied: AtomicU64,
     resynced_scopes: AtomicU64,
+    leases_taken: AtomicU64,
+    waits_served: AtomicU64,
+    waits_abandoned: AtomicU64,
 }
 
 /// A Redis operation's time limit: a fleet announcement never holds an admin call for long.
@@ -199,6 +228,9 @@ impl Fleet {
                 announce_failures: AtomicU64::new(0),
                 applied: AtomicU64::new(0),
                 resynced_scopes: AtomicU64::new(0),
+                leases_taken: AtomicU64::new(0),
+                waits_served: AtomicU64::new(0),
+                waits_abandoned: AtomicU64::new(0),
             }),
         })
     }
@@ -217,7 +249,92 @@ impl Fleet {
             announce_failures: i.announce_failures.load(Ordering::Relaxed),
             applied: i.applied.load(Ordering::Relaxed),
             resynced_scopes: i.resynced_scopes.load(Ordering::Relaxed),
+            leases_taken: i.leases_taken.load(Ordering::Relaxed),
+            waits_served: i.waits_served.load(Ordering::Relaxed),
+            waits_abandoned: i.waits_abandoned.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether purges are shared across the fleet.
+    pub fn invalidation(&self) -> bool {
+        self.inner.options.invalidation
+    }
+
+    /// Whether cold slices are coordinated across the fleet.
+    pub fn coalescing(&self) -> bool {
+        self.inner.options.coalescing
+    }
+
+    /// Longest a request waits for another instance's fetch.
+    pub(crate) fn wait_limit(&self) -> Duration {
+        self.inner.options.wait_limit
+    }
+
+    pub(crate) fn count_wait(&self, served: bool) {
+        let c = if served {
+            &self.inner.waits_served
+        } else {
+            &self.inner.waits_abandoned
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Claim the fetch of `name` (a slice) for the fleet: `Mine` with a lease renewed until it is
+    /// settled, `Taken` when another instance holds it, `Unavailable` when Redis cannot say (then
+    /// fetch alone).
+    pub(crate) async fn claim(&self, name: &[u8]) -> Claim {
+        let key = self.lease_key(name);
+        let ttl = millis(self.inner.options.lease_ttl);
+        let inner = Arc::clone(&self.inner);
+        let mark = self.inner.sender.to_string();
+        let claimed = tokio::time::timeout(self.inner.options.lease_ttl, async {
+            let mut conn = inner.connection().await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&mark)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match claimed {
+            Ok(Ok(Some(_))) => {
+                self.inner.leases_taken.fetch_add(1, Ordering::Relaxed);
+                Claim::Mine(Lease::start(Arc::clone(&self.inner), key))
+            }
+            Ok(Ok(None)) => Claim::Taken,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "fleet: cannot claim a slice; fetching alone");
+                Claim::Unavailable
+            }
+            Err(_) => Claim::Unavailable,
+        }
+    }
+
+    /// Whether another instance still holds the claim on `name` (`None`: Redis cannot say).
+    pub(crate) async fn claimed(&self, name: &[u8]) -> Option<bool> {
+        let key = self.lease_key(name);
+        let inner = Arc::clone(&self.inner);
+        tokio::time::timeout(OP_TIMEOUT, async move {
+            let mut conn = inner.connection().await.ok()?;
+            redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async::<bool>(&mut conn)
+                .await
+                .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn lease_key(&self, name: &[u8]) -> Vec<u8> {
+        let mut k = format!("{}fleet:lease:", self.inner.options.key_prefix).into_bytes();
+        k.extend_from_slice(name);
+        k
     }
 
     /// Wait (at most `limit`) until the first resync after start has dropped whatever was purged
@@ -504,4 +621,103 @@ fn process_mark() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The answer to [`Fleet::claim`].
+pub(crate) enum Claim {
+    /// This instance fetches; settle the lease when done.
+    Mine(Lease),
+    /// Another instance is fetching.
+    Taken,
+    /// Redis cannot say: fetch alone.
+    Unavailable,
+}
+
+/// This instance's claim on fetching one slice, renewed in the background until settled. Dropped
+/// unsettled (the fetch failed or was abandoned), it is released at once so a waiting instance
+/// takes over.
+pub(crate) struct Lease {
+    inner: Arc<Inner>,
+    key: Vec<u8>,
+    renew: tokio::task::JoinHandle<()>,
+    settled: bool,
+}
+
+/// After a fetch, how long the claim is kept while the slice's background write reaches Redis.
+const LANDING_GRACE: Duration = Duration::from_secs(2);
+
+/// Deletes a claim only while it is still this process's.
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+impl Lease {
+    fn start(inner: Arc<Inner>, key: Vec<u8>) -> Self {
+        let ttl = inner.options.lease_ttl;
+        let renew = {
+            let (inner, key) = (Arc::clone(&inner), key.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let Ok(mut conn) = inner.connection().await else {
+                        continue;
+                    };
+                    let _ = redis::cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(millis(ttl))
+                        .query_async::<()>(&mut conn)
+                        .await;
+                }
+            })
+        };
+        Self {
+            inner,
+            key,
+            renew,
+            settled: false,
+        }
+    }
+
+    /// The slice was fetched and is being stored: keep the claim a moment longer, so nobody
+    /// fetches it again before it lands in Redis (waiters see it there and stop waiting).
+    pub(crate) fn landed(mut self) {
+        self.settled = true;
+        self.renew.abort();
+        let (inner, key) = (Arc::clone(&self.inner), std::mem::take(&mut self.key));
+        tokio::spawn(async move {
+            if let Ok(mut conn) = inner.connection().await {
+                let _ = redis::cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(millis(LANDING_GRACE))
+                    .query_async::<()>(&mut conn)
+                    .await;
+            }
+        });
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.renew.abort();
+        let (inner, key) = (Arc::clone(&self.inner), std::mem::take(&mut self.key));
+        let mark = inner.sender.to_string();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(async move {
+                if let Ok(mut conn) = inner.connection().await {
+                    let _ = redis::cmd("EVAL")
+                        .arg(RELEASE)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(&mark)
+                        .query_async::<i64>(&mut conn)
+                        .await;
+                }
+            });
+        }
+    }
 }

@@ -228,7 +228,7 @@ impl<W: std::io::Write> std::io::Write for PacedWriter<W> {
 
 async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = config.build_proxy().await?;
-    if let Some(fleet) = proxy.fleet() {
+    if let Some(fleet) = proxy.fleet().filter(|f| f.invalidation()) {
         // Drop what was purged while this instance was away before answering from its tiers.
         if fleet.wait_synced(std::time::Duration::from_secs(2)).await {
             tracing::info!(instance = %proxy.instance_id(), "fleet: in step with the other instances");

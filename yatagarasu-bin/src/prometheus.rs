@@ -869,6 +869,18 @@ impl Collector for Snapshot {
                     (d("applied"), f.applied),
                 ],
             )?;
+            let o = |outcome| FleetSliceLabel { outcome };
+            family(
+                e,
+                "fleet_cold_slices",
+                "Cold slices: fetched here under a fleet claim, read from Redis after waiting for another instance, or fetched alone after giving up waiting",
+                C,
+                &[
+                    (o("claimed"), f.leases_taken),
+                    (o("waited"), f.waits_served),
+                    (o("wait_abandoned"), f.waits_abandoned),
+                ],
+            )?;
             family(
                 e,
                 "fleet_resynced_scopes",
@@ -885,6 +897,11 @@ impl Collector for Snapshot {
 struct InstanceLabels {
     instance: String,
     version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FleetSliceLabel {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

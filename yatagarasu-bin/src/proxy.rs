@@ -195,24 +195,31 @@ impl ProxyBuilder {
             (None, Some(f)) => f.instance_id().into(),
             (None, None) => crate::fleet::default_instance_id().into(),
         };
-        let fleet = match (self.fleet, &self.cache) {
-            (Some(f), Some(cache)) => {
-                if tokio::runtime::Handle::try_current().is_ok() {
-                    let _listener = f.listen(cache);
+        let mut cache = self.cache;
+        let fleet = match (self.fleet, cache.take()) {
+            (Some(f), Some(c)) => {
+                if !f.invalidation() {
+                    // Coalescing only: nothing to listen for.
+                } else if tokio::runtime::Handle::try_current().is_ok() {
+                    let _listener = f.listen(&c);
                 } else {
                     tracing::warn!(
                         "fleet: built outside a Tokio runtime; not listening for purges"
                     );
                 }
+                cache = Some(c.with_fleet(f.clone()));
                 Some(f)
             }
-            _ => None,
+            (_, c) => {
+                cache = c;
+                None
+            }
         };
         Proxy {
             state: Arc::new(State {
                 instance_id,
                 fleet,
-                cache: self.cache,
+                cache,
                 fetcher: Fetcher::new(self.fetch),
                 revalidations: yatagarasu_coalesce::Group::new(),
                 metrics: self.metrics,
@@ -389,7 +396,7 @@ impl Proxy {
                 (n, FleetPurge::Object { origin, key })
             }
         };
-        let fleet = match &self.state.fleet {
+        let fleet = match self.state.fleet.as_ref().filter(|f| f.invalidation()) {
             Some(f) => Some(f.announce(announcement).await),
             None => None,
         };

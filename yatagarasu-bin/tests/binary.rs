@@ -894,3 +894,173 @@ async fn a_fleet_purges_as_one_cache_and_a_restarted_instance_drops_what_it_miss
     );
     assert_eq!(fetch(&http, &url(&a)).await.1, "version 3");
 }
+
+/// Three processes in front of `origin`, sharing `redis` (1 MiB slices, claims lasting
+/// `lease_ms`, fleet-wide coalescing as `coalescing` says); each with its own memory tier.
+fn fleet_of_three(
+    origin: &TestOrigin,
+    redis: &yatagarasu_testkit::RedisServer,
+    dir: &tempfile::TempDir,
+    lease_ms: u64,
+    coalescing: bool,
+) -> Vec<Member> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let yaml = format!(
+                "{}cache:\n  cache_layers: [memory, redis]\n  memory: {{max_cache_size_mb: 64, max_item_size_mb: 4}}\n  redis: {{redis_url: '{}', redis_key_prefix: 'coalesce:', fleet_lease_ms: {lease_ms}, fleet_coalescing: {coalescing}}}\nadmin:\n  enabled: true\n  port: 0\n  token: ${{ADMIN_TOKEN}}\ncoalescing:\n  slice_size: 1048576\n",
+                config_for(origin, &format!("  instance_id: node-{name}\n")),
+                redis.url()
+            );
+            let path = dir.path().join(format!("coalesce-{name}.yaml"));
+            std::fs::write(&path, yaml).unwrap();
+            start_member(&path)
+        })
+        .collect()
+}
+
+/// 100 concurrent cold GETs of a 16 MiB object, round-robin across a fleet of three, every byte
+/// checked: the origin's GET count, and the times to first byte (sorted).
+async fn cold_reads_across_a_fleet(coalescing: bool) -> (u64, Vec<Duration>, Vec<Member>) {
+    const LEN: u64 = 16 * 1024 * 1024;
+    let origin = TestOrigin::start("AKIDFLEET", "fleet-secret").await;
+    origin.create_bucket("media");
+    origin.put_pattern_object("media", "big.bin", LEN);
+    let expected: std::sync::Arc<Vec<u8>> =
+        std::sync::Arc::new((0..LEN).map(pattern_byte).collect());
+    let redis = yatagarasu_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = fleet_of_three(&origin, &redis, &dir, 5000, coalescing);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let reads: Vec<_> = (0..100)
+        .map(|i| {
+            let url = format!("{}/media/big.bin", fleet[i % 3].process.base);
+            let (http, expected) = (http.clone(), std::sync::Arc::clone(&expected));
+            tokio::spawn(async move {
+                let r = http.get(url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let mut first_byte = None;
+                let mut got = 0usize;
+                let mut stream = r.bytes_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.unwrap();
+                    first_byte.get_or_insert_with(|| started.elapsed());
+                    assert!(
+                        expected.get(got..got + chunk.len()) == Some(&chunk[..]),
+                        "bytes at {got} are not the object's"
+                    );
+                    got += chunk.len();
+                }
+                assert_eq!(got as u64, LEN);
+                first_byte.unwrap()
+            })
+        })
+        .collect();
+    let mut ttfb = Vec::new();
+    for r in reads {
+        ttfb.push(
+            tokio::time::timeout(Duration::from_secs(60), r)
+                .await
+                .expect("no read hangs")
+                .unwrap(),
+        );
+    }
+    ttfb.sort();
+    eprintln!(
+        "fleet coalescing {}: {} origin GETs for 16 slices; time to first byte median {:?}, p99 {:?}; all done in {:?}",
+        if coalescing { "on" } else { "off" },
+        origin.stats().gets(),
+        ttfb[50],
+        ttfb[98],
+        started.elapsed()
+    );
+    (origin.stats().gets(), ttfb, fleet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_fetches_each_cold_slice_from_the_origin_once() {
+    let (gets, _, fleet) = cold_reads_across_a_fleet(true).await;
+    assert_eq!(gets, 16, "one origin GET per slice for the whole fleet");
+    let http = reqwest::Client::new();
+    let mut served_from_redis = 0;
+    for m in &fleet {
+        let s = admin_call(&http, format!("{}/admin/stats", m.admin)).await;
+        served_from_redis += s["fleet"]["waits_served"].as_u64().unwrap();
+        assert_eq!(s["fleet"]["waits_abandoned"], 0, "{s}");
+    }
+    assert!(served_from_redis > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fleet_coalescing_each_instance_fetches_a_cold_slice_at_most_once() {
+    let (gets, _, _) = cold_reads_across_a_fleet(false).await;
+    assert!((16..=48).contains(&gets), "{gets} origin GETs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_instance_fetching_for_the_fleet_dies_another_takes_over() {
+    let origin = TestOrigin::start("AKIDFLEET", "fleet-secret").await;
+    origin.create_bucket("media");
+    origin.put_pattern_object("media", "cold.bin", 300_000);
+    let redis = yatagarasu_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = fleet_of_three(&origin, &redis, &dir, 1000, true);
+    // The first request to reach the origin is held: its instance holds the claim, then dies.
+    origin.inject(yatagarasu_testkit::Fault::Hold, 1);
+    let http = reqwest::Client::new();
+    let doomed = tokio::spawn({
+        let (http, url) = (
+            http.clone(),
+            format!("{}/media/cold.bin", fleet[0].process.base),
+        );
+        async move { http.get(url).send().await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while origin.stats().gets() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first fetch never reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiting: Vec<_> = fleet[1..]
+        .iter()
+        .map(|m| {
+            let (http, url) = (http.clone(), format!("{}/media/cold.bin", m.process.base));
+            tokio::spawn(async move {
+                let r = http.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    fleet[0].process.signal("-KILL");
+    let killed = Instant::now();
+    let _ = fleet[0].process.wait_exit(Duration::from_secs(10));
+    assert!(
+        doomed.await.unwrap().is_err(),
+        "its own client saw the death"
+    );
+    for w in waiting {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(20), w)
+            .await
+            .expect("the others take over")
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), 300_000);
+        assert!(
+            body.iter()
+                .enumerate()
+                .all(|(i, b)| *b == pattern_byte(i as u64))
+        );
+    }
+    eprintln!(
+        "after the claim holder died, the others were served {:?} later",
+        killed.elapsed()
+    );
+    assert_eq!(
+        origin.stats().gets(),
+        2,
+        "the held GET, then one for the two that waited"
+    );
+}

@@ -376,3 +376,122 @@ async fn a_range_over_several_slices_reads_one_slice_ahead() {
     assert_eq!(s.origin.stats().gets(), 2);
     drop(resp);
 }
+
+/// A proxy with a 256 MiB memory tier, `slice`-sized slices and a 2 MiB flight window, in front
+/// of an origin holding `big.bin` (`len` pattern bytes).
+async fn cached_setup(slice: u64, len: u64) -> (TestOrigin, String, Proxy) {
+    let origin = TestOrigin::start("AKIDCOALESCE", "coalesce-secret").await;
+    origin.create_bucket("media");
+    origin.put_pattern_object("media", "big.bin", len);
+    let client = S3Client::builder("media")
+        .endpoint(origin.endpoint())
+        .credentials(Credentials::new("AKIDCOALESCE", "coalesce-secret"))
+        .build()
+        .unwrap();
+    let memory = yatagarasu_cache::TieredCache::new(vec![std::sync::Arc::new(
+        yatagarasu_cache::MemoryTier::new(256 << 20, 4 << 20),
+    )]);
+    let proxy = Proxy::builder()
+        .fetch_options(FetchOptions {
+            slice_size: slice,
+            buffer_bytes: 2 * 1024 * 1024,
+            ..FetchOptions::default()
+        })
+        .cache(memory, Duration::from_secs(3600))
+        .route(BucketRoute::new("media", "/media", client))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        proxy.clone(),
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    (origin, base, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cache_late_joiners_read_finished_slices_from_it_and_never_refetch_one() {
+    // 16 slices of 1 MiB; a flight keeps 2 MiB for late joiners. Clients arriving once the
+    // object's record is stored read it through the cache: stored slices from there, and the slice
+    // the flight is fetching by waiting for it to land, never by fetching it again (31 origin GETs
+    // without that, measured).
+    const SLICE: u64 = 1024 * 1024;
+    const LEN: u64 = 16 * SLICE;
+    let (origin, base, proxy) = cached_setup(SLICE, LEN).await;
+    let expected: std::sync::Arc<Vec<u8>> =
+        std::sync::Arc::new((0..LEN).map(pattern_byte).collect());
+    let http = http();
+    // Arrivals spread over the first flight's life (one every 3 ms), so later ones find it past
+    // its window.
+    let mut arrivals = tokio::time::interval(Duration::from_millis(3));
+    let mut reads = Vec::new();
+    for _ in 0..100 {
+        arrivals.tick().await;
+        let (http, url, expected) = (
+            http.clone(),
+            format!("{base}/media/big.bin"),
+            std::sync::Arc::clone(&expected),
+        );
+        reads.push(tokio::spawn(async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let body = r.bytes().await.unwrap();
+            assert!(body[..] == expected[..], "the object's bytes, whole");
+        }));
+    }
+    for r in reads {
+        r.await.unwrap();
+    }
+    let stats = proxy.coalescing_stats();
+    eprintln!(
+        "100 cold GETs of 16 MiB: {} origin GETs, {} object flights",
+        origin.stats().gets(),
+        stats.objects.started
+    );
+    assert_eq!(origin.stats().gets(), 16, "one origin GET per slice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_holds_nobody_else_back() {
+    const SLICE: u64 = 1024 * 1024;
+    // Larger than what socket buffers between the proxy and the stalled client can absorb.
+    const LEN: u64 = 64 * SLICE;
+    let (origin, base, _proxy) = cached_setup(SLICE, LEN).await;
+    let http = http();
+    // The first reader takes a few slices, then stops reading (its connection stays open): its
+    // flight stops at its window, holding the slice it was fetching.
+    let r = http
+        .get(format!("{base}/media/big.bin"))
+        .send()
+        .await
+        .unwrap();
+    let mut stalled = r.bytes_stream();
+    let mut read = 0;
+    while read < 3 * SLICE {
+        read += stalled.next().await.unwrap().unwrap().len() as u64;
+    }
+    // Another reader gets the whole object (after at most a short wait on the stalled slice),
+    // not after the stalled reader resumes.
+    let started = std::time::Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(10), async {
+        http.get(format!("{base}/media/big.bin"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("a stalled reader holds nobody else back");
+    assert_eq!(body.len() as u64, LEN);
+    check_bytes(&body[..4096], 0);
+    eprintln!(
+        "second reader done in {:?} beside a stalled one; {} origin GETs",
+        started.elapsed(),
+        origin.stats().gets()
+    );
+    drop(stalled);
+}

@@ -323,8 +323,9 @@ impl Config {
         Ok(builder.build())
     }
 
-    /// Fleet-wide purges (`None` unless the cache has a Redis layer with `fleet_invalidation`):
-    /// known generations are kept beside the disk tier when there is one.
+    /// Fleet-wide purges and coalescing (`None` unless the cache has a Redis layer with
+    /// `fleet_invalidation` or `fleet_coalescing`): known generations are kept beside the disk
+    /// tier when there is one.
     pub fn build_fleet(
         &self,
         instance_id: String,
@@ -332,16 +333,19 @@ impl Config {
         let Some(c) = self.cache.as_ref().filter(|c| c.enabled) else {
             return Ok(None);
         };
-        let Some(r) = c
-            .redis
-            .as_ref()
-            .filter(|r| r.fleet_invalidation && c.cache_layers.iter().any(|l| l == "redis"))
-        else {
+        let Some(r) = c.redis.as_ref().filter(|r| {
+            (r.fleet_invalidation || r.fleet_coalescing)
+                && c.cache_layers.iter().any(|l| l == "redis")
+        }) else {
             return Ok(None);
         };
         let mut options = crate::fleet::FleetOptions::new(r.redis_url.clone(), instance_id);
         options.key_prefix = r.redis_key_prefix.clone();
         options.resync_interval = Duration::from_secs(r.fleet_resync_seconds);
+        options.invalidation = r.fleet_invalidation;
+        options.coalescing = r.fleet_coalescing;
+        options.lease_ttl = Duration::from_millis(r.fleet_lease_ms);
+        options.wait_limit = Duration::from_millis(r.fleet_wait_ms);
         options.state_file = c
             .disk
             .as_ref()

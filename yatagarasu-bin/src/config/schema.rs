@@ -629,6 +629,23 @@ pub struct RedisCacheConfig {
     /// Seconds between checks of the fleet's purge generations (default 5; 1 ..= 3600).
     #[serde(default = "default_fleet_resync", deserialize_with = "lenient")]
     pub fleet_resync_seconds: u64,
+    /// One instance fetches a cold slice, the others wait for it in Redis (default true).
+    #[serde(default = "default_true", deserialize_with = "lenient")]
+    pub fleet_coalescing: bool,
+    /// How long a claim on a slice lasts unless renewed, in ms (default 5000; 100 ..= 600000).
+    #[serde(default = "default_fleet_lease", deserialize_with = "lenient")]
+    pub fleet_lease_ms: u64,
+    /// Longest a request waits for another instance's fetch, in ms (default 10000; 1 ..= 600000).
+    #[serde(default = "default_fleet_wait", deserialize_with = "lenient")]
+    pub fleet_wait_ms: u64,
+}
+
+fn default_fleet_lease() -> u64 {
+    5000
+}
+
+fn default_fleet_wait() -> u64 {
+    10_000
 }
 
 fn default_fleet_resync() -> u64 {
@@ -645,6 +662,9 @@ impl std::fmt::Debug for RedisCacheConfig {
             .field("max_item_size_mb", &self.max_item_size_mb)
             .field("fleet_invalidation", &self.fleet_invalidation)
             .field("fleet_resync_seconds", &self.fleet_resync_seconds)
+            .field("fleet_coalescing", &self.fleet_coalescing)
+            .field("fleet_lease_ms", &self.fleet_lease_ms)
+            .field("fleet_wait_ms", &self.fleet_wait_ms)
             .finish()
     }
 }

@@ -458,6 +458,18 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
                 if r.operation_timeout_ms == 0 {
                     p.push("cache.redis.operation_timeout_ms: must be at least 1".to_owned());
                 }
+                if !(100..=600_000).contains(&r.fleet_lease_ms) {
+                    p.push(format!(
+                        "cache.redis.fleet_lease_ms: {} is not within 100 ..= 600000",
+                        r.fleet_lease_ms
+                    ));
+                }
+                if !(1..=600_000).contains(&r.fleet_wait_ms) {
+                    p.push(format!(
+                        "cache.redis.fleet_wait_ms: {} is not within 1 ..= 600000",
+                        r.fleet_wait_ms
+                    ));
+                }
                 if !(1..=3600).contains(&r.fleet_resync_seconds) {
                     p.push(format!(
                         "cache.redis.fleet_resync_seconds: {} is not within 1 ..= 3600",

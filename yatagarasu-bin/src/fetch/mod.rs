@@ -13,6 +13,7 @@
 //! no flight share one HEAD request.
 
 mod body;
+mod claims;
 mod object;
 mod slices;
 
@@ -29,6 +30,7 @@ use yatagarasu_s3::{HeadObjectRequest, Origin};
 
 pub(crate) use body::{BodyStream, Head};
 use body::{ObjectKey, Sub, flight_error};
+pub(crate) use claims::LocalClaims;
 use object::{WholeRead, whole_object};
 pub(crate) use slices::{Fill, SliceSource, is_version_change, same_version, window};
 use slices::{SliceChain, SliceReader, open_slice};

@@ -7,6 +7,7 @@ use yatagarasu_core::{EntityTag, Error, ErrorKind, Result};
 use yatagarasu_s3::{GetObjectOutput, GetObjectRequest, ObjectBody, Origin};
 
 use super::body::{AbortOnDrop, Audience, BodyStream, Head, object_body_stream};
+use super::claims::{fetch_claimed, settle};
 use super::slices::{Fill, SliceSink, fetch_slice, slice_request};
 
 /// What a whole-object read needs besides the origin and key.
@@ -34,11 +35,15 @@ pub(super) async fn whole_object(
         abandoned_fill,
         budget,
     } = read;
-    let first = match origin
-        .get_object(&key, &slice_request(0, slice_size, None, None))
-        .await
-    {
-        Ok(out) => out,
+    // Cold objects are claimed for the fleet at their first slice (when there is a cache to
+    // share them through).
+    let first_request = slice_request(0, slice_size, None, None);
+    let first = fetch_claimed(fill.as_ref(), &key, 0, slice_size, None, None, || {
+        origin.get_object(&key, &first_request)
+    })
+    .await;
+    let (first, lease) = match first {
+        Ok(answer) => answer,
         // An empty object has no byte 0: S3 answers a ranged GET with 416. Fetch it plainly.
         Err(e) if e.kind() == ErrorKind::InvalidRange => {
             let out = origin
@@ -70,6 +75,7 @@ pub(super) async fn whole_object(
         }),
         _ => None,
     };
+    let first = settle(first, lease, sink.is_some());
     let Some(etag) = first.meta.etag.clone() else {
         if slices == 1 {
             return Ok((head, object_body_stream(first.body)));
@@ -138,9 +144,10 @@ pub(super) async fn whole_object(
                     let (origin, key, etag) =
                         (Arc::clone(&st.origin), st.key.clone(), st.etag.clone());
                     let (i, s, size) = (st.next, st.slice_size, st.size);
+                    let fill = st.sink.as_ref().map(|k| k.fill.clone());
                     let trace = crate::otel::Current::capture();
                     st.ahead = Some(AbortOnDrop(tokio::spawn(trace.wrap(async move {
-                        fetch_slice(&*origin, &key, i, s, Some(size), Some(&etag)).await
+                        next_slice(fill.as_ref(), &*origin, &key, i, s, size, &etag).await
                     }))));
                 }
                 match body.next().await {
@@ -177,13 +184,15 @@ pub(super) async fn whole_object(
                     )),
                 },
                 None => {
-                    fetch_slice(
+                    let fill = st.sink.as_ref().map(|k| k.fill.clone());
+                    next_slice(
+                        fill.as_ref(),
                         &*st.origin,
                         &st.key,
                         st.next,
                         st.slice_size,
-                        Some(st.size),
-                        Some(&st.etag),
+                        st.size,
+                        &st.etag,
                     )
                     .await
                 }
@@ -202,4 +211,22 @@ pub(super) async fn whole_object(
         }
     });
     Ok((head, Box::pin(stream)))
+}
+
+/// Slice `index` (not the first) of the version `etag`: claimed for the fleet when it will be
+/// stored (`fill`), the claim settled with its body.
+async fn next_slice(
+    fill: Option<&Fill>,
+    origin: &dyn Origin,
+    key: &str,
+    index: u64,
+    slice_size: u64,
+    size: u64,
+    etag: &EntityTag,
+) -> Result<GetObjectOutput> {
+    let (out, lease) = fetch_claimed(fill, key, index, slice_size, Some(size), Some(etag), || {
+        fetch_slice(origin, key, index, slice_size, Some(size), Some(etag))
+    })
+    .await?;
+    Ok(settle(out, lease, fill.is_some()))
 }

@@ -275,8 +275,18 @@ pub(super) async fn open_slice(
                 budget,
                 held: Vec::new(),
             });
-            let out =
-                fetch_slice(&*origin, &key, index, slice_size, Some(size), etag.as_ref()).await?;
+            let fill = sink.as_ref().map(|k| k.fill.clone());
+            let (out, lease) = super::claims::fetch_claimed(
+                fill.as_ref(),
+                &key,
+                index,
+                slice_size,
+                Some(size),
+                etag.as_ref(),
+                || fetch_slice(&*origin, &key, index, slice_size, Some(size), etag.as_ref()),
+            )
+            .await?;
+            let out = super::claims::settle(out, lease, sink.is_some());
             let left = out.content_length;
             let body = object_body_stream(out.body);
             let body: BodyStream = match sink {
