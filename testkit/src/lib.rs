@@ -39,7 +39,7 @@ mod policy;
 mod redis;
 mod stub;
 pub use policy::PolicyServer;
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisSentinel, RedisServer};
 pub use stub::{StubRequest, StubServer, response};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -379,9 +379,10 @@ async fn records_under_a_secret_reject_entries_written_without_it() {
     let redis = yatagarasu_testkit::RedisServer::start();
     let tier = |check: RecordCheck| {
         TieredCache::new(vec![Arc::new(
-            RedisTier::new(RedisOptions {
-                record_check: check,
-                ..RedisOptions::new(redis.url())
+            RedisTier::new({
+                let mut o = RedisOptions::new(redis.url());
+                o.record_check = check;
+                o
             })
             .unwrap(),
         )])

@@ -35,6 +35,7 @@ mod disk;
 mod entry;
 mod error;
 mod memory;
+mod redis_conn;
 mod redis_tier;
 mod stats;
 mod tiered;
@@ -61,6 +62,7 @@ pub mod fuzzing {
 pub use entry::{CacheEntry, MAX_TTL, RecordCheck};
 pub use error::CacheError;
 pub use memory::MemoryTier;
+pub use redis_conn::{RedisConnection, RedisTarget, delete_matching};
 pub use redis_tier::{RedisOptions, RedisTier};
 pub use stats::TierStats;
 pub use tiered::{Hit, TieredCache};

@@ -4,18 +4,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 
 use crate::entry::{self, CacheEntry, RecordCheck};
 use crate::error::CacheError;
+use crate::redis_conn::{RedisConnection, RedisTarget, delete_matching};
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
 
 /// Settings of a [`RedisTier`]. `Debug` shows the URL without its password.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisOptions {
-    /// `redis://host:port/db` (Valkey works too).
-    pub url: String,
+    /// Where: one server (`redis://host:port/db`, Valkey works too), a Cluster, or the primary
+    /// Sentinels name.
+    pub target: RedisTarget,
     /// Prefix of every key this tier writes, so several caches can share one Redis.
     pub key_prefix: String,
     /// Longest a single Redis operation may take before it counts as a failure (and a miss).
@@ -37,8 +39,31 @@ impl RedisOptions {
     /// Defaults for `url`: prefix `yatagarasu:`, 200 ms operations, 64 MiB items, circuit opens after
     /// 3 failures for 5 s.
     pub fn new(url: impl Into<String>) -> Self {
+        Self::for_target(RedisTarget::Single { url: url.into() })
+    }
+
+    /// The same defaults for a Redis Cluster found from these seed nodes (`redis://host:port`).
+    pub fn cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self::for_target(RedisTarget::Cluster {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// The same defaults for the primary these Sentinels (`redis://host:port`) name for
+    /// `master_name`.
+    pub fn sentinel(
+        master_name: impl Into<String>,
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self::for_target(RedisTarget::Sentinel {
+            master_name: master_name.into(),
+            nodes: nodes.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    fn for_target(target: RedisTarget) -> Self {
         Self {
-            url: url.into(),
+            target,
             key_prefix: "yatagarasu:".into(),
             op_timeout: Duration::from_millis(200),
             default_ttl: None,
@@ -53,7 +78,7 @@ impl RedisOptions {
 impl std::fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisOptions")
-            .field("url", &redact_password(&self.url))
+            .field("target", &self.target)
             .field("key_prefix", &self.key_prefix)
             .field("op_timeout", &self.op_timeout)
             .field("default_ttl", &self.default_ttl)
@@ -66,7 +91,7 @@ impl std::fmt::Debug for RedisOptions {
 }
 
 /// `scheme://user:password@host...` with the password replaced by `***`.
-fn redact_password(url: &str) -> String {
+pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -95,8 +120,7 @@ struct Breaker {
 /// request at most one operation timeout, and usually nothing.
 pub struct RedisTier {
     options: RedisOptions,
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    conn: tokio::sync::Mutex<Option<RedisConnection>>,
     breaker: Mutex<Breaker>,
     counters: Arc<Counters>,
 }
@@ -128,10 +152,9 @@ fn glob_escape(b: &[u8]) -> Vec<u8> {
 impl RedisTier {
     /// A tier for `options.url`. Connects lazily: a Redis that is down at start-up only means misses.
     pub fn new(options: RedisOptions) -> Result<Self, CacheError> {
-        let client = redis::Client::open(options.url.as_str()).map_err(redis_err)?;
+        options.target.check().map_err(redis_err)?;
         Ok(Self {
             options,
-            client,
             conn: tokio::sync::Mutex::new(None),
             breaker: Mutex::new(Breaker::default()),
             counters: Arc::new(Counters::default()),
@@ -165,7 +188,7 @@ impl RedisTier {
     /// Run one operation under the breaker and the timeout.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if self.circuit_open() {
@@ -179,11 +202,7 @@ impl RedisTier {
                 match guard.as_ref() {
                     Some(c) => c.clone(),
                     None => {
-                        let c = self
-                            .client
-                            .get_connection_manager()
-                            .await
-                            .map_err(redis_err)?;
+                        let c = self.options.target.connect().await.map_err(redis_err)?;
                         *guard = Some(c.clone());
                         c
                     }
@@ -201,6 +220,10 @@ impl RedisTier {
         self.record(result.is_ok());
         if result.is_err() {
             Counters::inc(&self.counters.errors);
+            if self.options.target.reconnect_after_failure() {
+                // The primary may have moved (Sentinel failover): ask again next time.
+                *self.conn.lock().await = None;
+            }
         }
         result
     }
@@ -307,38 +330,32 @@ impl CacheTier for RedisTier {
         Box::pin(async move {
             let mut pattern = glob_escape(&self.full_key(prefix));
             pattern.push(b'*');
-            let mut cursor: u64 = 0;
-            let mut removed = 0u64;
-            loop {
-                let pat = pattern.clone();
-                let (next, keys): (u64, Vec<Vec<u8>>) = self
-                    .run(|mut c| async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pat)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
-                if !keys.is_empty() {
-                    let n = keys.len() as u64;
-                    self.run(|mut c| async move {
-                        redis::cmd("UNLINK")
-                            .arg(keys)
-                            .query_async::<()>(&mut c)
-                            .await
-                    })
-                    .await?;
-                    removed += n;
-                }
-                if next == 0 {
-                    return Ok(removed);
-                }
-                cursor = next;
+            if self.circuit_open() {
+                return Err(CacheError::Redis(
+                    "circuit open: redis is being skipped after failures".into(),
+                ));
             }
+            // Not one bounded operation: a scan takes as long as the keyspace needs (purges are
+            // rare and off the request path), within a minute.
+            let scan = async {
+                let mut conn = {
+                    let mut guard = self.conn.lock().await;
+                    match guard.as_ref() {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = self.options.target.connect().await.map_err(redis_err)?;
+                            *guard = Some(c.clone());
+                            c
+                        }
+                    }
+                };
+                delete_matching(&mut conn, &pattern)
+                    .await
+                    .map_err(redis_err)
+            };
+            tokio::time::timeout(Duration::from_secs(60), scan)
+                .await
+                .unwrap_or_else(|_| Err(CacheError::Redis("purge scan took over 60 s".into())))
         })
     }
 

@@ -12,13 +12,14 @@ use yatagarasu_cache::{CacheEntry, CacheTier, MemoryTier, RedisOptions, RedisTie
 use yatagarasu_testkit::RedisServer;
 
 fn tier(url: &str, prefix: &str) -> RedisTier {
-    RedisTier::new(RedisOptions {
-        key_prefix: prefix.into(),
-        op_timeout: Duration::from_millis(300),
-        open_for: Duration::from_secs(60),
-        ..RedisOptions::new(url)
-    })
-    .unwrap()
+    tier_with(RedisOptions::new(url), prefix)
+}
+
+fn tier_with(mut o: RedisOptions, prefix: &str) -> RedisTier {
+    o.key_prefix = prefix.into();
+    o.op_timeout = Duration::from_millis(300);
+    o.open_for = Duration::from_secs(60);
+    RedisTier::new(o).unwrap()
 }
 
 #[tokio::test]
@@ -218,4 +219,145 @@ async fn a_crafted_record_in_redis_is_deleted_and_never_promoted() {
         .await
         .unwrap();
     assert!(left.is_none(), "deleted from Redis");
+}
+
+/// Every `n` entries written under `prefix` read back (bounded retries while a cluster settles).
+async fn all_readable(t: &RedisTier, prefix: &str, n: usize) -> bool {
+    for i in 0..n {
+        let key = format!("{prefix}{i}");
+        match t.get(key.as_bytes()).await {
+            Ok(Some(e)) if e.body.as_ref() == key.as_bytes() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_spreads_entries_purges_across_every_primary_and_survives_a_failover() {
+    let mut cluster = yatagarasu_testkit::RedisCluster::start(3, 1);
+    // A short open circuit, so the tier tries again soon after the failover.
+    let mut o = RedisOptions::cluster(cluster.urls());
+    o.open_for = Duration::from_millis(200);
+    o.key_prefix = "cl:".into();
+    let t = RedisTier::new(o).unwrap();
+    for i in 0..200 {
+        let k = format!("{}/{i}", if i % 2 == 0 { "p" } else { "q" });
+        t.put(k.as_bytes(), CacheEntry::new("m", k.clone(), None))
+            .await
+            .unwrap();
+    }
+    for i in 0..200 {
+        let k = format!("{}/{i}", if i % 2 == 0 { "p" } else { "q" });
+        let got = t.get(k.as_bytes()).await.unwrap().unwrap();
+        assert_eq!(got.body, k.as_bytes());
+    }
+    // A prefix purge reaches the keys on every primary (SCAN walks one node at a time).
+    assert_eq!(t.delete_prefix(b"p/").await.unwrap(), 100);
+    for i in 0..200 {
+        let k = format!("{}/{i}", if i % 2 == 0 { "p" } else { "q" });
+        assert_eq!(
+            t.get(k.as_bytes()).await.unwrap().is_some(),
+            i % 2 == 1,
+            "{k}"
+        );
+    }
+    // A primary dies: its replica takes over its slots (what it had not yet replicated is lost:
+    // for a cache, misses).
+    let primaries = cluster.primaries();
+    assert_eq!(primaries.len(), 3);
+    cluster.kill(primaries[0]);
+    // Meanwhile the tier answers (misses or errors, which the cache treats as misses), never
+    // hangs; once the replica is promoted, writes and reads work on every slot again.
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    loop {
+        round += 1;
+        let prefix = format!("after-{round}/");
+        let ok = tokio::time::timeout(Duration::from_secs(10), async {
+            for i in 0..50 {
+                let k = format!("{prefix}{i}");
+                if t.put(k.as_bytes(), CacheEntry::new("m", k.clone(), None))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            all_readable(&t, &prefix, 50).await
+        })
+        .await
+        .expect("a cluster in failover never hangs the tier");
+        if ok {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the tier never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "cluster failover: the tier wrote and read every slot again {:?} after the kill",
+        started.elapsed()
+    );
+    cluster.wait_ok(Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_managed_primary_is_followed_through_a_failover() {
+    let mut s = yatagarasu_testkit::RedisSentinel::start();
+    let mut o = RedisOptions::sentinel("mymaster", [s.sentinel_url()]);
+    o.open_for = Duration::from_millis(200);
+    o.key_prefix = "st:".into();
+    let t = RedisTier::new(o).unwrap();
+    t.put(b"k", CacheEntry::new("m", "before", None))
+        .await
+        .unwrap();
+    assert_eq!(t.get(b"k").await.unwrap().unwrap().body, "before");
+    let old = s.current_primary_port().unwrap();
+    assert_eq!(old, s.primary.port());
+    // Replication is asynchronous: let the replica have the entry before the primary dies.
+    let primary = redis::Client::open(format!("redis://127.0.0.1:{old}")).unwrap();
+    let mut c = primary.get_multiplexed_async_connection().await.unwrap();
+    let mut acked = 0;
+    for _ in 0..50 {
+        acked = redis::cmd("WAIT")
+            .arg(1)
+            .arg(200)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if acked == 1 {
+            break;
+        }
+    }
+    assert_eq!(acked, 1, "the replica acknowledged the write");
+    s.primary.kill();
+    // The Sentinel promotes the replica; the tier asks it again after a failure and follows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = tokio::time::timeout(Duration::from_secs(5), async {
+            t.put(b"k2", CacheEntry::new("m", "after", None))
+                .await
+                .is_ok()
+                && t.get(b"k2").await.ok().flatten().is_some()
+        })
+        .await
+        .expect("no operation hangs");
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never followed the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.current_primary_port(), Some(s.replica.port()));
+    assert_eq!(
+        t.get(b"k").await.unwrap().unwrap().body,
+        "before",
+        "replicated"
+    );
 }
