@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use redis::aio::ConnectionManager;
+use yatagarasu_cache::RedisConnection;
 use yatagarasu_core::{Error, ErrorKind};
 
 use crate::cache::ObjectCache;
@@ -38,8 +38,8 @@ use crate::cache::ObjectCache;
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FleetOptions {
-    /// The shared Redis (`redis://host:port/db`).
-    pub redis_url: String,
+    /// The shared Redis: one server, a Cluster, or a Sentinel-managed primary.
+    pub target: yatagarasu_cache::RedisTarget,
     /// Prefix of the fleet's keys and channel (the Redis tier's prefix, so fleets sharing a Redis
     /// stay apart).
     pub key_prefix: String,
@@ -64,9 +64,9 @@ pub struct FleetOptions {
 
 impl FleetOptions {
     /// Defaults for one Redis and one instance name.
-    pub fn new(redis_url: impl Into<String>, instance_id: impl Into<String>) -> Self {
+    pub fn new(target: yatagarasu_cache::RedisTarget, instance_id: impl Into<String>) -> Self {
         Self {
-            redis_url: redis_url.into(),
+            target,
             key_prefix: "yatagarasu:".to_owned(),
             instance_id: instance_id.into(),
             state_file: None,
@@ -82,7 +82,7 @@ impl FleetOptions {
 impl std::fmt::Debug for FleetOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FleetOptions")
-            .field("redis_url", &crate::config::redact_url(&self.redis_url))
+            .field("target", &self.target)
             .field("key_prefix", &self.key_prefix)
             .field("instance_id", &self.instance_id)
             .field("state_file", &self.state_file)
@@ -176,8 +176,7 @@ pub struct Fleet {
 #[derive(Debug)]
 struct Inner {
     options: FleetOptions,
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    conn: tokio::sync::Mutex<Option<RedisConnection>>,
     /// Drawn at start: this process's mark on its messages.
     sender: u64,
     channel: String,
@@ -203,19 +202,20 @@ struct Inner {
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Fleet {
-    /// Join the fleet of `options.redis_url`. Connects lazily (see [`Fleet::listen`]).
+    /// Join the fleet sharing `options.target`. Connects lazily (see [`Fleet::listen`]).
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] when the URL is not a Redis URL.
+    /// [`ErrorKind::Config`] when a URL is not a Redis URL.
     pub fn new(options: FleetOptions) -> Result<Self, Error> {
-        let client = redis::Client::open(options.redis_url.as_str())
+        options
+            .target
+            .check()
             .map_err(|e| Error::new(ErrorKind::Config, format!("fleet: not a Redis URL: {e}")))?;
         let channel = format!("{}fleet:purge", options.key_prefix);
         let generations_key = format!("{}fleet:generations", options.key_prefix);
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
-                client,
                 conn: tokio::sync::Mutex::new(None),
                 sender: process_mark(),
                 channel,
@@ -308,9 +308,13 @@ impl Fleet {
             Ok(Ok(None)) => Claim::Taken,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "fleet: cannot claim a slice; fetching alone");
+                self.inner.failed().await;
                 Claim::Unavailable
             }
-            Err(_) => Claim::Unavailable,
+            Err(_) => {
+                self.inner.failed().await;
+                Claim::Unavailable
+            }
         }
     }
 
@@ -353,6 +357,9 @@ impl Fleet {
         let r = tokio::time::timeout(OP_TIMEOUT, self.inner.announce(purge))
             .await
             .unwrap_or_else(|_| Err(format!("redis did not answer within {OP_TIMEOUT:?}")));
+        if r.is_err() {
+            self.inner.failed().await;
+        }
         match &r {
             Ok(()) => self.inner.announced.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
@@ -375,6 +382,7 @@ impl Fleet {
             loop {
                 let r = inner.subscribe_and_apply(&local).await;
                 inner.subscribed.store(false, Ordering::Relaxed);
+                inner.failed().await;
                 match r {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) if was_up => {
@@ -391,18 +399,26 @@ impl Fleet {
 }
 
 impl Inner {
-    async fn connection(&self) -> Result<ConnectionManager, String> {
+    async fn connection(&self) -> Result<RedisConnection, String> {
         let mut guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
         let c = self
-            .client
-            .get_connection_manager()
+            .options
+            .target
+            .connect()
             .await
             .map_err(|e| e.to_string())?;
         *guard = Some(c.clone());
         Ok(c)
+    }
+
+    /// After a failed operation: with Sentinels, ask again for the primary next time.
+    async fn failed(&self) {
+        if self.options.target.reconnect_after_failure() {
+            *self.conn.lock().await = None;
+        }
     }
 
     async fn announce(&self, purge: FleetPurge) -> Result<(), String> {
@@ -436,8 +452,9 @@ impl Inner {
     /// One subscription's life: returns when the connection ends.
     async fn subscribe_and_apply(&self, cache: &ObjectCache) -> Result<(), String> {
         let mut pubsub = self
-            .client
-            .get_async_pubsub()
+            .options
+            .target
+            .pubsub()
             .await
             .map_err(|e| e.to_string())?;
         pubsub

@@ -733,3 +733,99 @@ async fn a_purge_message_after_a_lost_one_drops_the_whole_bucket_at_once() {
     .await;
     assert_eq!(body_of(&format!("{b_url}/media/k2")).await, "two, purged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_primary_killed_under_load_fails_no_request() {
+    let o = origin().await;
+    for i in 0..20 {
+        o.put_pattern_object("media", &format!("o{i}"), 10_000 + i);
+    }
+    let mut cluster = yatagarasu_testkit::RedisCluster::start(3, 1);
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let yaml = format!(
+        r#"
+buckets:
+  - name: media
+    path_prefix: /media
+    s3: {{bucket: media, endpoint: "{ep}", access_key: AKIDCACHE, secret_key: cache-secret}}
+cache:
+  cache_layers: [redis]
+  redis: {{cluster_nodes: [{nodes}], redis_key_prefix: "load:"}}
+"#,
+        ep = o.endpoint(),
+        nodes = nodes.join(", ")
+    );
+    let base = common::serve_yaml(&yaml).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let (stop, done, failed, base) = (
+                Arc::clone(&stop),
+                Arc::clone(&done),
+                Arc::clone(&failed),
+                base.clone(),
+            );
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut n = w;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let i = n % 20;
+                    n += 1;
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(20),
+                        http.get(format!("{base}/media/o{i}")).send(),
+                    )
+                    .await;
+                    let ok = match r {
+                        Ok(Ok(r)) if r.status() == 200 => match r.bytes().await {
+                            Ok(b) => {
+                                b.len() as u64 == 10_000 + i
+                                    && b.iter()
+                                        .enumerate()
+                                        .all(|(j, x)| *x == pattern_byte(j as u64))
+                            }
+                            Err(_) => false,
+                        },
+                        _ => false,
+                    };
+                    if !ok {
+                        failed.lock().unwrap().push(i);
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let until = |n: u64| {
+        let done = Arc::clone(&done);
+        common::wait_until("the load run goes on", move || {
+            done.load(std::sync::atomic::Ordering::SeqCst) >= n
+        })
+    };
+    until(300).await;
+    let primaries = cluster.primaries();
+    cluster.kill(primaries[0]);
+    let at_kill = done.load(std::sync::atomic::Ordering::SeqCst);
+    until(at_kill + 600).await;
+    cluster.wait_ok(Duration::from_secs(30));
+    let at_recovery = done.load(std::sync::atomic::Ordering::SeqCst);
+    until(at_recovery + 300).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    eprintln!(
+        "redis cluster primary killed under load: {} requests, {} failed",
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
+}

@@ -14,7 +14,7 @@ use yatagarasu_s3::{
 
 use jsonwebtoken::Algorithm;
 
-use super::schema::{AuthorizationConfig, S3Config, redact_url};
+use super::schema::{AuthorizationConfig, S3Config};
 use super::{Config, ConfigError};
 use crate::auth::{self, ClaimRule, IpFilter, JwtAuth, TokenSource};
 use crate::cache::CachePolicy;
@@ -89,18 +89,18 @@ impl Config {
                         .redis
                         .as_ref()
                         .ok_or_else(|| ConfigError::one("cache.redis: required"))?;
-                    let mut o = RedisOptions::new(r.redis_url.clone());
+                    let target = r
+                        .target()
+                        .ok_or_else(|| ConfigError::one("cache.redis: no server given"))?;
+                    let mut o = RedisOptions::new(String::new());
+                    o.target = target;
                     o.key_prefix = r.redis_key_prefix.clone();
                     o.default_ttl = r.redis_ttl_seconds.map(Duration::from_secs);
                     o.op_timeout = Duration::from_millis(r.operation_timeout_ms);
                     o.max_item_bytes = mib(r.max_item_size_mb);
                     o.record_check = check.clone();
-                    let tier = RedisTier::new(o).map_err(|e| {
-                        ConfigError::one(format!(
-                            "cache.redis.redis_url: `{}`: {e}",
-                            redact_url(&r.redis_url)
-                        ))
-                    })?;
+                    let tier = RedisTier::new(o)
+                        .map_err(|e| ConfigError::one(format!("{}: {e}", r.target_key())))?;
                     tiers.push(Arc::new(tier));
                 }
                 other => {
@@ -339,7 +339,10 @@ impl Config {
         }) else {
             return Ok(None);
         };
-        let mut options = crate::fleet::FleetOptions::new(r.redis_url.clone(), instance_id);
+        let Some(target) = r.target() else {
+            return Ok(None);
+        };
+        let mut options = crate::fleet::FleetOptions::new(target, instance_id);
         options.key_prefix = r.redis_key_prefix.clone();
         options.resync_interval = Duration::from_secs(r.fleet_resync_seconds);
         options.invalidation = r.fleet_invalidation;
@@ -353,7 +356,7 @@ impl Config {
             .map(|d| std::path::Path::new(&d.cache_dir).join("fleet-generations.json"));
         crate::fleet::Fleet::new(options)
             .map(Some)
-            .map_err(|e| ConfigError::one(format!("cache.redis.redis_url: {}", e.message())))
+            .map_err(|e| ConfigError::one(format!("{}: {}", r.target_key(), e.message())))
     }
 
     /// The proxy listener's TLS certificate and key, read and checked (`None` without

@@ -9,7 +9,6 @@ mod build;
 mod parse;
 mod schema;
 
-pub(crate) use schema::redact_url;
 mod validate;
 
 use std::fmt;
@@ -359,6 +358,57 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ok.metrics.unwrap().port, Some(9090));
+    }
+
+    #[test]
+    fn the_shared_redis_is_one_server_a_cluster_or_a_sentinel_primary() {
+        let cache =
+            |redis: &str| format!("{MINIMAL}cache:\n  cache_layers: [redis]\n  redis: {redis}\n");
+        let ok = parse(&cache(
+            "{cluster_nodes: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000']}",
+        ))
+        .unwrap();
+        let target = ok.cache.unwrap().redis.unwrap().target().unwrap();
+        assert!(
+            matches!(target, yatagarasu_cache::RedisTarget::Cluster { ref nodes } if nodes.len() == 2)
+        );
+        let ok = parse(&cache(
+            "{sentinel: {master_name: mymaster, nodes: ['redis://10.0.0.9:26379']}}",
+        ))
+        .unwrap();
+        let target = ok.cache.unwrap().redis.unwrap().target().unwrap();
+        assert!(
+            matches!(target, yatagarasu_cache::RedisTarget::Sentinel { ref master_name, .. } if master_name == "mymaster")
+        );
+        for (redis, want) in [
+            (
+                "{}",
+                "cache.redis: give redis_url, cluster_nodes or sentinel",
+            ),
+            (
+                "{redis_url: 'redis://a', cluster_nodes: ['redis://b']}",
+                "cache.redis: give only one of redis_url, cluster_nodes, sentinel",
+            ),
+            (
+                "{cluster_nodes: ['redis://a:1', 'http://b']}",
+                "cache.redis.cluster_nodes[1]: `http://b` is not a redis:// or rediss:// URL",
+            ),
+            (
+                "{sentinel: {master_name: '', nodes: []}}",
+                "cache.redis.sentinel.master_name: must not be empty",
+            ),
+            (
+                "{sentinel: {master_name: m, nodes: []}}",
+                "cache.redis.sentinel.nodes: list at least one",
+            ),
+            (
+                "{redis_url: 'redis://a', fleet_lease_ms: 10}",
+                "cache.redis.fleet_lease_ms: 10 is not within 100 ..= 600000",
+            ),
+        ] {
+            let err = parse(&cache(redis)).unwrap_err().to_string();
+            assert!(err.contains(want), "{redis}: missing {want:?} in:\n{err}");
+        }
     }
 
     #[test]

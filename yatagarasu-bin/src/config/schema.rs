@@ -609,8 +609,15 @@ fn default_item_mb() -> u64 {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisCacheConfig {
-    /// `redis://host:port/db`.
-    pub redis_url: String,
+    /// One server: `redis://host:port/db` (or `cluster_nodes`, or `sentinel`).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// A Redis (or Valkey) Cluster's seed nodes, `redis://host:port` each.
+    #[serde(default)]
+    pub cluster_nodes: Vec<String>,
+    /// A Sentinel-managed primary.
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
     /// Prefix of every key written.
     #[serde(default = "default_prefix")]
     pub redis_key_prefix: String,
@@ -652,10 +659,72 @@ fn default_fleet_resync() -> u64 {
     5
 }
 
+/// `cache.redis.sentinel`: the primary the Sentinels name.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The name the Sentinels monitor it under.
+    pub master_name: String,
+    /// Sentinel nodes, `redis://host:port` each.
+    pub nodes: Vec<String>,
+}
+
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConfig")
+            .field("master_name", &self.master_name)
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl RedisCacheConfig {
+    /// The key that names the server(s), for error lines.
+    pub fn target_key(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "cache.redis.redis_url"
+        } else if !self.cluster_nodes.is_empty() {
+            "cache.redis.cluster_nodes"
+        } else {
+            "cache.redis.sentinel.nodes"
+        }
+    }
+
+    /// Where the section says to connect (`None` when it names no server).
+    pub fn target(&self) -> Option<yatagarasu_cache::RedisTarget> {
+        if let Some(url) = &self.redis_url {
+            return Some(yatagarasu_cache::RedisTarget::Single { url: url.clone() });
+        }
+        if !self.cluster_nodes.is_empty() {
+            return Some(yatagarasu_cache::RedisTarget::Cluster {
+                nodes: self.cluster_nodes.clone(),
+            });
+        }
+        self.sentinel
+            .as_ref()
+            .map(|s| yatagarasu_cache::RedisTarget::Sentinel {
+                master_name: s.master_name.clone(),
+                nodes: s.nodes.clone(),
+            })
+    }
+}
+
 impl std::fmt::Debug for RedisCacheConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCacheConfig")
-            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field(
+                "cluster_nodes",
+                &self
+                    .cluster_nodes
+                    .iter()
+                    .map(|n| redact_url(n))
+                    .collect::<Vec<_>>(),
+            )
+            .field("sentinel", &self.sentinel)
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("redis_ttl_seconds", &self.redis_ttl_seconds)
             .field("operation_timeout_ms", &self.operation_timeout_ms)

@@ -449,11 +449,46 @@ fn validate_cache(c: &CacheConfig, p: &mut Vec<String>) {
         match &c.redis {
             None => p.push("cache.redis: required when cache_layers lists redis".to_owned()),
             Some(r) => {
-                if redis_url_problem(&r.redis_url).is_some() {
-                    p.push(format!(
-                        "cache.redis.redis_url: `{}` is not a redis:// or rediss:// URL",
-                        redact_url(&r.redis_url)
-                    ));
+                let given = [
+                    r.redis_url.is_some(),
+                    !r.cluster_nodes.is_empty(),
+                    r.sentinel.is_some(),
+                ];
+                match given.iter().filter(|g| **g).count() {
+                    0 => {
+                        p.push("cache.redis: give redis_url, cluster_nodes or sentinel".to_owned())
+                    }
+                    1 => {}
+                    _ => p.push(
+                        "cache.redis: give only one of redis_url, cluster_nodes, sentinel"
+                            .to_owned(),
+                    ),
+                }
+                let mut urls: Vec<(String, &String)> = Vec::new();
+                if let Some(u) = &r.redis_url {
+                    urls.push(("cache.redis.redis_url".to_owned(), u));
+                }
+                for (i, u) in r.cluster_nodes.iter().enumerate() {
+                    urls.push((format!("cache.redis.cluster_nodes[{i}]"), u));
+                }
+                if let Some(s) = &r.sentinel {
+                    if s.master_name.trim().is_empty() {
+                        p.push("cache.redis.sentinel.master_name: must not be empty".to_owned());
+                    }
+                    if s.nodes.is_empty() {
+                        p.push("cache.redis.sentinel.nodes: list at least one".to_owned());
+                    }
+                    for (i, u) in s.nodes.iter().enumerate() {
+                        urls.push((format!("cache.redis.sentinel.nodes[{i}]"), u));
+                    }
+                }
+                for (at, u) in urls {
+                    if redis_url_problem(u).is_some() {
+                        p.push(format!(
+                            "{at}: `{}` is not a redis:// or rediss:// URL",
+                            redact_url(u)
+                        ));
+                    }
                 }
                 if r.operation_timeout_ms == 0 {
                     p.push("cache.redis.operation_timeout_ms: must be at least 1".to_owned());

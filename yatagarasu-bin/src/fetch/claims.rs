@@ -182,7 +182,7 @@ where
     };
     let deadline = Instant::now() + fleet.wait_limit();
     loop {
-        match fleet.claim(&name).await {
+        match Box::pin(fleet.claim(&name)).await {
             Claim::Mine(lease) => {
                 if may_have_landed
                     && let Some(out) = from_cache(fill, key, index, slice_size, size, etag).await
@@ -219,7 +219,7 @@ where
                 };
                 return fetch_holding(fetch, claims).await;
             }
-            match fleet.claimed(&name).await {
+            match Box::pin(fleet.claimed(&name)).await {
                 Some(true) => {}
                 // Released without the slice, or expired: claim it (after one more look).
                 Some(false) => {
