@@ -895,16 +895,17 @@ async fn a_fleet_purges_as_one_cache_and_a_restarted_instance_drops_what_it_miss
     assert_eq!(fetch(&http, &url(&a)).await.1, "version 3");
 }
 
-/// Three processes in front of `origin`, sharing `redis` (1 MiB slices, claims lasting
+/// `n` (at most three) processes in front of `origin`, sharing `redis` (1 MiB slices, claims lasting
 /// `lease_ms`, fleet-wide coalescing as `coalescing` says); each with its own memory tier.
-fn fleet_of_three(
+fn fleet_of(
+    n: usize,
     origin: &TestOrigin,
     redis: &yatagarasu_testkit::RedisServer,
     dir: &tempfile::TempDir,
     lease_ms: u64,
     coalescing: bool,
 ) -> Vec<Member> {
-    ["a", "b", "c"]
+    ["a", "b", "c"][..n]
         .iter()
         .map(|name| {
             let yaml = format!(
@@ -921,7 +922,10 @@ fn fleet_of_three(
 
 /// 100 concurrent cold GETs of a 16 MiB object, round-robin across a fleet of three, every byte
 /// checked: the origin's GET count, and the times to first byte (sorted).
-async fn cold_reads_across_a_fleet(coalescing: bool) -> (u64, Vec<Duration>, Vec<Member>) {
+async fn cold_reads_across_a_fleet(
+    instances: usize,
+    coalescing: bool,
+) -> (u64, Vec<Duration>, Vec<Member>) {
     const LEN: u64 = 16 * 1024 * 1024;
     let origin = TestOrigin::start("AKIDFLEET", "fleet-secret").await;
     origin.create_bucket("media");
@@ -930,12 +934,12 @@ async fn cold_reads_across_a_fleet(coalescing: bool) -> (u64, Vec<Duration>, Vec
         std::sync::Arc::new((0..LEN).map(pattern_byte).collect());
     let redis = yatagarasu_testkit::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let fleet = fleet_of_three(&origin, &redis, &dir, 5000, coalescing);
+    let fleet = fleet_of(instances, &origin, &redis, &dir, 5000, coalescing);
     let http = reqwest::Client::new();
     let started = Instant::now();
     let reads: Vec<_> = (0..100)
         .map(|i| {
-            let url = format!("{}/media/big.bin", fleet[i % 3].process.base);
+            let url = format!("{}/media/big.bin", fleet[i % instances].process.base);
             let (http, expected) = (http.clone(), std::sync::Arc::clone(&expected));
             tokio::spawn(async move {
                 let r = http.get(url).send().await.unwrap();
@@ -968,7 +972,7 @@ async fn cold_reads_across_a_fleet(coalescing: bool) -> (u64, Vec<Duration>, Vec
     }
     ttfb.sort();
     eprintln!(
-        "fleet coalescing {}: {} origin GETs for 16 slices; time to first byte median {:?}, p99 {:?}; all done in {:?}",
+        "{instances} instance(s), fleet coalescing {}: {} origin GETs for 16 slices; time to first byte median {:?}, p99 {:?}; all done in {:?}",
         if coalescing { "on" } else { "off" },
         origin.stats().gets(),
         ttfb[50],
@@ -980,7 +984,7 @@ async fn cold_reads_across_a_fleet(coalescing: bool) -> (u64, Vec<Duration>, Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_fetches_each_cold_slice_from_the_origin_once() {
-    let (gets, _, fleet) = cold_reads_across_a_fleet(true).await;
+    let (gets, _, fleet) = cold_reads_across_a_fleet(3, true).await;
     assert_eq!(gets, 16, "one origin GET per slice for the whole fleet");
     let http = reqwest::Client::new();
     let mut served_from_redis = 0;
@@ -994,8 +998,14 @@ async fn a_fleet_fetches_each_cold_slice_from_the_origin_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_fleet_coalescing_each_instance_fetches_a_cold_slice_at_most_once() {
-    let (gets, _, _) = cold_reads_across_a_fleet(false).await;
+    let (gets, _, _) = cold_reads_across_a_fleet(3, false).await;
     assert!((16..=48).contains(&gets), "{gets} origin GETs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_alone_fetches_each_cold_slice_once() {
+    let (gets, _, _) = cold_reads_across_a_fleet(1, true).await;
+    assert_eq!(gets, 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1005,7 +1015,7 @@ async fn when_the_instance_fetching_for_the_fleet_dies_another_takes_over() {
     origin.put_pattern_object("media", "cold.bin", 300_000);
     let redis = yatagarasu_testkit::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut fleet = fleet_of_three(&origin, &redis, &dir, 1000, true);
+    let mut fleet = fleet_of(3, &origin, &redis, &dir, 1000, true);
     // The first request to reach the origin is held: its instance holds the claim, then dies.
     origin.inject(yatagarasu_testkit::Fault::Hold, 1);
     let http = reqwest::Client::new();
