@@ -7,7 +7,8 @@
 //! - [`DiskTier`]: bounded in bytes, survives restarts (index rebuilt from record headers at start),
 //!   crash-safe (records are written to a temporary file and renamed; every read verifies length and
 //!   CRC-32), LRU eviction by last use. A full or read-only disk degrades to misses and counted errors.
-//! - [`RedisTier`]: shared between proxy instances; compact binary records, TTL from the entry, key
+//! - [`RedisTier`]: shared between proxy instances, on one server, a Redis Cluster or a
+//!   Sentinel-managed primary ([`RedisTarget`]); compact binary records, TTL from the entry, key
 //!   prefix, operation timeout, and a circuit breaker that stops trying for a while after failures.
 //! - [`TieredCache`]: read fastest to slowest, promote on hit, write through (per-tier item limits: an
 //!   entry too big for memory still goes to disk and Redis).
