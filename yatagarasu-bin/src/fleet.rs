@@ -131,6 +131,15 @@ pub(crate) enum FleetPurge {
 }
 
 impl FleetPurge {
+    /// The start of the names of the slice claims this purge covers (see `fetch::claims`).
+    pub(crate) fn claims_prefix(&self) -> Vec<u8> {
+        match self {
+            Self::All => Vec::new(),
+            Self::Prefix { origin, prefix } => format!("{origin}\0{prefix}").into_bytes(),
+            Self::Object { origin, key } => format!("{origin}\0{key}\0").into_bytes(),
+        }
+    }
+
     fn scope(&self) -> &str {
         match self {
             Self::All => "*",
@@ -333,6 +342,30 @@ impl Fleet {
         .await
         .ok()
         .flatten()
+    }
+
+    /// Drop every claim whose name starts with `prefix` (a purge: a claim kept while its slice
+    /// lands would make the next reader wait for a slice that is gone).
+    pub(crate) async fn drop_claims(&self, prefix: &[u8]) {
+        let mut pattern = Vec::new();
+        for &c in &self.lease_key(prefix) {
+            if matches!(c, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push(b'*');
+        let inner = Arc::clone(&self.inner);
+        let dropped = tokio::time::timeout(OP_TIMEOUT, async move {
+            let mut conn = inner.connection().await?;
+            yatagarasu_cache::delete_matching(&mut conn, &pattern)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        if !matches!(dropped, Ok(Ok(_))) {
+            tracing::debug!("fleet: could not drop the claims of a purge");
+        }
     }
 
     fn lease_key(&self, name: &[u8]) -> Vec<u8> {
@@ -664,8 +697,10 @@ pub(crate) struct Lease {
     settled: bool,
 }
 
-/// After a fetch, how long the claim is kept while the slice's background write reaches Redis.
-const LANDING_GRACE: Duration = Duration::from_secs(2);
+/// After a fetch, how long the claim is kept while the slice's background write reaches Redis
+/// (a waiter that finds the slice stops waiting at once; one that does not, because the write
+/// failed or the slice was purged meanwhile, waits at most this long).
+const LANDING_GRACE: Duration = Duration::from_millis(500);
 
 /// Deletes a claim only while it is still this process's.
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";

@@ -396,6 +396,9 @@ impl Proxy {
                 (n, FleetPurge::Object { origin, key })
             }
         };
+        if let Some(f) = self.state.fleet.as_ref().filter(|f| f.coalescing()) {
+            f.drop_claims(&announcement.claims_prefix()).await;
+        }
         let fleet = match self.state.fleet.as_ref().filter(|f| f.invalidation()) {
             Some(f) => Some(f.announce(announcement).await),
             None => None,
