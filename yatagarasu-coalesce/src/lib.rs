@@ -44,5 +44,5 @@ mod stream;
 pub use budget::{BufferBudget, Reservation};
 pub use error::FlightError;
 pub use group::{Group, Outcome, Role};
-pub use stats::{FlightStats, FlightStatsSnapshot};
+pub use stats::FlightStatsSnapshot;
 pub use stream::{Audience, StreamGroup, StreamOptions, Subscription};

@@ -2,9 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of a [`Group`](crate::Group) or [`StreamGroup`](crate::StreamGroup). Monotonic.
+/// Counters of a [`Group`](crate::Group) or [`StreamGroup`](crate::StreamGroup). Monotonic; read
+/// through their `stats()` as a [`FlightStatsSnapshot`].
 #[derive(Debug, Default)]
-pub struct FlightStats {
+pub(crate) struct FlightStats {
     pub(crate) started: AtomicU64,
     pub(crate) joined: AtomicU64,
     pub(crate) timed_out: AtomicU64,
@@ -36,7 +37,7 @@ impl FlightStats {
     }
 
     /// Read all counters.
-    pub fn snapshot(&self) -> FlightStatsSnapshot {
+    pub(crate) fn snapshot(&self) -> FlightStatsSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         FlightStatsSnapshot {
             started: l(&self.started),
