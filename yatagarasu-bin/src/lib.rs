@@ -116,6 +116,9 @@ pub use routes::{BucketCacheStats, BucketRoute, RESERVED_PATHS};
 pub use server::{ServerOptions, ServerTls, TlsError, serve, serve_tls};
 pub use stages::response::ProxyBody;
 pub use yatagarasu_s3::Origin;
+// The workspace's other crates, for embedders who build routes, origins and tiers themselves
+// without a direct dependency on each (same versions as this crate uses).
+pub use {yatagarasu_cache, yatagarasu_coalesce, yatagarasu_core, yatagarasu_s3};
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -29,7 +29,7 @@
 //! use futures_util::StreamExt;
 //! use yatagarasu_s3::{Credentials, GetObjectRequest, S3Client};
 //!
-//! # async fn run() -> yatagarasu_core::Result<()> {
+//! # async fn run() -> yatagarasu_s3::Result<()> {
 //! let client = S3Client::builder("media")
 //!     .endpoint("http://127.0.0.1:9000")
 //!     .region("us-east-1")
@@ -77,7 +77,10 @@ pub use list::{ListObjectsV2Page, ListObjectsV2Request, ObjectSummary};
 pub use origin::{Origin, OriginFuture, OriginStats};
 pub use replica::{Replica, ReplicaSet, ReplicaSetStats, ReplicaStats};
 pub use retry::RetryPolicy;
-pub use yatagarasu_core::{Error, ErrorKind, ObjectMeta, Result};
+// Types that appear in this crate's signatures, so users need no direct dependency on the core crate.
+pub use yatagarasu_core::{
+    ByteRange, ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, RangeSpec, Result,
+};
 
 /// Render a transport error and its causes on one line, with any URL removed (URLs can carry
 /// presigned signatures or tokens).
