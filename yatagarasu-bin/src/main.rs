@@ -1,10 +1,5 @@
 //! The `yatagarasu` binary: `yatagarasu --config FILE [--check]`.
 
-/// mimalloc: about a fifth of a 1 KiB hit's user time went to glibc's malloc and free under load.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
