@@ -36,7 +36,7 @@ chmod 755 "$work" # nginx workers run as an unprivileged user
     echo "    listen 127.0.0.1:$NGINX_PORT;"
     echo "    proxy_cache s3; proxy_cache_lock on; proxy_cache_valid 200 60m; proxy_cache_key \$uri;"
     echo "    proxy_http_version 1.1; proxy_set_header Connection \"\";"
-    for key in obj-1k obj-64k; do
+    for key in obj-1k obj-64k obj-1m; do
         echo "    location = /bench/$key { proxy_pass $(presigned "$key"); }"
     done
     echo "  }"
@@ -48,7 +48,7 @@ for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/be
 
 echo "| object | server | req/s | p50 | p99 | throughput |"
 echo "|---|---|---|---|---|---|"
-for key in obj-1k obj-64k; do
+for key in obj-1k obj-64k obj-1m; do
     for server in yatagarasu nginx "yatagarasu (disk tier only)"; do
         port=$PROXY_PORT
         [ "$server" = nginx ] && port=$NGINX_PORT

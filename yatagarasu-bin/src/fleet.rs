@@ -697,11 +697,6 @@ pub(crate) struct Lease {
     settled: bool,
 }
 
-/// After a fetch, how long the claim is kept while the slice's background write reaches Redis
-/// (a waiter that finds the slice stops waiting at once; one that does not, because the write
-/// failed or the slice was purged meanwhile, waits at most this long).
-const LANDING_GRACE: Duration = Duration::from_millis(500);
-
 /// Deletes a claim only while it is still this process's.
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
@@ -732,8 +727,10 @@ impl Lease {
         }
     }
 
-    /// The slice was fetched and is being stored: keep the claim a moment longer, so nobody
-    /// fetches it again before it lands in Redis (waiters see it there and stop waiting).
+    /// The slice was fetched and is being stored: keep the claim one lease time longer, so nobody
+    /// fetches it again before its background write lands in Redis, however loaded the machine
+    /// (waiters see it there and stop waiting at once; a purge drops the claims it covers, so a
+    /// purged slice is never waited for; only a failed Redis write costs waiters this long).
     pub(crate) fn landed(mut self) {
         self.settled = true;
         self.renew.abort();
@@ -742,7 +739,7 @@ impl Lease {
             if let Ok(mut conn) = inner.connection().await {
                 let _ = redis::cmd("PEXPIRE")
                     .arg(&key)
-                    .arg(millis(LANDING_GRACE))
+                    .arg(millis(inner.options.lease_ttl))
                     .query_async::<()>(&mut conn)
                     .await;
             }
