@@ -347,18 +347,11 @@ impl Fleet {
     /// Drop every claim whose name starts with `prefix` (a purge: a claim kept while its slice
     /// lands would make the next reader wait for a slice that is gone).
     pub(crate) async fn drop_claims(&self, prefix: &[u8]) {
-        let mut pattern = Vec::new();
-        for &c in &self.lease_key(prefix) {
-            if matches!(c, b'*' | b'?' | b'[' | b']' | b'\\') {
-                pattern.push(b'\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push(b'*');
+        let claims = self.lease_key(prefix);
         let inner = Arc::clone(&self.inner);
         let dropped = tokio::time::timeout(OP_TIMEOUT, async move {
             let mut conn = inner.connection().await?;
-            yatagarasu_cache::delete_matching(&mut conn, &pattern)
+            yatagarasu_cache::delete_prefixed(&mut conn, &claims)
                 .await
                 .map_err(|e| e.to_string())
         })

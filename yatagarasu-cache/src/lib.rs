@@ -63,7 +63,7 @@ pub mod fuzzing {
 pub use entry::{CacheEntry, MAX_TTL, RecordCheck};
 pub use error::CacheError;
 pub use memory::MemoryTier;
-pub use redis_conn::{RedisConnection, RedisTarget, delete_matching};
+pub use redis_conn::{RedisConnection, RedisTarget, delete_matching, delete_prefixed};
 pub use redis_tier::{RedisOptions, RedisTier};
 pub use stats::TierStats;
 pub use tiered::{Hit, TieredCache};

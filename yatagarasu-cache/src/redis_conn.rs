@@ -286,6 +286,29 @@ pub async fn delete_matching(conn: &mut RedisConnection, pattern: &[u8]) -> Redi
     Ok(removed)
 }
 
+/// Delete every key starting with `prefix` (glob characters in it match literally), as
+/// [`delete_matching`] does.
+///
+/// # Errors
+/// The first Redis error.
+pub async fn delete_prefixed(conn: &mut RedisConnection, prefix: &[u8]) -> RedisResult<u64> {
+    let mut pattern = glob_escape(prefix);
+    pattern.push(b'*');
+    delete_matching(conn, &pattern).await
+}
+
+/// Escape glob characters so a prefix matches literally in `SCAN MATCH`.
+fn glob_escape(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + 1);
+    for &c in b {
+        if matches!(c, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The primaries' `(host, port)` in `CLUSTER NODES` output (failed ones left out).
 fn primaries(cluster_nodes: &str) -> Vec<(String, u16)> {
     cluster_nodes
@@ -307,6 +330,14 @@ fn primaries(cluster_nodes: &str) -> Vec<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(
+            glob_escape(b"a*b?c[d]e\\"),
+            b"a\\*b\\?c\\[d\\]e\\\\".to_vec()
+        );
+    }
 
     #[test]
     fn primaries_are_read_from_cluster_nodes() {

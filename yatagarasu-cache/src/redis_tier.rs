@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::entry::{self, CacheEntry, RecordCheck};
 use crate::error::CacheError;
-use crate::redis_conn::{RedisConnection, RedisTarget, delete_matching};
+use crate::redis_conn::{RedisConnection, RedisTarget, delete_prefixed};
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
 
@@ -137,16 +137,9 @@ fn redis_err(e: impl std::fmt::Display) -> CacheError {
     CacheError::Redis(e.to_string())
 }
 
-/// Escape glob characters so a prefix matches literally in `SCAN MATCH`.
-fn glob_escape(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + 1);
-    for &c in b {
-        if matches!(c, b'*' | b'?' | b'[' | b']' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(c);
-    }
-    out
+/// What an operation answers while the circuit is open.
+fn circuit_open_error() -> CacheError {
+    CacheError::Redis("circuit open: redis is being skipped after failures".into())
 }
 
 impl RedisTier {
@@ -185,6 +178,17 @@ impl RedisTier {
         }
     }
 
+    /// The shared connection, made on first use (and again after a Sentinel failure dropped it).
+    async fn connection(&self) -> Result<RedisConnection, CacheError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.options.target.connect().await.map_err(redis_err)?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
     /// Run one operation under the breaker and the timeout.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
     where
@@ -192,24 +196,9 @@ impl RedisTier {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if self.circuit_open() {
-            return Err(CacheError::Redis(
-                "circuit open: redis is being skipped after failures".into(),
-            ));
+            return Err(circuit_open_error());
         }
-        let attempt = async {
-            let conn = {
-                let mut guard = self.conn.lock().await;
-                match guard.as_ref() {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = self.options.target.connect().await.map_err(redis_err)?;
-                        *guard = Some(c.clone());
-                        c
-                    }
-                }
-            };
-            op(conn).await.map_err(redis_err)
-        };
+        let attempt = async { op(self.connection().await?).await.map_err(redis_err) };
         let result = match tokio::time::timeout(self.options.op_timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(CacheError::Redis(format!(
@@ -328,28 +317,14 @@ impl CacheTier for RedisTier {
 
     fn delete_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, Result<u64, CacheError>> {
         Box::pin(async move {
-            let mut pattern = glob_escape(&self.full_key(prefix));
-            pattern.push(b'*');
             if self.circuit_open() {
-                return Err(CacheError::Redis(
-                    "circuit open: redis is being skipped after failures".into(),
-                ));
+                return Err(circuit_open_error());
             }
             // Not one bounded operation: a scan takes as long as the keyspace needs (purges are
             // rare and off the request path), within a minute.
             let scan = async {
-                let mut conn = {
-                    let mut guard = self.conn.lock().await;
-                    match guard.as_ref() {
-                        Some(c) => c.clone(),
-                        None => {
-                            let c = self.options.target.connect().await.map_err(redis_err)?;
-                            *guard = Some(c.clone());
-                            c
-                        }
-                    }
-                };
-                delete_matching(&mut conn, &pattern)
+                let mut conn = self.connection().await?;
+                delete_prefixed(&mut conn, &self.full_key(prefix))
                     .await
                     .map_err(redis_err)
             };
@@ -367,14 +342,6 @@ impl CacheTier for RedisTier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(
-            glob_escape(b"a*b?c[d]e\\"),
-            b"a\\*b\\?c\\[d\\]e\\\\".to_vec()
-        );
-    }
 
     #[test]
     fn debug_output_hides_the_password() {
