@@ -127,6 +127,16 @@ pub(super) struct Claims {
     fleet: Option<Lease>,
 }
 
+impl Claims {
+    /// This process's claim alone (no fleet, or the fleet could not be asked).
+    fn local(local: LocalClaim) -> Self {
+        Self {
+            local: Some(local),
+            fleet: None,
+        }
+    }
+}
+
 fn claim_name(origin: &str, key: &str, index: u64) -> Vec<u8> {
     format!("{origin}\0{key}\0{index}").into_bytes()
 }
@@ -176,11 +186,7 @@ where
         return Ok((out, None));
     }
     let Some(fleet) = fill.cache.fleet().cloned() else {
-        let claims = Claims {
-            local: Some(local),
-            fleet: None,
-        };
-        return fetch_holding(fetch, claims).await;
+        return fetch_holding(fetch, Claims::local(local)).await;
     };
     let deadline = Instant::now() + fleet.wait_limit();
     loop {
@@ -198,11 +204,7 @@ where
                 return fetch_holding(fetch, claims).await;
             }
             Claim::Unavailable => {
-                let claims = Claims {
-                    local: Some(local),
-                    fleet: None,
-                };
-                return fetch_holding(fetch, claims).await;
+                return fetch_holding(fetch, Claims::local(local)).await;
             }
             Claim::Taken => {}
         }
@@ -215,11 +217,7 @@ where
             }
             if Instant::now() >= deadline {
                 fleet.count_wait(false);
-                let claims = Claims {
-                    local: Some(local),
-                    fleet: None,
-                };
-                return fetch_holding(fetch, claims).await;
+                return fetch_holding(fetch, Claims::local(local)).await;
             }
             match Box::pin(fleet.claimed(&name)).await {
                 Some(true) => {}
@@ -230,11 +228,7 @@ where
                 }
                 None => {
                     fleet.count_wait(false);
-                    let claims = Claims {
-                        local: Some(local),
-                        fleet: None,
-                    };
-                    return fetch_holding(fetch, claims).await;
+                    return fetch_holding(fetch, Claims::local(local)).await;
                 }
             }
             tokio::time::sleep(pause).await;
