@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------------
-# redis-server: the Redis cache tier is tested against a real one (each test starts its own).
-if ! command -v redis-server >/dev/null 2>&1; then
+# redis-server: the Redis cache tier is tested against a real one (each test starts its own);
+# redis-cli (Debian installs it with redis-server) forms the test clusters.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     say "installing redis-server"
     if ! apt-get install -y redis-server >/dev/null 2>&1; then
         apt-get update >/dev/null && apt-get install -y redis-server >/dev/null
