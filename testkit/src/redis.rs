@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     port: u16,
+    // Its working directory: a replica's full sync writes `dump.rdb` even with `--save ""`, and it
+    // must land here, not in the test's current directory (the crate's source tree).
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -26,7 +29,9 @@ impl RedisServer {
     /// As [`RedisServer::start`].
     pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
         let child = Command::new("redis-server")
+            .current_dir(dir.path())
             .args([
                 "--port",
                 &port.to_string(),
@@ -43,7 +48,11 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
         wait_for_port(port);
-        Self { child, port }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     /// Its port.
