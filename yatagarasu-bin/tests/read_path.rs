@@ -673,10 +673,7 @@ async fn proxy_credentials_rejected_is_403_and_origin_timeout_is_504() {
         S3Client::builder("media")
             .endpoint(origin.endpoint())
             .credentials(Credentials::new("AKIDREAL", secret))
-            .timeouts(yatagarasu_s3::Timeouts {
-                first_byte,
-                ..yatagarasu_s3::Timeouts::default()
-            })
+            .timeouts(yatagarasu_s3::Timeouts::default().with_first_byte(first_byte))
             .retry_policy(yatagarasu_s3::RetryPolicy::none())
             .build()
             .unwrap()

@@ -1,7 +1,6 @@
 //! Building an [`S3Client`]: endpoint, addressing, credentials, HTTP client, timeouts, retries.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use url::Url;
 use yatagarasu_core::{Error, ErrorKind, Result};
@@ -9,6 +8,7 @@ use yatagarasu_core::{Error, ErrorKind, Result};
 use crate::client::{Inner, S3Client};
 use crate::config::{AddressingStyle, CredentialsSource, Timeouts};
 use crate::credentials::{CachingProvider, ChainProvider, Credentials, Env, StaticProvider};
+use crate::http::{HttpClient, HttpOptions};
 use crate::retry::RetryPolicy;
 use crate::sigv4::{EMPTY_PAYLOAD_SHA256, Signer, UNSIGNED_PAYLOAD, uri_encode};
 
@@ -27,7 +27,7 @@ pub struct S3ClientBuilder {
     endpoint: Option<String>,
     addressing: AddressingStyle,
     credentials: CredentialsSource,
-    http: Option<reqwest::Client>,
+    http: Option<HttpClient>,
     timeouts: Timeouts,
     retry: RetryPolicy,
     unsigned_payload: bool,
@@ -87,9 +87,10 @@ impl S3ClientBuilder {
         self
     }
 
-    /// Share an HTTP client (and its connection pool) between several S3 clients. Its own connect
-    /// timeout applies instead of [`Timeouts::connect`].
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+    /// Share an HTTP client (and its connection pool) between several S3 clients, or set its
+    /// options ([`HttpOptions`]: pool, CA roots, proxy). Its own connect timeout applies instead of
+    /// [`Timeouts::connect`].
+    pub fn http_client(mut self, client: HttpClient) -> Self {
         self.http = Some(client);
         self
     }
@@ -189,8 +190,10 @@ impl S3ClientBuilder {
 
         let http = match self.http {
             Some(c) => c,
-            None => default_http_client(self.timeouts.connect)
-                .map_err(|e| config_err(format!("cannot build HTTP client: {e}")))?,
+            None => {
+                HttpClient::new(&HttpOptions::default().with_connect_timeout(self.timeouts.connect))
+                    .map_err(|e| config_err(e.message().to_owned()))?
+            }
         };
         let credentials = match self.credentials {
             CredentialsSource::Anonymous => None,
@@ -209,7 +212,7 @@ impl S3ClientBuilder {
                 base,
                 credentials,
                 signer: Signer::new(),
-                http,
+                http: http.inner,
                 timeouts: self.timeouts,
                 retry: self.retry,
                 payload_hash: if self.unsigned_payload {
@@ -221,30 +224,6 @@ impl S3ClientBuilder {
             }),
         })
     }
-}
-
-/// A `reqwest` client suited to S3: no automatic decompression (objects are passed through as
-/// stored), no redirects (S3 redirects are errors to report), pooled keep-alive connections, TCP_NODELAY.
-pub fn default_http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    s3_http_client(connect_timeout).build()
-}
-
-/// [`default_http_client`], keeping at most `max_idle` idle connections per origin host.
-pub fn pooled_http_client(
-    connect_timeout: Duration,
-    max_idle: usize,
-) -> reqwest::Result<reqwest::Client> {
-    s3_http_client(connect_timeout)
-        .pool_max_idle_per_host(max_idle)
-        .build()
-}
-
-fn s3_http_client(connect_timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
 }
 
 /// Bucket names that can be a DNS label (and so virtual-hosted): lowercase letters, digits, hyphens;

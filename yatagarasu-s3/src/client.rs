@@ -74,6 +74,7 @@ impl std::fmt::Debug for S3Client {
 
 /// Options of a `GetObject`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GetObjectRequest {
     /// Fetch only these bytes.
     pub range: Option<RangeSpec>,
@@ -100,10 +101,53 @@ impl GetObjectRequest {
             ..Self::default()
         }
     }
+
+    /// Fetch only these bytes ([`Self::range`]).
+    #[must_use]
+    pub fn with_range(mut self, range: RangeSpec) -> Self {
+        self.range = Some(range);
+        self
+    }
+
+    /// Set [`Self::if_match`].
+    #[must_use]
+    pub fn with_if_match(mut self, if_match: impl Into<String>) -> Self {
+        self.if_match = Some(if_match.into());
+        self
+    }
+
+    /// Set [`Self::if_none_match`].
+    #[must_use]
+    pub fn with_if_none_match(mut self, if_none_match: impl Into<String>) -> Self {
+        self.if_none_match = Some(if_none_match.into());
+        self
+    }
+
+    /// Set [`Self::if_modified_since`].
+    #[must_use]
+    pub fn with_if_modified_since(mut self, if_modified_since: SystemTime) -> Self {
+        self.if_modified_since = Some(if_modified_since);
+        self
+    }
+
+    /// Set [`Self::if_unmodified_since`].
+    #[must_use]
+    pub fn with_if_unmodified_since(mut self, if_unmodified_since: SystemTime) -> Self {
+        self.if_unmodified_since = Some(if_unmodified_since);
+        self
+    }
+
+    /// Set [`Self::version_id`].
+    #[must_use]
+    pub fn with_version_id(mut self, version_id: impl Into<String>) -> Self {
+        self.version_id = Some(version_id.into());
+        self
+    }
 }
 
 /// Options of a `HeadObject`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeadObjectRequest {
     /// `If-Match`.
     pub if_match: Option<String>,
@@ -113,8 +157,32 @@ pub struct HeadObjectRequest {
     pub version_id: Option<String>,
 }
 
+impl HeadObjectRequest {
+    /// Set [`Self::if_match`].
+    #[must_use]
+    pub fn with_if_match(mut self, if_match: impl Into<String>) -> Self {
+        self.if_match = Some(if_match.into());
+        self
+    }
+
+    /// Set [`Self::if_none_match`].
+    #[must_use]
+    pub fn with_if_none_match(mut self, if_none_match: impl Into<String>) -> Self {
+        self.if_none_match = Some(if_none_match.into());
+        self
+    }
+
+    /// Set [`Self::version_id`].
+    #[must_use]
+    pub fn with_version_id(mut self, version_id: impl Into<String>) -> Self {
+        self.version_id = Some(version_id.into());
+        self
+    }
+}
+
 /// A `GetObject` response: metadata, the range sent, and the streaming body.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct GetObjectOutput {
     /// Object metadata; `size` is the whole object's length even for a range.
     pub meta: ObjectMeta,
@@ -127,6 +195,32 @@ pub struct GetObjectOutput {
 }
 
 impl GetObjectOutput {
+    /// A whole-object (200) answer: `content_length` is `meta.size`. For [`Origin`](crate::Origin)
+    /// implementations, such as an in-memory origin in tests.
+    pub fn new(meta: ObjectMeta, body: ObjectBody) -> Self {
+        Self {
+            content_length: meta.size,
+            content_range: None,
+            meta,
+            body,
+        }
+    }
+
+    /// A partial (206) answer of `content_range`, whose body holds `content_length` bytes.
+    pub fn partial(
+        meta: ObjectMeta,
+        content_range: ContentRange,
+        content_length: u64,
+        body: ObjectBody,
+    ) -> Self {
+        Self {
+            meta,
+            content_range: Some(content_range),
+            content_length,
+            body,
+        }
+    }
+
     /// The same answer with its body replaced by `f(body)`: for [`Origin`](crate::Origin)
     /// decorators that watch a body or hold something until it ends.
     pub fn map_body(self, f: impl FnOnce(ObjectBody) -> ObjectBody) -> Self {

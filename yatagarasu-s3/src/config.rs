@@ -7,6 +7,7 @@ use crate::credentials::{Credentials, ProvideCredentials};
 
 /// How the bucket appears in request URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum AddressingStyle {
     /// Path-style for custom endpoints (MinIO, Ceph, R2, s3s expect it) and for bucket names that are
     /// not DNS-safe; virtual-hosted for AWS.
@@ -20,6 +21,7 @@ pub enum AddressingStyle {
 
 /// Time limits for each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Establishing a TCP (and TLS) connection. Only applies when the client builds its own HTTP client.
     pub connect: Duration,
@@ -42,8 +44,39 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// Set [`Self::connect`].
+    #[must_use]
+    pub fn with_connect(mut self, connect: Duration) -> Self {
+        self.connect = connect;
+        self
+    }
+
+    /// Set [`Self::first_byte`].
+    #[must_use]
+    pub fn with_first_byte(mut self, first_byte: Duration) -> Self {
+        self.first_byte = first_byte;
+        self
+    }
+
+    /// Set [`Self::idle`].
+    #[must_use]
+    pub fn with_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Set [`Self::total`].
+    #[must_use]
+    pub fn with_total(mut self, total: Duration) -> Self {
+        self.total = total;
+        self
+    }
+}
+
 /// Where the client's credentials come from.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum CredentialsSource {
     /// The AWS default chain (environment, profile files, web identity, ECS, IMDSv2).
     #[default]

@@ -9,6 +9,7 @@ use crate::xml;
 
 /// Parameters of one `ListObjectsV2` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListObjectsV2Request {
     /// Only keys that start with this.
     pub prefix: Option<String>,
@@ -23,6 +24,41 @@ pub struct ListObjectsV2Request {
 }
 
 impl ListObjectsV2Request {
+    /// Set [`Self::prefix`].
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Set [`Self::delimiter`].
+    #[must_use]
+    pub fn with_delimiter(mut self, delimiter: impl Into<String>) -> Self {
+        self.delimiter = Some(delimiter.into());
+        self
+    }
+
+    /// Set [`Self::continuation_token`].
+    #[must_use]
+    pub fn with_continuation_token(mut self, continuation_token: impl Into<String>) -> Self {
+        self.continuation_token = Some(continuation_token.into());
+        self
+    }
+
+    /// Set [`Self::start_after`].
+    #[must_use]
+    pub fn with_start_after(mut self, start_after: impl Into<String>) -> Self {
+        self.start_after = Some(start_after.into());
+        self
+    }
+
+    /// Set [`Self::max_keys`].
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: u32) -> Self {
+        self.max_keys = Some(max_keys);
+        self
+    }
+
     pub(crate) fn to_query(&self) -> Vec<(String, String)> {
         let mut q = vec![("list-type".to_owned(), "2".to_owned())];
         let mut push = |k: &str, v: &Option<String>| {

@@ -12,6 +12,7 @@ use yatagarasu_core::{Error, Result};
 /// Retries with exponential backoff and full jitter, for idempotent requests that failed on a
 /// connection error, a timeout, a 5xx, or throttling (429 / `SlowDown`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in total (1 = no retry).
     pub max_attempts: u32,
@@ -36,6 +37,34 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Set [`Self::max_attempts`].
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Set [`Self::base_delay`].
+    #[must_use]
+    pub fn with_base_delay(mut self, base_delay: Duration) -> Self {
+        self.base_delay = base_delay;
+        self
+    }
+
+    /// Set [`Self::max_delay`].
+    #[must_use]
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// Set [`Self::max_resumes`].
+    #[must_use]
+    pub fn with_max_resumes(mut self, max_resumes: u32) -> Self {
+        self.max_resumes = max_resumes;
+        self
+    }
+
     /// No retries and no resumes.
     pub fn none() -> Self {
         Self {

@@ -67,46 +67,32 @@ async fn conditional_get_sends_headers_and_maps_304_and_412() {
     let stub = StubServer::start(conditional_s3).await;
     let c = anon(stub.url());
 
-    let req = GetObjectRequest {
-        if_none_match: Some(ETAG.into()),
-        ..GetObjectRequest::default()
-    };
+    let req = GetObjectRequest::default().with_if_none_match(ETAG);
     let err = c.get_object("k", &req).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotModified);
     assert_eq!(err.code(), "NotModified");
 
-    let req = GetObjectRequest {
-        if_match: Some("\"other\"".into()),
-        ..GetObjectRequest::default()
-    };
+    let req = GetObjectRequest::default().with_if_match("\"other\"");
     let err = c.get_object("k", &req).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
     assert_eq!(err.code(), "PreconditionFailed");
 
     let lm = parse_http_date(LAST_MODIFIED).unwrap();
-    let req = GetObjectRequest {
-        if_modified_since: Some(lm),
-        ..GetObjectRequest::default()
-    };
+    let req = GetObjectRequest::default().with_if_modified_since(lm);
     assert_eq!(
         c.get_object("k", &req).await.unwrap_err().kind(),
         ErrorKind::NotModified
     );
 
-    let req = GetObjectRequest {
-        if_unmodified_since: Some(lm - Duration::from_secs(1)),
-        ..GetObjectRequest::default()
-    };
+    let req = GetObjectRequest::default().with_if_unmodified_since(lm - Duration::from_secs(1));
     assert_eq!(
         c.get_object("k", &req).await.unwrap_err().kind(),
         ErrorKind::PreconditionFailed
     );
 
-    let req = GetObjectRequest {
-        if_match: Some(ETAG.into()),
-        if_modified_since: Some(lm - Duration::from_secs(60)),
-        ..GetObjectRequest::default()
-    };
+    let req = GetObjectRequest::default()
+        .with_if_match(ETAG)
+        .with_if_modified_since(lm - Duration::from_secs(60));
     let out = c.get_object("k", &req).await.unwrap();
     assert_eq!(out.body.collect().await.unwrap(), "hello");
 
@@ -123,13 +109,7 @@ async fn conditional_get_sends_headers_and_maps_304_and_412() {
 
     // HEAD has no body to read the code from: the status decides.
     let head = c
-        .head_object(
-            "k",
-            &HeadObjectRequest {
-                if_none_match: Some(ETAG.into()),
-                ..HeadObjectRequest::default()
-            },
-        )
+        .head_object("k", &HeadObjectRequest::default().with_if_none_match(ETAG))
         .await
         .unwrap_err();
     assert_eq!(head.kind(), ErrorKind::NotModified);
@@ -207,7 +187,7 @@ async fn web_identity_assumes_role_through_sts_and_signs_for_s3s() {
         ("AWS_ROLE_SESSION_NAME", "proxy-session"),
         ("AWS_ENDPOINT_URL_STS", sts.url().as_str()),
     ]);
-    let provider = WebIdentityProvider::new(env.clone(), reqwest::Client::new());
+    let provider = WebIdentityProvider::new(env.clone(), http());
     let creds = provider.provide_credentials().await.unwrap().unwrap();
     assert_eq!(creds.access_key_id(), "ASIAWEBIDENTITY");
     assert_eq!(creds.session_token(), Some("session-token-xyz"));
@@ -280,7 +260,7 @@ async fn ecs_container_credentials_with_authorization_token_file() {
             token_file.to_str().unwrap(),
         ),
     ]);
-    let c = EcsProvider::new(env, reqwest::Client::new())
+    let c = EcsProvider::new(env, http())
         .provide_credentials()
         .await
         .unwrap()
@@ -297,13 +277,13 @@ async fn ecs_container_credentials_with_authorization_token_file() {
         ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "nope"),
     ]);
     assert!(
-        EcsProvider::new(env, reqwest::Client::new())
+        EcsProvider::new(env, http())
             .provide_credentials()
             .await
             .is_err()
     );
     // Not configured: the chain moves on.
-    let none = EcsProvider::new(Env::from_pairs::<&str, &str>([]), reqwest::Client::new());
+    let none = EcsProvider::new(Env::from_pairs::<&str, &str>([]), http());
     assert!(none.provide_credentials().await.unwrap().is_none());
 }
 
@@ -342,8 +322,7 @@ async fn imds_v2_token_flow_and_refresh() {
     })
     .await;
     let env = Env::from_pairs([("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())]);
-    let provider: Arc<dyn ProvideCredentials> =
-        Arc::new(ImdsProvider::new(env, reqwest::Client::new()));
+    let provider: Arc<dyn ProvideCredentials> = Arc::new(ImdsProvider::new(env, http()));
     let cache = CachingProvider::new(provider);
     assert_eq!(
         cache.credentials().await.unwrap().access_key_id(),
@@ -371,7 +350,7 @@ async fn imds_v2_token_flow_and_refresh() {
     drop(closed);
     let env = Env::from_pairs([("AWS_EC2_METADATA_SERVICE_ENDPOINT", dead)]);
     assert!(
-        ImdsProvider::new(env, reqwest::Client::new())
+        ImdsProvider::new(env, http())
             .provide_credentials()
             .await
             .unwrap()
@@ -379,7 +358,7 @@ async fn imds_v2_token_flow_and_refresh() {
     );
     let off = Env::from_pairs([("AWS_EC2_METADATA_DISABLED", "true")]);
     assert!(
-        ImdsProvider::new(off, reqwest::Client::new())
+        ImdsProvider::new(off, http())
             .provide_credentials()
             .await
             .unwrap()
@@ -406,4 +385,8 @@ async fn no_credentials_anywhere_is_a_clear_error() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AccessDenied);
     assert!(err.message().contains("no credentials"), "{err}");
+}
+
+fn http() -> yatagarasu_s3::HttpClient {
+    yatagarasu_s3::HttpClient::new(&yatagarasu_s3::HttpOptions::default()).expect("HTTP client")
 }

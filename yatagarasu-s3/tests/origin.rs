@@ -27,11 +27,11 @@ fn client_for(o: &TestOrigin) -> S3Client {
         .endpoint(o.endpoint())
         .region("us-east-1")
         .credentials(Credentials::new(AK, SK))
-        .retry_policy(RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        })
+        .retry_policy(
+            RetryPolicy::default()
+                .with_base_delay(Duration::from_millis(5))
+                .with_max_delay(Duration::from_millis(20)),
+        )
         .build()
         .unwrap()
 }
@@ -254,10 +254,7 @@ async fn ranges_answer_like_s3() {
         ),
     ];
     for (spec, want) in cases {
-        let req = GetObjectRequest {
-            range: Some(spec),
-            ..GetObjectRequest::default()
-        };
+        let req = GetObjectRequest::default().with_range(spec);
         let out = c.get_object("r", &req).await.unwrap();
         assert_eq!(out.meta.size, 1000, "{spec:?}");
         assert_eq!(out.content_length, want.len() as u64, "{spec:?}");
@@ -293,11 +290,9 @@ async fn list_objects_paginates() {
     o.put_object("media", "other/z", b"z");
 
     let mut keys = Vec::new();
-    let mut req = ListObjectsV2Request {
-        prefix: Some("logs/".into()),
-        max_keys: Some(3),
-        ..ListObjectsV2Request::default()
-    };
+    let mut req = ListObjectsV2Request::default()
+        .with_prefix("logs/")
+        .with_max_keys(3);
     let mut pages = 0;
     loop {
         let page = c.list_objects_v2(&req).await.unwrap();
@@ -318,10 +313,7 @@ async fn list_objects_paginates() {
     assert_eq!(all.len(), 7);
 
     let delim = c
-        .list_objects_v2(&ListObjectsV2Request {
-            delimiter: Some("/".into()),
-            ..ListObjectsV2Request::default()
-        })
+        .list_objects_v2(&ListObjectsV2Request::default().with_delimiter("/"))
         .await
         .unwrap();
     assert!(delim.objects.is_empty());
@@ -358,10 +350,7 @@ async fn throttling_and_5xx_are_retried_with_backoff() {
 async fn slow_headers_time_out_then_retry_succeeds() {
     let o = origin().await;
     o.put_object("media", "k", b"value");
-    let timeouts = Timeouts {
-        first_byte: Duration::from_millis(200),
-        ..Timeouts::default()
-    };
+    let timeouts = Timeouts::default().with_first_byte(Duration::from_millis(200));
     let single = S3Client::builder("media")
         .endpoint(o.endpoint())
         .credentials(Credentials::new(AK, SK))
@@ -430,10 +419,7 @@ async fn stalled_body_resumes_after_idle_timeout() {
     let c = S3Client::builder("media")
         .endpoint(o.endpoint())
         .credentials(Credentials::new(AK, SK))
-        .timeouts(Timeouts {
-            idle: Duration::from_millis(300),
-            ..Timeouts::default()
-        })
+        .timeouts(Timeouts::default().with_idle(Duration::from_millis(300)))
         .build()
         .unwrap();
     o.put_pattern_object("media", "s.bin", 200_000);
@@ -574,17 +560,18 @@ async fn retries_stop_at_the_total_deadline() {
     let c = S3Client::builder("media")
         .endpoint(o.endpoint())
         .credentials(Credentials::new(AK, SK))
-        .timeouts(Timeouts {
-            first_byte: Duration::from_millis(250),
-            total: Duration::from_secs(1),
-            ..Timeouts::default()
-        })
-        .retry_policy(RetryPolicy {
-            max_attempts: 50,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_resumes: 0,
-        })
+        .timeouts(
+            Timeouts::default()
+                .with_first_byte(Duration::from_millis(250))
+                .with_total(Duration::from_secs(1)),
+        )
+        .retry_policy(
+            RetryPolicy::default()
+                .with_max_attempts(50)
+                .with_base_delay(Duration::from_millis(10))
+                .with_max_delay(Duration::from_millis(50))
+                .with_max_resumes(0),
+        )
         .build()
         .unwrap();
     o.inject(Fault::DelayHeaders(Duration::from_secs(10)), 50);

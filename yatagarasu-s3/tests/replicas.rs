@@ -31,10 +31,7 @@ fn client_for(o: &TestOrigin) -> S3Client {
         .endpoint(o.endpoint())
         .region("us-east-1")
         .credentials(Credentials::new(AK, SK))
-        .timeouts(Timeouts {
-            idle: Duration::from_millis(300),
-            ..Timeouts::default()
-        })
+        .timeouts(Timeouts::default().with_idle(Duration::from_millis(300)))
         .retry_policy(RetryPolicy::none())
         .build()
         .unwrap()

@@ -8,8 +8,8 @@ use yatagarasu_cache::{
     CacheTier, DiskOptions, DiskTier, MemoryTier, RecordCheck, RedisOptions, RedisTier, TieredCache,
 };
 use yatagarasu_s3::{
-    AddressingStyle, BreakerOptions, Credentials, CredentialsSource, Origin, Replica, ReplicaSet,
-    RetryPolicy, S3Client, Timeouts,
+    AddressingStyle, BreakerOptions, Credentials, CredentialsSource, HttpClient, HttpOptions,
+    Origin, Replica, ReplicaSet, RetryPolicy, S3Client, Timeouts,
 };
 
 use jsonwebtoken::Algorithm;
@@ -418,7 +418,7 @@ impl Config {
     /// ([`Reloader`](crate::Reloader)); start-up builds them the same way.
     pub fn build_routes(&self) -> Result<Vec<BucketRoute>, ConfigError> {
         let jwt = self.build_jwt()?;
-        let http = yatagarasu_s3::default_http_client(CONNECT_TIMEOUT)
+        let http = HttpClient::new(&HttpOptions::default().with_connect_timeout(CONNECT_TIMEOUT))
             .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?;
         let co = &self.coalescing;
         let mut routes = Vec::with_capacity(self.buckets.len());
@@ -481,15 +481,19 @@ impl Config {
 fn build_origin(
     s3: &S3Config,
     at: &str,
-    shared_http: &reqwest::Client,
+    shared_http: &HttpClient,
 ) -> Result<Arc<dyn Origin>, ConfigError> {
     let replicated = !s3.replicas.is_empty();
     let mut replicas = Vec::new();
     for (key, o) in s3.origins() {
         let http = match s3.connection_pool_size {
             // Its own pool, keeping at most this many idle connections.
-            Some(n) => yatagarasu_s3::pooled_http_client(CONNECT_TIMEOUT, n)
-                .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?,
+            Some(n) => HttpClient::new(
+                &HttpOptions::default()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_max_idle_per_host(n),
+            )
+            .map_err(|e| ConfigError::one(format!("cannot build the HTTP client: {e}")))?,
             None => shared_http.clone(),
         };
         let mut c = S3Client::builder(o.bucket.clone()).http_client(http);
@@ -525,17 +529,14 @@ fn build_origin(
         }
         c = c.timeouts(timeouts);
         if let Some(r) = &s3.retry {
-            c = c.retry_policy(RetryPolicy {
-                max_attempts: r.max_attempts,
-                base_delay: Duration::from_millis(r.initial_backoff_ms),
-                max_delay: Duration::from_millis(r.max_backoff_ms),
-                ..RetryPolicy::default()
-            });
+            c = c.retry_policy(
+                RetryPolicy::default()
+                    .with_max_attempts(r.max_attempts)
+                    .with_base_delay(Duration::from_millis(r.initial_backoff_ms))
+                    .with_max_delay(Duration::from_millis(r.max_backoff_ms)),
+            );
         } else if let Some(n) = s3.max_attempts {
-            c = c.retry_policy(RetryPolicy {
-                max_attempts: n,
-                ..RetryPolicy::default()
-            });
+            c = c.retry_policy(RetryPolicy::default().with_max_attempts(n));
         }
         let client = c
             .build()

@@ -297,15 +297,15 @@ async fn from_cache(
     if body.len() as u64 != len || len == 0 {
         return None;
     }
-    Some(GetObjectOutput {
+    Some(GetObjectOutput::partial(
         meta,
-        content_range: Some(ContentRange::Bytes {
+        ContentRange::Bytes {
             range: ByteRange::new(start, start + len - 1),
             complete: Some(size),
-        }),
-        content_length: len,
-        body: ObjectBody::from_chunks(vec![body]),
-    })
+        },
+        len,
+        ObjectBody::from_chunks(vec![body]),
+    ))
 }
 
 /// Tie the claims to the slice's body: when the body has been read to its end the slice has been

@@ -28,10 +28,9 @@ pub(super) fn slice_request(
     if let Some(size) = size {
         end = end.min(size.saturating_sub(1));
     }
-    GetObjectRequest {
-        if_match: etag.map(ToString::to_string),
-        ..GetObjectRequest::range(start, end)
-    }
+    let mut request = GetObjectRequest::range(start, end);
+    request.if_match = etag.map(ToString::to_string);
+    request
 }
 
 /// Fetch one slice; when `etag` is given, the slice must belong to that version.

@@ -144,7 +144,7 @@ impl ChainProvider {
     /// The AWS default chain: environment variables, shared config/credentials files (profile from
     /// `AWS_PROFILE`), web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`), ECS container
     /// credentials, EC2 instance metadata (IMDSv2).
-    pub fn default_chain(env: Env, http: reqwest::Client) -> Self {
+    pub fn default_chain(env: Env, http: crate::HttpClient) -> Self {
         Self::new()
             .push(EnvironmentProvider::new(env.clone()))
             .push(ProfileProvider::new(env.clone(), http.clone()))

@@ -64,8 +64,11 @@ pub(crate) fn parse_ini(text: &str) -> HashMap<String, Section> {
 
 impl ProfileProvider {
     /// Read files located through `env`; `http` is used for web identity profiles.
-    pub fn new(env: Env, http: reqwest::Client) -> Self {
-        Self { env, http }
+    pub fn new(env: Env, http: crate::HttpClient) -> Self {
+        Self {
+            env,
+            http: http.inner,
+        }
     }
 
     fn home_file(&self, var: &str, name: &str) -> Option<PathBuf> {
@@ -137,9 +140,14 @@ impl ProfileProvider {
                 region: p.get("region").cloned().or_else(|| self.env.region()),
                 sts_endpoint: self.env.get("AWS_ENDPOINT_URL_STS"),
             };
-            return WebIdentityProvider::with_settings(settings, self.http.clone())
-                .provide_credentials()
-                .await;
+            return WebIdentityProvider::with_settings(
+                settings,
+                crate::HttpClient {
+                    inner: self.http.clone(),
+                },
+            )
+            .provide_credentials()
+            .await;
         }
         for unsupported in [
             "source_profile",
@@ -175,7 +183,10 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        ProfileProvider::new(Env::from_pairs(pairs), reqwest::Client::new())
+        ProfileProvider::new(
+            Env::from_pairs(pairs),
+            crate::HttpClient::new(&crate::HttpOptions::default()).expect("default HTTP client"),
+        )
     }
 
     fn write(dir: &std::path::Path, name: &str, text: &str) {

@@ -18,6 +18,7 @@ fn transport_error(what: &str, e: &reqwest::Error) -> yatagarasu_core::Error {
 
 /// Settings for [`WebIdentityProvider`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebIdentitySettings {
     /// File holding the OIDC token (re-read on every refresh: it is rotated by the platform).
     pub token_file: PathBuf,
@@ -29,6 +30,40 @@ pub struct WebIdentitySettings {
     pub region: Option<String>,
     /// Override of the STS endpoint URL (`AWS_ENDPOINT_URL_STS`).
     pub sts_endpoint: Option<String>,
+}
+
+impl WebIdentitySettings {
+    /// Assume `role_arn` with the token in `token_file`; the other settings unset.
+    pub fn new(token_file: impl Into<PathBuf>, role_arn: impl Into<String>) -> Self {
+        Self {
+            token_file: token_file.into(),
+            role_arn: role_arn.into(),
+            session_name: None,
+            region: None,
+            sts_endpoint: None,
+        }
+    }
+
+    /// Set [`Self::session_name`].
+    #[must_use]
+    pub fn with_session_name(mut self, session_name: impl Into<String>) -> Self {
+        self.session_name = Some(session_name.into());
+        self
+    }
+
+    /// Set [`Self::region`].
+    #[must_use]
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Set [`Self::sts_endpoint`].
+    #[must_use]
+    pub fn with_sts_endpoint(mut self, sts_endpoint: impl Into<String>) -> Self {
+        self.sts_endpoint = Some(sts_endpoint.into());
+        self
+    }
 }
 
 /// Credentials from STS `AssumeRoleWithWebIdentity` (EKS IRSA, GitHub OIDC, ...), configured by
@@ -48,18 +83,18 @@ enum WebIdentitySource {
 
 impl WebIdentityProvider {
     /// Configured from environment variables at each fetch.
-    pub fn new(env: Env, http: reqwest::Client) -> Self {
+    pub fn new(env: Env, http: crate::HttpClient) -> Self {
         Self {
             source: WebIdentitySource::Env(env),
-            http,
+            http: http.inner,
         }
     }
 
     /// Configured explicitly.
-    pub fn with_settings(settings: WebIdentitySettings, http: reqwest::Client) -> Self {
+    pub fn with_settings(settings: WebIdentitySettings, http: crate::HttpClient) -> Self {
         Self {
             source: WebIdentitySource::Fixed(settings),
-            http,
+            http: http.inner,
         }
     }
 
@@ -221,8 +256,11 @@ pub struct EcsProvider {
 
 impl EcsProvider {
     /// Configured from `env` at each fetch.
-    pub fn new(env: Env, http: reqwest::Client) -> Self {
-        Self { env, http }
+    pub fn new(env: Env, http: crate::HttpClient) -> Self {
+        Self {
+            env,
+            http: http.inner,
+        }
     }
 
     async fn load(&self) -> Result<Option<Credentials>> {
@@ -291,8 +329,11 @@ const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl ImdsProvider {
     /// Configured from `env` at each fetch.
-    pub fn new(env: Env, http: reqwest::Client) -> Self {
-        Self { env, http }
+    pub fn new(env: Env, http: crate::HttpClient) -> Self {
+        Self {
+            env,
+            http: http.inner,
+        }
     }
 
     async fn load(&self) -> Result<Option<Credentials>> {
