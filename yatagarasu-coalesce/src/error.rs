@@ -4,6 +4,7 @@ use std::fmt;
 
 /// The error a caller of a coalesced flight receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FlightError<E> {
     /// The work failed; every caller gets a clone of its error.
     Failed(E),
@@ -17,6 +18,27 @@ pub enum FlightError<E> {
     /// This subscriber fell further behind the producer than the flight's buffer allows and was
     /// dropped; the producer and the other subscribers were not slowed.
     Lagged,
+}
+
+impl<E> FlightError<E> {
+    /// The same error with the work's own error (in [`Failed`](Self::Failed)) mapped by `f`.
+    pub fn map_failed<F>(self, f: impl FnOnce(E) -> F) -> FlightError<F> {
+        match self {
+            Self::Failed(e) => FlightError::Failed(f(e)),
+            Self::Panicked => FlightError::Panicked,
+            Self::Cancelled => FlightError::Cancelled,
+            Self::TimedOut => FlightError::TimedOut,
+            Self::Lagged => FlightError::Lagged,
+        }
+    }
+
+    /// The work's own error, if that is what this is.
+    pub fn failed(&self) -> Option<&E> {
+        match self {
+            Self::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl<E: fmt::Display> fmt::Display for FlightError<E> {

@@ -1,5 +1,6 @@
 //! Singleflight: one execution of the work per key at a time, its result shared by every caller.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -15,6 +16,7 @@ use crate::stats::{FlightStats, FlightStatsSnapshot};
 
 /// Whether a caller started the flight or joined one under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Role {
     /// This call started the work.
     Leader,
@@ -22,8 +24,9 @@ pub enum Role {
     Joined,
 }
 
-/// What a caller of [`Group::run`] gets.
+/// What a caller of [`Group::run`] (or, with `Arc`s, [`Group::run_shared`]) gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome<T, E> {
     /// The shared result.
     pub result: Result<T, FlightError<E>>,
@@ -31,7 +34,10 @@ pub struct Outcome<T, E> {
     pub role: Role,
 }
 
-type Slot<T, E> = Option<Result<T, FlightError<E>>>;
+/// A flight's result as every waiter shares it: behind `Arc`s, so neither the value nor the error
+/// has to be `Clone` (see [`Group::run_shared`]).
+type Shared<T, E> = Result<Arc<T>, FlightError<Arc<E>>>;
+type Slot<T, E> = Option<Shared<T, E>>;
 
 struct Call<T, E> {
     tx: watch::Sender<Slot<T, E>>,
@@ -48,7 +54,9 @@ struct Inner<K, T, E> {
 /// neither cancels the work for the others nor leaves them waiting; once *every* caller has gone,
 /// the work is dropped (nobody could receive its result). The key is always released when
 /// the work ends, also when it panics or its task is dropped; a panic reaches every waiter as
-/// [`FlightError::Panicked`]. Errors must be `Clone` because every waiter gets one.
+/// [`FlightError::Panicked`]. With [`run`](Group::run) every waiter gets a clone of the value or
+/// the error; with [`run_shared`](Group::run_shared) every waiter gets an `Arc` of it, and neither
+/// needs to be `Clone` (an `io::Error` loader, a large buffer).
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,7 +119,7 @@ struct Completion<K: Hash + Eq, T, E> {
 }
 
 impl<K: Hash + Eq, T, E> Completion<K, T, E> {
-    fn finish(&mut self, result: Result<T, FlightError<E>>) {
+    fn finish(&mut self, result: Shared<T, E>) {
         if result.is_err() {
             FlightStats::inc(&self.inner.stats.failed);
         }
@@ -165,12 +173,8 @@ where
     T: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
-    /// An empty group.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Run `work` for `key`, or join the run already under way, and wait for the result.
+    /// Run `work` for `key`, or join the run already under way, and wait for the result; every
+    /// waiter gets a clone of it. [`run_shared`](Self::run_shared) needs no `Clone`.
     ///
     /// `work` is called at most once per flight, inside a spawned task (so this needs a Tokio runtime).
     pub async fn run<F, Fut>(&self, key: K, work: F) -> Outcome<T, E>
@@ -189,6 +193,68 @@ where
         timeout: Option<Duration>,
         work: F,
     ) -> Outcome<T, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let shared = self.run_shared_with_timeout(key, timeout, work).await;
+        Outcome {
+            result: match shared.result {
+                Ok(v) => Ok(T::clone(&v)),
+                Err(e) => Err(e.map_failed(|e| E::clone(&e))),
+            },
+            role: shared.role,
+        }
+    }
+}
+
+impl<K, T, E> Group<K, T, E>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    T: Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    /// An empty group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// As [`run`](Self::run), but every waiter gets an `Arc` of the one value or error, so neither
+    /// has to be `Clone`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use yatagarasu_coalesce::{FlightError, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `std::io::Error` is not `Clone`: every waiter shares the one error.
+    /// let files: Group<String, Vec<u8>, std::io::Error> = Group::new();
+    /// let outcome = files
+    ///     .run_shared("/no/such/file".to_owned(), || async { std::fs::read("/no/such/file") })
+    ///     .await;
+    /// match outcome.result {
+    ///     Err(FlightError::Failed(e)) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn run_shared<F, Fut>(&self, key: K, work: F) -> Outcome<Arc<T>, Arc<E>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.run_shared_with_timeout(key, None, work).await
+    }
+
+    /// As [`run_shared`](Self::run_shared), but this caller stops waiting after `timeout` with
+    /// [`FlightError::TimedOut`]; the work goes on for the others.
+    pub async fn run_shared_with_timeout<F, Fut>(
+        &self,
+        key: K,
+        timeout: Option<Duration>,
+        work: F,
+    ) -> Outcome<Arc<T>, Arc<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -225,9 +291,11 @@ where
                             )
                             .await
                             {
-                                futures_util::future::Either::Left((Ok(Ok(v)), _)) => break Ok(v),
+                                futures_util::future::Either::Left((Ok(Ok(v)), _)) => {
+                                    break Ok(Arc::new(v));
+                                }
                                 futures_util::future::Either::Left((Ok(Err(e)), _)) => {
-                                    break Err(FlightError::Failed(e));
+                                    break Err(FlightError::Failed(Arc::new(e)));
                                 }
                                 futures_util::future::Either::Left((Err(_), _)) => {
                                     break Err(FlightError::Panicked);
@@ -265,9 +333,23 @@ where
     }
 
     /// Forget the flight for `key`, if any: the next call starts a new one. Callers already waiting
-    /// still get the old flight's result. Returns whether a flight was forgotten.
-    pub fn forget(&self, key: &K) -> bool {
+    /// still get the old flight's result. Returns whether a flight was forgotten. Takes any
+    /// borrowed form of the key (`&str` for `String` keys).
+    pub fn forget<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         lock(&self.inner.calls).remove(key).is_some()
+    }
+
+    /// Whether a flight for `key` is under way (any borrowed form of the key).
+    pub fn is_in_flight<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        lock(&self.inner.calls).contains_key(key)
     }
 
     /// Flights under way.

@@ -16,6 +16,7 @@ pub(crate) struct FlightStats {
 
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlightStatsSnapshot {
     /// Flights started (the caller did the work).
     pub started: u64,

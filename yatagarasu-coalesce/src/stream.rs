@@ -17,8 +17,9 @@ use crate::error::FlightError;
 use crate::group::Role;
 use crate::stats::{FlightStats, FlightStatsSnapshot};
 
-/// Limits of a [`StreamGroup`]'s flights.
+/// Limits of a [`StreamGroup`]'s flights. `StreamOptions::default()`, then fields or setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StreamOptions {
     /// Most bytes one flight keeps. While everything produced is kept, anyone may join and gets the
     /// stream from its first byte. Past this bound the flight drops chunks every subscriber has read
@@ -50,6 +51,36 @@ impl Default for StreamOptions {
             linger_bytes: 0,
             budget: None,
         }
+    }
+}
+
+impl StreamOptions {
+    /// Set [`Self::buffer_bytes`].
+    #[must_use]
+    pub fn with_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
+        self
+    }
+
+    /// Set [`Self::max_subscribers`].
+    #[must_use]
+    pub fn with_max_subscribers(mut self, subscribers: usize) -> Self {
+        self.max_subscribers = subscribers;
+        self
+    }
+
+    /// Set [`Self::linger_bytes`].
+    #[must_use]
+    pub fn with_linger_bytes(mut self, bytes: u64) -> Self {
+        self.linger_bytes = bytes;
+        self
+    }
+
+    /// Set [`Self::budget`].
+    #[must_use]
+    pub fn with_budget(mut self, budget: Arc<BufferBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -429,8 +460,13 @@ where
         Some((sub, Role::Leader))
     }
 
-    /// Join the flight for `key` only if one is under way and joinable; never starts one.
-    pub fn join(&self, key: &K) -> Option<Subscription<H, T, E>> {
+    /// Join the flight for `key` (any borrowed form of it) only if one is under way and
+    /// joinable; never starts one.
+    pub fn join<Q>(&self, key: &Q) -> Option<Subscription<H, T, E>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let flights = lock(&self.inner.flights);
         let flight = flights.get(key)?;
         match self.add_subscriber(flight) {

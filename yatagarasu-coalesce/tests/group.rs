@@ -239,3 +239,104 @@ async fn work_is_dropped_once_every_caller_has_gone() {
     .await
     .expect("the work of a flight nobody waits for is dropped");
 }
+
+/// A value and an error that are not `Clone`.
+#[derive(Debug)]
+struct Blob(Vec<u8>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_results_need_no_clone_and_every_waiter_gets_the_same_one() {
+    let group: Group<String, Blob, std::io::Error> = Group::new();
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let group = group.clone();
+        let mut gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            group
+                .run_shared("cat.jpg".to_owned(), move || async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(Blob(vec![7; 1024]))
+                })
+                .await
+        }));
+    }
+    while group.stats().started + group.stats().joined < 20 {
+        tokio::task::yield_now().await;
+    }
+    // A borrowed key finds the flight of an owned one.
+    assert!(group.is_in_flight("cat.jpg"));
+    release.send(true).unwrap();
+    let mut values = Vec::new();
+    for t in tasks {
+        values.push(t.await.unwrap().result.unwrap());
+    }
+    assert!(
+        values.iter().all(|v| Arc::ptr_eq(v, &values[0])),
+        "one shared value"
+    );
+    assert_eq!(values[0].0.len(), 1024);
+    assert!(!group.is_in_flight("cat.jpg"));
+
+    // The error is shared too: an `io::Error` loader compiles and every waiter sees its kind.
+    let (release, mut gate) = tokio::sync::watch::channel(false);
+    let leader = tokio::spawn({
+        let group = group.clone();
+        async move {
+            group
+                .run_shared("gone".to_owned(), move || async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+                })
+                .await
+        }
+    });
+    while !group.is_in_flight("gone") {
+        tokio::task::yield_now().await;
+    }
+    let joined_before = group.stats().joined;
+    let joined = tokio::spawn({
+        let group = group.clone();
+        async move {
+            group
+                .run_shared("gone".to_owned(), || async { Ok(Blob(Vec::new())) })
+                .await
+        }
+    });
+    while group.stats().joined == joined_before {
+        tokio::task::yield_now().await;
+    }
+    release.send(true).unwrap();
+    for outcome in [leader.await.unwrap(), joined.await.unwrap()] {
+        let err = outcome.result.unwrap_err();
+        assert_eq!(err.failed().unwrap().kind(), std::io::ErrorKind::NotFound);
+    }
+}
+
+#[tokio::test]
+async fn forget_takes_a_borrowed_key() {
+    let group: Group<String, u32, String> = Group::new();
+    let (release, mut gate) = tokio::sync::watch::channel(false);
+    let first = tokio::spawn({
+        let group = group.clone();
+        async move {
+            group
+                .run("k".to_owned(), move || async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(1)
+                })
+                .await
+        }
+    });
+    while !group.is_in_flight("k") {
+        tokio::task::yield_now().await;
+    }
+    assert!(group.forget("k"));
+    // The next call starts a flight of its own while the forgotten one is still running.
+    assert_eq!(
+        group.run("k".to_owned(), || async { Ok(2) }).await.result,
+        Ok(2)
+    );
+    release.send(true).unwrap();
+    assert_eq!(first.await.unwrap().result, Ok(1));
+}

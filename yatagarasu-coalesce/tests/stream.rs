@@ -193,11 +193,9 @@ async fn vanishing_subscribers_do_not_disturb_the_others() {
 
 #[tokio::test]
 async fn a_slow_subscriber_is_dropped_at_the_bound_and_never_slows_the_producer() {
-    let options = StreamOptions {
-        buffer_bytes: 10 * chunk(0).len(),
-        max_subscribers: 100,
-        ..StreamOptions::default()
-    };
+    let options = StreamOptions::default()
+        .with_buffer_bytes(10 * chunk(0).len())
+        .with_max_subscribers(100);
     let group: G = StreamGroup::new(options);
     let (tx, rx) = mpsc::unbounded_channel();
     let (slow, _) = group.subscribe(1, manual(rx)).unwrap();
@@ -222,11 +220,9 @@ async fn a_slow_subscriber_is_dropped_at_the_bound_and_never_slows_the_producer(
 
 #[tokio::test]
 async fn past_the_bound_newcomers_start_their_own_flight() {
-    let options = StreamOptions {
-        buffer_bytes: 5 * chunk(0).len(),
-        max_subscribers: 100,
-        ..StreamOptions::default()
-    };
+    let options = StreamOptions::default()
+        .with_buffer_bytes(5 * chunk(0).len())
+        .with_max_subscribers(100);
     let group: G = StreamGroup::new(options);
     let (tx, rx) = mpsc::unbounded_channel();
     let (mut reader, _) = group.subscribe(1, manual(rx)).unwrap();
@@ -247,11 +243,9 @@ async fn past_the_bound_newcomers_start_their_own_flight() {
 
 #[tokio::test]
 async fn max_subscribers_refuses_extra_callers() {
-    let options = StreamOptions {
-        buffer_bytes: 1 << 20,
-        max_subscribers: 2,
-        ..StreamOptions::default()
-    };
+    let options = StreamOptions::default()
+        .with_buffer_bytes(1 << 20)
+        .with_max_subscribers(2);
     let group: G = StreamGroup::new(options);
     let (_tx, rx) = mpsc::unbounded_channel();
     let _a = group.subscribe(1, manual(rx)).unwrap();
@@ -313,11 +307,9 @@ async fn random_joins_cancels_and_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_slow_subscriber_gets_backpressure_not_an_error() {
-    let options = StreamOptions {
-        buffer_bytes: 10 * chunk(0).len(),
-        max_subscribers: 100,
-        ..StreamOptions::default()
-    };
+    let options = StreamOptions::default()
+        .with_buffer_bytes(10 * chunk(0).len())
+        .with_max_subscribers(100);
     let group: G = StreamGroup::new(options);
     let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let p = produced.clone();
@@ -375,10 +367,7 @@ fn counting(pulled: std::sync::Arc<std::sync::atomic::AtomicU64>) -> impl FnOnce
 #[tokio::test]
 async fn a_flight_whose_readers_all_left_stops_pulling() {
     let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let group: G = StreamGroup::new(StreamOptions {
-        buffer_bytes: 1 << 30, // the bound would never stop it
-        ..StreamOptions::default()
-    });
+    let group: G = StreamGroup::new(StreamOptions::default().with_buffer_bytes(1 << 30));
     let (mut sub, _) = group.subscribe(1, counting(pulled.clone())).unwrap();
     assert_eq!(sub.head().await, Ok(77));
     for _ in 0..5 {
@@ -433,11 +422,11 @@ async fn a_flight_abandoned_before_its_head_drops_the_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_budget_bounds_what_stalled_flights_hold() {
     let budget = yatagarasu_coalesce::BufferBudget::new(20 * chunk(0).len());
-    let group: G = StreamGroup::new(StreamOptions {
-        buffer_bytes: 1 << 30,
-        budget: Some(budget.clone()),
-        ..StreamOptions::default()
-    });
+    let group: G = StreamGroup::new(
+        StreamOptions::default()
+            .with_buffer_bytes(1 << 30)
+            .with_budget(budget.clone()),
+    );
     // Ten flights, each with a subscriber that never reads past the head.
     let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut stalled = Vec::new();

@@ -39,6 +39,10 @@ pub(super) fn flight_error(e: FlightError<Error>) -> Error {
             ErrorKind::Upstream,
             "this client fell too far behind the shared origin fetch and was dropped",
         ),
+        other => Error::new(
+            ErrorKind::Internal,
+            format!("the shared origin fetch failed: {other}"),
+        ),
     }
 }
 

@@ -137,14 +137,13 @@ impl std::fmt::Debug for Fetcher {
 impl Fetcher {
     pub(crate) fn new(options: FetchOptions) -> Self {
         let budget = BufferBudget::new(options.buffer_budget_bytes);
-        let stream_options = StreamOptions {
-            buffer_bytes: options.buffer_bytes,
-            max_subscribers: options.max_subscribers,
+        let stream_options = StreamOptions::default()
+            .with_buffer_bytes(options.buffer_bytes)
+            .with_max_subscribers(options.max_subscribers)
             // A producer that finishes a slice for the cache after its readers left ends itself;
             // this is only the backstop.
-            linger_bytes: options.abandoned_fill_bytes,
-            budget: Some(Arc::clone(&budget)),
-        };
+            .with_linger_bytes(options.abandoned_fill_bytes)
+            .with_budget(Arc::clone(&budget));
         Self {
             options,
             objects: StreamGroup::new(stream_options.clone()),
