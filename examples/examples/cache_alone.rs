@@ -15,8 +15,17 @@ use yatagarasu_cache::{
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let memory = Arc::new(MemoryTier::new(64 << 20, 1 << 20)); // 64 MiB, items up to 1 MiB
-    let disk = Arc::new(DiskTier::open(dir.path(), 1 << 30, 64 << 20).await?); // 1 GiB
+    let memory = Arc::new(
+        MemoryTier::builder(64 << 20)
+            .max_item_bytes(1 << 20)
+            .build(),
+    ); // 64 MiB, items up to 1 MiB
+    let disk = Arc::new(
+        DiskTier::builder(dir.path(), 1 << 30)
+            .max_item_bytes(64 << 20)
+            .open()
+            .await?,
+    ); // 1 GiB
     let mut tiers: Vec<Arc<dyn CacheTier>> = vec![memory.clone(), disk.clone()];
     if let Ok(url) = std::env::var("REDIS_URL") {
         tiers.push(Arc::new(RedisTier::new(RedisOptions::new(url))?));
@@ -58,7 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Restart the disk tier: its index is rebuilt from the records on disk.
     drop(cache);
-    let reopened = DiskTier::open(dir.path(), 1 << 30, 64 << 20).await?;
+    let reopened = DiskTier::builder(dir.path(), 1 << 30)
+        .max_item_bytes(64 << 20)
+        .open()
+        .await?;
     println!(
         "after reopening the disk tier: {} entries, {} bytes",
         reopened.stats().entries,

@@ -15,7 +15,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir()?;
-    let disk = DiskTier::open(dir.path(), 1 << 40, 1 << 20).await?;
+    let disk = DiskTier::builder(dir.path(), 1 << 40)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await?;
     let started = Instant::now();
     for i in 0..n {
         let key = format!("r\0media\0objects/{i:08}.json");
@@ -28,7 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let write = started.elapsed();
     drop(disk);
     let started = Instant::now();
-    let reopened = DiskTier::open(dir.path(), 1 << 40, 1 << 20).await?;
+    let reopened = DiskTier::builder(dir.path(), 1 << 40)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await?;
     let open = started.elapsed();
     assert_eq!(reopened.stats().entries, n as u64);
     println!(

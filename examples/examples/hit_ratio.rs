@@ -77,7 +77,9 @@ async fn main() {
         .collect();
 
     let key_len = format!("object-{:06}", 0).len();
-    let memory = MemoryTier::new((CAPACITY * (VALUE + key_len)) as u64, 1 << 20);
+    let memory = MemoryTier::builder((CAPACITY * (VALUE + key_len)) as u64)
+        .max_item_bytes(1 << 20)
+        .build();
     let mut hits = 0usize;
     for (i, k) in trace.iter().enumerate() {
         let key = format!("object-{k:06}");

@@ -77,7 +77,11 @@ pub async fn demo() -> Result<Demo, yatagarasu_core::Error> {
         .credentials(Credentials::new(access_key, secret_key))
         .build()?;
     // A 64 MiB memory cache: the second request for an object says `x-cache: HIT`.
-    let memory: Arc<dyn CacheTier> = Arc::new(MemoryTier::new(64 << 20, 16 << 20));
+    let memory: Arc<dyn CacheTier> = Arc::new(
+        MemoryTier::builder(64 << 20)
+            .max_item_bytes(16 << 20)
+            .build(),
+    );
     let proxy = Proxy::builder()
         .cache(TieredCache::new(vec![memory]), Duration::from_secs(3600))
         .route(BucketRoute::new("demo", "/demo", client))

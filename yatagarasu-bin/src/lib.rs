@@ -61,7 +61,7 @@
 //!     .endpoint("http://127.0.0.1:9000")
 //!     .credentials(Credentials::new("minioadmin", "minioadmin"))
 //!     .build()?;
-//! let memory = TieredCache::new(vec![Arc::new(MemoryTier::new(256 << 20, 16 << 20))]);
+//! let memory = TieredCache::new(vec![Arc::new(MemoryTier::builder(256 << 20).max_item_bytes(16 << 20).build())]);
 //! let proxy = Proxy::builder()
 //!     .cache(memory, Duration::from_secs(86_400))
 //!     .route(BucketRoute::new("media", "/media", client))

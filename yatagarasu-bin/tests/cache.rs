@@ -53,7 +53,11 @@ async fn proxy(
 }
 
 fn memory() -> Arc<dyn CacheTier> {
-    Arc::new(MemoryTier::new(64 << 20, 16 << 20))
+    Arc::new(
+        MemoryTier::builder(64 << 20)
+            .max_item_bytes(16 << 20)
+            .build(),
+    )
 }
 
 async fn get(url: &str) -> (u16, String, bytes::Bytes) {
@@ -127,7 +131,9 @@ async fn disk_hits_survive_a_proxy_restart() {
     let url;
     {
         let disk: Arc<dyn CacheTier> = Arc::new(
-            DiskTier::open(dir.path(), 64 << 20, 16 << 20)
+            DiskTier::builder(dir.path(), 64 << 20)
+                .max_item_bytes(16 << 20)
+                .open()
                 .await
                 .unwrap(),
         );
@@ -141,7 +147,9 @@ async fn disk_hits_survive_a_proxy_restart() {
     let before = o.stats().requests();
     // A new proxy (empty memory) over the same directory.
     let disk: Arc<dyn CacheTier> = Arc::new(
-        DiskTier::open(dir.path(), 64 << 20, 16 << 20)
+        DiskTier::builder(dir.path(), 64 << 20)
+            .max_item_bytes(16 << 20)
+            .open()
             .await
             .unwrap(),
     );
@@ -441,7 +449,9 @@ async fn a_read_only_or_full_disk_never_fails_a_request() {
     // Read-only: the directory (and everything in it) made immutable mid-test.
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(
-        DiskTier::open(dir.path(), 64 << 20, 16 << 20)
+        DiskTier::builder(dir.path(), 64 << 20)
+            .max_item_bytes(16 << 20)
+            .open()
             .await
             .unwrap(),
     );
@@ -487,7 +497,9 @@ async fn a_read_only_or_full_disk_never_fails_a_request() {
     );
     fault.mounted = Some(full.path().to_path_buf());
     let disk = Arc::new(
-        DiskTier::open(full.path(), 64 << 20, 16 << 20)
+        DiskTier::builder(full.path(), 64 << 20)
+            .max_item_bytes(16 << 20)
+            .open()
             .await
             .unwrap(),
     );
@@ -538,7 +550,13 @@ async fn a_fresh_record_whose_version_is_gone_is_dropped_not_served_as_errors() 
     o.put_pattern_object("media", "v.bin", 2 * SLICE);
     // A memory tier that keeps records but not slices (they exceed its item limit): the state a
     // cache reaches when slices were evicted and the record was not.
-    let (base, _stop) = proxy(&o, vec![Arc::new(MemoryTier::new(64 << 20, 1024))]).await;
+    let (base, _stop) = proxy(
+        &o,
+        vec![Arc::new(
+            MemoryTier::builder(64 << 20).max_item_bytes(1024).build(),
+        )],
+    )
+    .await;
     let url = format!("{base}/media/v.bin");
     assert_eq!(get(&url).await.1, "MISS");
     // The object changes at the origin while the record is still fresh.

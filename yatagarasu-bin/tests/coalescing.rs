@@ -389,7 +389,9 @@ async fn cached_setup(slice: u64, len: u64) -> (TestOrigin, String, Proxy) {
         .build()
         .unwrap();
     let memory = yatagarasu_cache::TieredCache::new(vec![std::sync::Arc::new(
-        yatagarasu_cache::MemoryTier::new(256 << 20, 4 << 20),
+        yatagarasu_cache::MemoryTier::builder(256 << 20)
+            .max_item_bytes(4 << 20)
+            .build(),
     )]);
     let proxy = Proxy::builder()
         .fetch_options(FetchOptions {

@@ -252,8 +252,14 @@ async fn huge_cache_control_values_are_clamped_not_a_panic() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tiers: Vec<std::sync::Arc<dyn CacheTier>> = vec![
-        std::sync::Arc::new(MemoryTier::new(1 << 20, 1 << 20)),
-        std::sync::Arc::new(DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap()),
+        std::sync::Arc::new(MemoryTier::builder(1 << 20).max_item_bytes(1 << 20).build()),
+        std::sync::Arc::new(
+            DiskTier::builder(dir.path(), 1 << 20)
+                .max_item_bytes(1 << 20)
+                .open()
+                .await
+                .unwrap(),
+        ),
     ];
     let proxy = Proxy::builder()
         .route(BucketRoute::new("media", "/media", client(&o)))

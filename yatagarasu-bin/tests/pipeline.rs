@@ -105,7 +105,11 @@ async fn an_origin_decorator_sees_every_origin_request_and_nothing_else() {
     });
     let proxy = builder()
         .cache(
-            TieredCache::new(vec![Arc::new(MemoryTier::new(16 << 20, 8 << 20))]),
+            TieredCache::new(vec![Arc::new(
+                MemoryTier::builder(16 << 20)
+                    .max_item_bytes(8 << 20)
+                    .build(),
+            )]),
             Duration::from_secs(3600),
         )
         .route(BucketRoute::new("media", "/media", Arc::clone(&counting)))
@@ -156,7 +160,11 @@ async fn the_metrics_recorder_gets_typed_outcomes_and_full_bodies_end_complete()
     let recorded = Arc::new(Recorded::default());
     let proxy = builder()
         .cache(
-            TieredCache::new(vec![Arc::new(MemoryTier::new(16 << 20, 8 << 20))]),
+            TieredCache::new(vec![Arc::new(
+                MemoryTier::builder(16 << 20)
+                    .max_item_bytes(8 << 20)
+                    .build(),
+            )]),
             Duration::from_secs(3600),
         )
         .metrics(recorded.clone())
@@ -300,7 +308,11 @@ async fn a_remembered_404_expires_even_when_polled_faster_than_its_ttl() {
     let o = origin().await;
     let proxy = builder()
         .cache_with_negative_ttl(
-            TieredCache::new(vec![Arc::new(MemoryTier::new(16 << 20, 8 << 20))]),
+            TieredCache::new(vec![Arc::new(
+                MemoryTier::builder(16 << 20)
+                    .max_item_bytes(8 << 20)
+                    .build(),
+            )]),
             Duration::from_secs(3600),
             Duration::from_millis(400),
         )
@@ -375,12 +387,19 @@ async fn memorys_own_ttl_moves_hits_to_the_disk_tier_without_ending_freshness() 
     let o = origin().await;
     o.put_object("media", "m.txt", b"memory, then disk");
     let dir = tempfile::tempdir().unwrap();
-    let memory = Arc::new(MemoryTier::with_max_ttl(
-        16 << 20,
-        8 << 20,
-        Some(Duration::from_millis(50)),
-    ));
-    let disk = Arc::new(DiskTier::open(dir.path(), 64 << 20, 8 << 20).await.unwrap());
+    let memory = Arc::new(
+        MemoryTier::builder(16 << 20)
+            .max_item_bytes(8 << 20)
+            .max_ttl(Duration::from_millis(50))
+            .build(),
+    );
+    let disk = Arc::new(
+        DiskTier::builder(dir.path(), 64 << 20)
+            .max_item_bytes(8 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
     let proxy = builder()
         .cache(
             TieredCache::new(vec![memory, disk]),

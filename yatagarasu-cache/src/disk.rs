@@ -103,8 +103,10 @@ impl Index {
     }
 }
 
-/// Settings of a [`DiskTier`] beyond its size limits.
+/// Settings of a [`DiskTier`] beyond its size limits. `DiskOptions::default()`, then fields or
+/// setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DiskOptions {
     /// How records are checked (CRC-32 by default; an HMAC under a secret rejects planted files).
     pub record_check: RecordCheck,
@@ -123,6 +125,29 @@ impl Default for DiskOptions {
             io_timeout: std::time::Duration::from_secs(5),
             max_concurrent_io: 64,
         }
+    }
+}
+
+impl DiskOptions {
+    /// Set [`Self::record_check`].
+    #[must_use]
+    pub fn with_record_check(mut self, check: RecordCheck) -> Self {
+        self.record_check = check;
+        self
+    }
+
+    /// Set [`Self::io_timeout`].
+    #[must_use]
+    pub fn with_io_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// Set [`Self::max_concurrent_io`].
+    #[must_use]
+    pub fn with_max_concurrent_io(mut self, operations: usize) -> Self {
+        self.max_concurrent_io = operations;
+        self
     }
 }
 
@@ -209,29 +234,71 @@ impl Inner {
     }
 }
 
-impl DiskTier {
-    /// Open (creating if needed) a tier in `dir`, holding at most `max_bytes` and refusing entries over
-    /// `max_item_bytes`. Rebuilds the index from the records present; drops damaged and expired ones.
-    ///
-    /// `dir` must be missing, empty, or a directory this tier created (it holds a
-    /// `.yatagarasu-cache` marker): the tier deletes files it cannot read, so it refuses to start in a
-    /// directory that holds anything else.
-    pub async fn open(
-        dir: impl AsRef<Path>,
-        max_bytes: u64,
-        max_item_bytes: u64,
-    ) -> Result<Self, CacheError> {
-        Self::open_with(dir, max_bytes, max_item_bytes, DiskOptions::default()).await
+/// Builds a [`DiskTier`]: [`DiskTier::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DiskTierBuilder {
+    dir: PathBuf,
+    capacity_bytes: u64,
+    max_item_bytes: Option<u64>,
+    options: DiskOptions,
+}
+
+impl DiskTierBuilder {
+    /// Refuse entries over this many bytes (metadata and body). Default: the capacity.
+    pub fn max_item_bytes(mut self, bytes: u64) -> Self {
+        self.max_item_bytes = Some(bytes);
+        self
     }
 
-    /// Like [`open`](Self::open), with [`DiskOptions`] (record check, I/O timeout and concurrency).
-    pub async fn open_with(
-        dir: impl AsRef<Path>,
+    /// Record check, I/O timeout and concurrency ([`DiskOptions`]).
+    pub fn options(mut self, options: DiskOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Open (creating if needed) the tier. Rebuilds the index from the records present; drops
+    /// damaged and expired ones.
+    ///
+    /// The directory must be missing, empty, or a directory this tier created (it holds a
+    /// `.yatagarasu-cache` marker): the tier deletes files it cannot read, so it refuses to start
+    /// in a directory that holds anything else.
+    pub async fn open(self) -> Result<DiskTier, CacheError> {
+        let max_item_bytes = self.max_item_bytes.unwrap_or(self.capacity_bytes);
+        DiskTier::open_inner(self.dir, self.capacity_bytes, max_item_bytes, self.options).await
+    }
+}
+
+impl DiskTier {
+    /// Start building a tier in `dir` holding at most `capacity_bytes` of records.
+    ///
+    /// ```no_run
+    /// use yatagarasu_cache::DiskTier;
+    ///
+    /// # async fn run() -> Result<(), yatagarasu_cache::CacheError> {
+    /// let disk = DiskTier::builder("/var/cache/yatagarasu", 10 << 30)
+    ///     .max_item_bytes(512 << 20)
+    ///     .open()
+    ///     .await?;
+    /// # let _ = disk;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>, capacity_bytes: u64) -> DiskTierBuilder {
+        DiskTierBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            capacity_bytes,
+            max_item_bytes: None,
+            options: DiskOptions::default(),
+        }
+    }
+
+    async fn open_inner(
+        dir: PathBuf,
         max_bytes: u64,
         max_item_bytes: u64,
         options: DiskOptions,
     ) -> Result<Self, CacheError> {
-        let dir = dir.as_ref().to_path_buf();
         let scan_dir = dir.clone();
         let scan_check = options.record_check.clone();
         let index = blocking(move || {

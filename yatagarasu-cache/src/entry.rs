@@ -1,5 +1,12 @@
 //! Cache entries and their compact binary encoding (shared by the disk and Redis tiers).
 
+// The record codec serves the disk and Redis tiers: built with neither (the memory tier alone),
+// it has no caller.
+#![cfg_attr(
+    not(any(feature = "disk", feature = "redis", fuzzing)),
+    allow(dead_code)
+)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -17,6 +24,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// belong to the caller, which encodes them there. `expires_at` is the retention limit: past it a
 /// tier drops the entry and never returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheEntry {
     /// Opaque metadata (the proxy stores object metadata and freshness here).
     pub metadata: Bytes,
@@ -75,6 +83,7 @@ impl CacheEntry {
 ///
 /// A tier only accepts records of its own kind: switching the check makes existing entries misses.
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordCheck {
     /// A CRC-32 over the record.
     #[default]

@@ -24,7 +24,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let cache = TieredCache::new(vec![Arc::new(MemoryTier::new(64 << 20, 8 << 20))]);
+//! let cache = TieredCache::new(vec![Arc::new(MemoryTier::builder(64 << 20).max_item_bytes(8 << 20).build())]);
 //! cache.insert(b"photos/cat.jpg", CacheEntry::new("image/jpeg", "…bytes…", Some(Duration::from_secs(60)))).await;
 //! let hit = cache.get(b"photos/cat.jpg").await.expect("cached");
 //! assert_eq!(hit.entry.body, "…bytes…");
@@ -32,11 +32,17 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "disk")]
 mod disk;
 mod entry;
 mod error;
+#[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
 mod redis_conn;
+#[cfg(feature = "redis")]
 mod redis_tier;
 mod stats;
 mod tiered;
@@ -44,7 +50,9 @@ mod tiered;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use disk::{DiskOptions, DiskTier};
+#[cfg(feature = "disk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
+pub use disk::{DiskOptions, DiskTier, DiskTierBuilder};
 
 /// Entry points for the cargo-fuzz targets in `fuzz/` (built with `--cfg fuzzing` only).
 #[cfg(fuzzing)]
@@ -62,11 +70,17 @@ pub mod fuzzing {
 }
 pub use entry::{CacheEntry, MAX_TTL, RecordCheck};
 pub use error::CacheError;
-pub use memory::MemoryTier;
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use memory::{MemoryTier, MemoryTierBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_conn::{RedisConnection, RedisTarget, delete_matching, delete_prefixed};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_tier::{RedisOptions, RedisTier};
 pub use stats::TierStats;
-pub use tiered::{Hit, TieredCache};
+pub use tiered::{Hit, TieredCache, TieredCacheBuilder};
 
 /// A boxed future, as tier methods return (the trait is object-safe so tiers can be composed).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

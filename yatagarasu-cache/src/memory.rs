@@ -63,33 +63,73 @@ impl std::fmt::Debug for MemoryTier {
     }
 }
 
-impl MemoryTier {
-    /// A tier holding at most `max_bytes`, refusing entries over `max_item_bytes`.
-    pub fn new(max_bytes: u64, max_item_bytes: u64) -> Self {
-        Self::with_max_ttl(max_bytes, max_item_bytes, None)
+/// Builds a [`MemoryTier`]: [`MemoryTier::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryTierBuilder {
+    capacity_bytes: u64,
+    max_item_bytes: Option<u64>,
+    max_ttl: Option<Duration>,
+}
+
+impl MemoryTierBuilder {
+    /// Refuse entries over this many bytes (metadata and body). Default: the capacity.
+    pub fn max_item_bytes(mut self, bytes: u64) -> Self {
+        self.max_item_bytes = Some(bytes);
+        self
     }
 
-    /// Like [`new`](Self::new), and no entry stays longer than `max_ttl` in this tier (it may live
-    /// on in slower tiers): bounds how long memory holds what other tiers keep for days.
-    pub fn with_max_ttl(max_bytes: u64, max_item_bytes: u64, max_ttl: Option<Duration>) -> Self {
+    /// No entry stays longer than this in this tier (it may live on in slower tiers): bounds how
+    /// long memory holds what other tiers keep for days. Default: each entry's own expiry.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = Some(ttl);
+        self
+    }
+
+    /// The tier.
+    pub fn build(self) -> MemoryTier {
         let counters = Arc::new(Counters::default());
         let evictions = Arc::clone(&counters);
         let cache = moka::future::Cache::builder()
-            .max_capacity(max_bytes)
+            .max_capacity(self.capacity_bytes)
             .weigher(|k: &Vec<u8>, v: &Arc<CacheEntry>| {
                 u32::try_from(k.len() as u64 + v.weight()).unwrap_or(u32::MAX)
             })
-            .expire_after(PerEntryExpiry { max_ttl })
+            .expire_after(PerEntryExpiry {
+                max_ttl: self.max_ttl,
+            })
             .eviction_listener(move |_k, _v, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     Counters::inc(&evictions.evictions);
                 }
             })
             .build();
-        Self {
+        MemoryTier {
             cache,
-            max_item_bytes,
+            max_item_bytes: self.max_item_bytes.unwrap_or(self.capacity_bytes),
             counters,
+        }
+    }
+}
+
+impl MemoryTier {
+    /// Start building a tier holding at most `capacity_bytes` (keys, metadata and bodies).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yatagarasu_cache::MemoryTier;
+    ///
+    /// let memory = MemoryTier::builder(256 << 20)
+    ///     .max_item_bytes(8 << 20)
+    ///     .max_ttl(Duration::from_secs(300))
+    ///     .build();
+    /// # let _ = memory;
+    /// ```
+    pub fn builder(capacity_bytes: u64) -> MemoryTierBuilder {
+        MemoryTierBuilder {
+            capacity_bytes,
+            max_item_bytes: None,
+            max_ttl: None,
         }
     }
 

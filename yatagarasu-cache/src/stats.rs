@@ -1,9 +1,11 @@
 //! Per-tier counters.
 
+#[cfg(any(feature = "memory", feature = "disk", feature = "redis"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a tier's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TierStats {
     /// Lookups that found an entry.
     pub hits: u64,
@@ -21,6 +23,7 @@ pub struct TierStats {
     pub bytes: u64,
 }
 
+#[cfg(any(feature = "memory", feature = "disk", feature = "redis"))]
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
@@ -30,6 +33,7 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
 }
 
+#[cfg(any(feature = "memory", feature = "disk", feature = "redis"))]
 impl Counters {
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use crate::stats::TierStats;
 
 /// A lookup that found an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Hit {
     /// The entry.
     pub entry: CacheEntry,
@@ -28,10 +29,41 @@ pub struct TieredCache {
     tiers: Vec<Arc<dyn CacheTier>>,
 }
 
+/// Builds a [`TieredCache`]: [`TieredCache::builder`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct TieredCacheBuilder {
+    tiers: Vec<Arc<dyn CacheTier>>,
+}
+
+impl TieredCacheBuilder {
+    /// Add the next (slower) tier.
+    pub fn tier(mut self, tier: impl CacheTier + 'static) -> Self {
+        self.tiers.push(Arc::new(tier));
+        self
+    }
+
+    /// Add the next (slower) tier, shared with other code (to read its stats, say).
+    pub fn shared_tier(mut self, tier: Arc<dyn CacheTier>) -> Self {
+        self.tiers.push(tier);
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> TieredCache {
+        TieredCache { tiers: self.tiers }
+    }
+}
+
 impl TieredCache {
     /// Compose `tiers`, fastest first.
     pub fn new(tiers: Vec<Arc<dyn CacheTier>>) -> Self {
         Self { tiers }
+    }
+
+    /// Start composing tiers, fastest first.
+    pub fn builder() -> TieredCacheBuilder {
+        TieredCacheBuilder::default()
     }
 
     /// The tiers, fastest first.

@@ -124,7 +124,7 @@ async fn redis_down_at_start_is_only_misses() {
     let t = tier(&format!("redis://127.0.0.1:{port}/"), "x:");
     assert!(t.get(b"k").await.is_err());
     // Through the tiered cache the caller just sees a miss, and the memory tier still works.
-    let memory = Arc::new(MemoryTier::new(1 << 20, 1 << 20));
+    let memory = Arc::new(MemoryTier::builder(1 << 20).max_item_bytes(1 << 20).build());
     let cache = TieredCache::new(vec![memory, Arc::new(t)]);
     assert!(cache.get(b"k").await.is_none());
     cache.insert(b"k", CacheEntry::new("m", "v", None)).await;
@@ -136,7 +136,7 @@ async fn two_caches_share_entries_through_redis() {
     let server = RedisServer::start();
     let instance = |url: &str| {
         TieredCache::new(vec![
-            Arc::new(MemoryTier::new(1 << 20, 1 << 20)),
+            Arc::new(MemoryTier::builder(1 << 20).max_item_bytes(1 << 20).build()),
             Arc::new(tier(url, "shared:")),
         ])
     };
@@ -206,7 +206,7 @@ async fn a_crafted_record_in_redis_is_deleted_and_never_promoted() {
         .await
         .unwrap();
 
-    let memory = Arc::new(MemoryTier::new(1 << 20, 1 << 20));
+    let memory = Arc::new(MemoryTier::builder(1 << 20).max_item_bytes(1 << 20).build());
     let cache = TieredCache::new(vec![
         memory.clone() as Arc<dyn CacheTier>,
         Arc::new(tier(&server.url(), "crafted:")),

@@ -15,7 +15,9 @@ fn entry(body: &str, ttl: Option<Duration>) -> CacheEntry {
 
 #[tokio::test]
 async fn memory_tier_stores_expires_and_respects_limits() {
-    let m = MemoryTier::new(1024 * 1024, 1000);
+    let m = MemoryTier::builder(1024 * 1024)
+        .max_item_bytes(1000)
+        .build();
     m.put(b"a", entry("alpha", None)).await.unwrap();
     assert_eq!(m.get(b"a").await.unwrap().unwrap().body, "alpha");
     assert!(m.get(b"missing").await.unwrap().is_none());
@@ -54,7 +56,10 @@ async fn memory_tier_stores_expires_and_respects_limits() {
 
 #[tokio::test]
 async fn memory_tier_max_ttl_caps_how_long_memory_holds_an_entry() {
-    let m = MemoryTier::with_max_ttl(1024 * 1024, 1000, Some(Duration::from_millis(30)));
+    let m = MemoryTier::builder(1024 * 1024)
+        .max_item_bytes(1000)
+        .max_ttl(Duration::from_millis(30))
+        .build();
     m.put(b"k", entry("v", Some(Duration::from_secs(600))))
         .await
         .unwrap();
@@ -70,7 +75,9 @@ async fn memory_tier_max_ttl_caps_how_long_memory_holds_an_entry() {
         "the cap applies to entries without a TTL too"
     );
     // Without a cap the entry's own deadline rules.
-    let plain = MemoryTier::new(1024 * 1024, 1000);
+    let plain = MemoryTier::builder(1024 * 1024)
+        .max_item_bytes(1000)
+        .build();
     plain
         .put(b"k", entry("v", Some(Duration::from_secs(600))))
         .await
@@ -81,7 +88,7 @@ async fn memory_tier_max_ttl_caps_how_long_memory_holds_an_entry() {
 
 #[tokio::test]
 async fn memory_tier_is_bounded_in_bytes() {
-    let m = MemoryTier::new(100_000, 10_000);
+    let m = MemoryTier::builder(100_000).max_item_bytes(10_000).build();
     for i in 0..100u32 {
         m.put(
             format!("k{i}").as_bytes(),
@@ -100,7 +107,11 @@ async fn memory_tier_is_bounded_in_bytes() {
 async fn disk_tier_survives_restart_and_detects_damage() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+        let d = DiskTier::builder(dir.path(), 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap();
         d.put(b"obj/1", entry("one", None)).await.unwrap();
         d.put(b"obj/2", entry("two", Some(Duration::from_secs(600))))
             .await
@@ -116,7 +127,11 @@ async fn disk_tier_survives_restart_and_detects_damage() {
         .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await; // let obj/expiring's deadline pass
-    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     assert_eq!(
         d.stats().entries,
         3,
@@ -142,7 +157,11 @@ async fn disk_tier_survives_restart_and_detects_damage() {
         bytes[last] ^= 0xff;
         std::fs::write(f, bytes).unwrap();
     }
-    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     assert!(d.get(b"obj/1").await.is_err());
     assert!(d.get(b"obj/1").await.unwrap().is_none());
     assert!(d.stats().errors >= 1);
@@ -151,7 +170,11 @@ async fn disk_tier_survives_restart_and_detects_damage() {
 #[tokio::test]
 async fn small_records_are_served_from_memory_after_their_first_read() {
     let dir = tempfile::tempdir().unwrap();
-    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     d.put(b"small", entry("tiny", None)).await.unwrap();
     d.put(b"large", CacheEntry::new("m", vec![7u8; 10_000], None))
         .await
@@ -169,7 +192,9 @@ async fn disk_tier_evicts_least_recently_used() {
     let record = 5_000u64;
     // The budget counts what records take on disk: two 4 KiB blocks each.
     let on_disk = 8192u64;
-    let d = DiskTier::open(dir.path(), 4 * on_disk + 100, 1 << 20)
+    let d = DiskTier::builder(dir.path(), 4 * on_disk + 100)
+        .max_item_bytes(1 << 20)
+        .open()
         .await
         .unwrap();
     for i in 0..4 {
@@ -201,7 +226,11 @@ async fn disk_tier_evicts_least_recently_used() {
 async fn torn_temporary_files_are_ignored_at_start() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+        let d = DiskTier::builder(dir.path(), 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap();
         d.put(b"good", entry("good", None)).await.unwrap();
     }
     // What a kill -9 mid-write leaves: a partial temporary file, and a partial record in place.
@@ -209,7 +238,11 @@ async fn torn_temporary_files_are_ignored_at_start() {
     let stray = dir.path().join("objects").join("00");
     std::fs::create_dir_all(&stray).unwrap();
     std::fs::write(stray.join("00deadbeef"), b"YCE1\x00\x00").unwrap();
-    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     assert_eq!(d.stats().entries, 1);
     assert_eq!(d.get(b"good").await.unwrap().unwrap().body, "good");
     assert!(!stray.join("00deadbeef").exists());
@@ -218,8 +251,14 @@ async fn torn_temporary_files_are_ignored_at_start() {
 #[tokio::test]
 async fn tiered_reads_fastest_first_promotes_and_respects_item_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let memory = Arc::new(MemoryTier::new(1 << 20, 100));
-    let disk = Arc::new(DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap());
+    let memory = Arc::new(MemoryTier::builder(1 << 20).max_item_bytes(100).build());
+    let disk = Arc::new(
+        DiskTier::builder(dir.path(), 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
     let cache = TieredCache::new(vec![memory.clone(), disk.clone()]);
 
     // Too big for memory: still goes to disk.
@@ -269,7 +308,11 @@ async fn disk_writer_child() {
     let Ok(dir) = std::env::var("YATAGARASU_DISK_WRITER_DIR") else {
         return;
     };
-    let d = DiskTier::open(&dir, 1 << 30, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(&dir, 1 << 30)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut i = 0u64;
     while std::time::Instant::now() < deadline {
@@ -314,7 +357,11 @@ async fn kill_9_during_writes_never_leaves_a_torn_entry() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let d = DiskTier::open(dir.path(), 1 << 30, 1 << 20).await.unwrap();
+        let d = DiskTier::builder(dir.path(), 1 << 30)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap();
         let entries = d.stats().entries;
         assert!(
             entries >= 100,
@@ -347,14 +394,24 @@ async fn a_record_with_wrapping_lengths_is_removed_not_read() {
     use sha2::Digest as _;
     let dir = tempfile::tempdir().unwrap();
     let key = b"obj/crafted";
-    drop(DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap());
+    drop(
+        DiskTier::builder(dir.path(), 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
     let hex = hex::encode(sha2::Sha256::digest(key));
     let sub = dir.path().join("objects").join(&hex[..2]);
     std::fs::create_dir_all(&sub).unwrap();
     let path = sub.join(&hex[2..]);
     std::fs::write(&path, wrapping_record(key)).unwrap();
 
-    let d = DiskTier::open(dir.path(), 1 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     assert!(matches!(d.get(key).await, Ok(None) | Err(_)));
     assert_eq!(d.stats().entries, 0);
     assert!(!path.exists(), "the crafted record is deleted");
@@ -366,7 +423,11 @@ async fn cached_files_are_private_to_the_proxy_user() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("cache");
-    let d = DiskTier::open(&cache_dir, 1 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(&cache_dir, 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     d.put(b"private/object", entry("secret", None))
         .await
         .unwrap();
@@ -392,7 +453,9 @@ async fn a_directory_that_is_not_ours_is_refused_and_links_are_never_followed() 
     let foreign = dir.path().join("home");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
-    let err = DiskTier::open(&foreign, 1 << 20, 1 << 20)
+    let err = DiskTier::builder(&foreign, 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
         .await
         .unwrap_err();
     assert!(
@@ -406,7 +469,13 @@ async fn a_directory_that_is_not_ours_is_refused_and_links_are_never_followed() 
 
     // Ours, but with links planted inside: the links go, their targets stay.
     let cache = dir.path().join("cache");
-    drop(DiskTier::open(&cache, 1 << 20, 1 << 20).await.unwrap());
+    drop(
+        DiskTier::builder(&cache, 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
     std::os::unix::fs::symlink(&foreign, cache.join("objects").join("ab")).unwrap();
     std::fs::create_dir_all(cache.join("objects").join("cd")).unwrap();
     std::os::unix::fs::symlink(
@@ -414,7 +483,13 @@ async fn a_directory_that_is_not_ours_is_refused_and_links_are_never_followed() 
         cache.join("objects").join("cd").join("ef"),
     )
     .unwrap();
-    drop(DiskTier::open(&cache, 1 << 20, 1 << 20).await.unwrap());
+    drop(
+        DiskTier::builder(&cache, 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
         "keep me"
@@ -423,10 +498,20 @@ async fn a_directory_that_is_not_ours_is_refused_and_links_are_never_followed() 
 
     // `tmp` or `objects` as a link: refused outright.
     let cache2 = dir.path().join("cache2");
-    drop(DiskTier::open(&cache2, 1 << 20, 1 << 20).await.unwrap());
+    drop(
+        DiskTier::builder(&cache2, 1 << 20)
+            .max_item_bytes(1 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
     std::fs::remove_dir(cache2.join("tmp")).unwrap();
     std::os::unix::fs::symlink(&foreign, cache2.join("tmp")).unwrap();
-    let err = DiskTier::open(&cache2, 1 << 20, 1 << 20).await.unwrap_err();
+    let err = DiskTier::builder(&cache2, 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
     assert_eq!(
         std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
@@ -439,7 +524,11 @@ async fn a_directory_that_is_not_ours_is_refused_and_links_are_never_followed() 
 async fn the_size_budget_counts_what_files_take_on_disk() {
     use std::os::unix::fs::MetadataExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let d = DiskTier::open(dir.path(), 64 << 20, 1 << 20).await.unwrap();
+    let d = DiskTier::builder(dir.path(), 64 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
     for i in 0..1000 {
         d.put(format!("small/{i}").as_bytes(), entry("x", None))
             .await
@@ -464,12 +553,13 @@ async fn the_size_budget_counts_what_files_take_on_disk() {
 async fn a_hung_disk_read_is_a_miss_after_the_io_timeout() {
     use yatagarasu_cache::DiskOptions;
     let dir = tempfile::tempdir().unwrap();
-    let options = DiskOptions {
-        io_timeout: Duration::from_millis(300),
-        max_concurrent_io: 2,
-        ..DiskOptions::default()
-    };
-    let d = DiskTier::open_with(dir.path(), 1 << 20, 1 << 20, options)
+    let options = DiskOptions::default()
+        .with_io_timeout(Duration::from_millis(300))
+        .with_max_concurrent_io(2);
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .options(options)
+        .open()
         .await
         .unwrap();
     // Larger than what the tier keeps in memory, so a read goes to the file.

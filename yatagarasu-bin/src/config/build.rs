@@ -58,30 +58,34 @@ impl Config {
         let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
         for layer in &c.cache_layers {
             match layer.as_str() {
-                "memory" => tiers.push(Arc::new(MemoryTier::with_max_ttl(
-                    mib(c.memory.max_cache_size_mb),
-                    mib(c.memory.max_item_size_mb),
-                    c.memory.default_ttl_seconds.map(Duration::from_secs),
-                ))),
+                "memory" => {
+                    let mut memory = MemoryTier::builder(mib(c.memory.max_cache_size_mb))
+                        .max_item_bytes(mib(c.memory.max_item_size_mb));
+                    if let Some(ttl) = c.memory.default_ttl_seconds {
+                        memory = memory.max_ttl(Duration::from_secs(ttl));
+                    }
+                    tiers.push(Arc::new(memory.build()));
+                }
                 "disk" => {
                     let d = c
                         .disk
                         .as_ref()
                         .ok_or_else(|| ConfigError::one("cache.disk: required"))?;
-                    let tier = DiskTier::open_with(
-                        &d.cache_dir,
-                        mib(d.max_disk_cache_size_mb),
-                        mib(d.max_item_size_mb),
-                        DiskOptions {
-                            record_check: check.clone(),
-                            io_timeout: Duration::from_millis(d.io_timeout_ms),
-                            ..DiskOptions::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        ConfigError::one(format!("cache.disk.cache_dir: `{}`: {e}", d.cache_dir))
-                    })?;
+                    let tier = DiskTier::builder(&d.cache_dir, mib(d.max_disk_cache_size_mb))
+                        .max_item_bytes(mib(d.max_item_size_mb))
+                        .options(
+                            DiskOptions::default()
+                                .with_record_check(check.clone())
+                                .with_io_timeout(Duration::from_millis(d.io_timeout_ms)),
+                        )
+                        .open()
+                        .await
+                        .map_err(|e| {
+                            ConfigError::one(format!(
+                                "cache.disk.cache_dir: `{}`: {e}",
+                                d.cache_dir
+                            ))
+                        })?;
                     tiers.push(Arc::new(tier));
                 }
                 "redis" => {
