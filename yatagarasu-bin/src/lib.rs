@@ -95,6 +95,8 @@ mod prometheus;
 mod proxy;
 pub mod ratelimit;
 mod reload;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod request_lines;
 mod routes;
 mod server;
@@ -119,6 +121,10 @@ pub use yatagarasu_s3::Origin;
 // The workspace's other crates, for embedders who build routes, origins and tiers themselves
 // without a direct dependency on each (same versions as this crate uses).
 pub use {yatagarasu_cache, yatagarasu_coalesce, yatagarasu_core, yatagarasu_s3};
+
+/// The `tracing` target of the request log events (one per request, at `info`); the binary's
+/// `request_lines` layer writes them as lines, any other subscriber may filter on it.
+pub const REQUEST_LOG_TARGET: &str = "yatagarasu::request";
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,7 +12,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 
 /// The target of request log events.
-pub const TARGET: &str = "yatagarasu::request";
+pub const TARGET: &str = crate::REQUEST_LOG_TARGET;
 
 /// Most bytes held between two hand-offs; lines past it are dropped (and counted).
 const MAX_PENDING: usize = 8 * 1024 * 1024;

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fraction {
     Millis,
+    /// Request lines (feature `cli`).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     Micros,
 }
 

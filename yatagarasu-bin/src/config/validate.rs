@@ -104,7 +104,7 @@ impl Config {
                     l.format
                 ));
             }
-            if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+            if let Some(e) = log_level_problem(&l.level) {
                 p.push(format!("logging.level: `{}`: {e}", l.level));
             }
         }
@@ -807,5 +807,21 @@ fn validate_origin(at: &str, o: &ReplicaConfig, bucket_given: bool, p: &mut Vec<
         p.push(format!(
             "{at}.addressing: `{a}` is not one of auto, path, virtual"
         ));
+    }
+}
+
+/// What is wrong with a `logging.level` filter, if anything. Only the binary (feature `cli`)
+/// installs a log subscriber and reads the level; a library build does not check it.
+fn log_level_problem(level: &str) -> Option<String> {
+    #[cfg(feature = "cli")]
+    {
+        tracing_subscriber::EnvFilter::try_new(level)
+            .err()
+            .map(|e| e.to_string())
+    }
+    #[cfg(not(feature = "cli"))]
+    {
+        let _ = level;
+        None
     }
 }

@@ -101,7 +101,7 @@ impl LoggedBody {
         // Typed fields (str, u64), so a log layer can write them without `fmt` (see
         // `crate::request_lines`).
         tracing::info!(
-            target: crate::request_lines::TARGET,
+            target: crate::REQUEST_LOG_TARGET,
             method = l.method.as_str(),
             path = l.path.as_str(),
             bucket = l.bucket.as_deref().unwrap_or("-"),
