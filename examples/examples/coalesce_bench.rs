@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use yatagarasu::{BucketRoute, CoalescingOptions, Proxy, ServerOptions, serve};
+use yatagarasu::{BucketRoute, Proxy, ServerOptions, serve};
 use yatagarasu_s3::{Credentials, S3Client};
 use yatagarasu_testkit::TestOrigin;
 
@@ -32,10 +32,7 @@ async fn run(coalescing: bool) -> Result<Run, Box<dyn std::error::Error>> {
         .credentials(Credentials::new("AKIDBENCH", "bench-secret"))
         .build()?;
     let mut route = BucketRoute::new("media", "/media", client);
-    route.coalescing = CoalescingOptions {
-        enabled: coalescing,
-        ..CoalescingOptions::default()
-    };
+    route.coalescing.enabled = coalescing;
     let proxy = Proxy::builder().route(route).build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/media/video.bin", listener.local_addr()?);

@@ -17,6 +17,7 @@ use yatagarasu_core::{EntityTag, ObjectMeta};
 
 /// Per-bucket cache settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CachePolicy {
     /// Whether this bucket's objects are cached.
     pub enabled: bool,

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use crate::lenient::{lenient, lenient_opt};
 
 /// `buckets[].cors`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CorsConfig {
     /// Origins allowed (`*` for any).
     pub allowed_origins: Vec<String>,

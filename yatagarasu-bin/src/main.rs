@@ -274,10 +274,8 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
             api = api.with_jwt(jwt);
         }
         // The admin listener: the proxy's timeouts, and few connections (operators, not clients).
-        let options = yatagarasu::ServerOptions {
-            max_connections: 64,
-            ..config.server_options()
-        };
+        let mut options = config.server_options();
+        options.max_connections = 64;
         tokio::spawn(serve_admin(admin_listener, api, options, async {
             let _ = admin_stopped.await;
         }));
@@ -293,10 +291,8 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
             .await
             .map_err(|e| format!("cannot listen on {}:{port} for metrics: {e}", m.address))?;
         tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening");
-        let options = yatagarasu::ServerOptions {
-            max_connections: 64,
-            ..config.server_options()
-        };
+        let mut options = config.server_options();
+        options.max_connections = 64;
         tokio::spawn(yatagarasu::serve_metrics(
             metrics_listener,
             proxy.clone(),

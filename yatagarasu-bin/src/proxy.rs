@@ -657,6 +657,7 @@ pub struct PurgeReport {
 
 /// What to purge from the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PurgeTarget {
     /// Everything.
     All,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 /// A rate: so many requests per second, with a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Rate {
     /// Sustained requests per second (> 0).
     pub requests_per_second: f64,

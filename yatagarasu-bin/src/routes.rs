@@ -17,6 +17,7 @@ use crate::outcome::CacheStatus;
 
 /// One bucket the proxy serves, and the path prefix it is served under.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BucketRoute {
     /// A name for logs, errors and stats (the config's `buckets[].name`).
     pub name: String,
@@ -131,6 +132,7 @@ impl BucketCounters {
 
 /// How one bucket's requests used the cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BucketCacheStats {
     /// Answered from a fresh record.
     pub hit: u64,

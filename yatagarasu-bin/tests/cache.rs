@@ -36,9 +36,10 @@ async fn proxy(
     tiers: Vec<Arc<dyn CacheTier>>,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let proxy = Proxy::builder()
-        .fetch_options(FetchOptions {
-            slice_size: SLICE,
-            ..FetchOptions::default()
+        .fetch_options({
+            let mut v = FetchOptions::default();
+            v.slice_size = SLICE;
+            v
         })
         .cache(TieredCache::new(tiers), Duration::from_secs(3600))
         .route(route(o))
@@ -302,9 +303,10 @@ async fn a_second_instance_hits_redis_and_a_dead_redis_fails_no_request() {
 
 async fn proxy_with(o: &TestOrigin, negative_ttl: Duration) -> String {
     let proxy = Proxy::builder()
-        .fetch_options(FetchOptions {
-            slice_size: SLICE,
-            ..FetchOptions::default()
+        .fetch_options({
+            let mut v = FetchOptions::default();
+            v.slice_size = SLICE;
+            v
         })
         .cache_with_negative_ttl(
             TieredCache::new(vec![memory()]),

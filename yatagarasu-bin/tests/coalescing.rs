@@ -36,10 +36,11 @@ async fn setup() -> Setup {
         .build()
         .unwrap();
     let proxy = Proxy::builder()
-        .fetch_options(FetchOptions {
-            slice_size: SLICE,
-            buffer_bytes: 1024 * 1024,
-            ..FetchOptions::default()
+        .fetch_options({
+            let mut v = FetchOptions::default();
+            v.slice_size = SLICE;
+            v.buffer_bytes = 1024 * 1024;
+            v
         })
         .route(BucketRoute::new("media", "/media", client))
         .build();
@@ -394,10 +395,11 @@ async fn cached_setup(slice: u64, len: u64) -> (TestOrigin, String, Proxy) {
             .build(),
     )]);
     let proxy = Proxy::builder()
-        .fetch_options(FetchOptions {
-            slice_size: slice,
-            buffer_bytes: 2 * 1024 * 1024,
-            ..FetchOptions::default()
+        .fetch_options({
+            let mut v = FetchOptions::default();
+            v.slice_size = slice;
+            v.buffer_bytes = 2 * 1024 * 1024;
+            v
         })
         .cache(memory, Duration::from_secs(3600))
         .route(BucketRoute::new("media", "/media", client))

@@ -60,12 +60,13 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) {
 }
 
 fn quick_timeouts() -> ServerOptions {
-    ServerOptions {
-        max_connections: 4,
-        header_read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(300),
-        send_timeout: Duration::from_millis(300),
-        ..ServerOptions::default()
+    {
+        let mut v = ServerOptions::default();
+        v.max_connections = 4;
+        v.header_read_timeout = Duration::from_millis(300);
+        v.idle_timeout = Duration::from_millis(300);
+        v.send_timeout = Duration::from_millis(300);
+        v
     }
 }
 
@@ -156,9 +157,10 @@ async fn keep_alive_connections_close_when_idle() {
 async fn a_client_that_stops_reading_is_cut_and_its_slot_freed() {
     let o = origin().await;
     o.put_pattern_object("media", "big", 32 * 1024 * 1024);
-    let options = ServerOptions {
-        max_connections: 1,
-        ..quick_timeouts()
+    let options = {
+        let mut v = quick_timeouts();
+        v.max_connections = 1;
+        v
     };
     let addr = start(
         Proxy::builder()
@@ -206,9 +208,10 @@ async fn the_admin_listener_cuts_silent_sockets_like_the_proxy() {
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let options = ServerOptions {
-        max_connections: 1,
-        ..quick_timeouts()
+    let options = {
+        let mut v = quick_timeouts();
+        v.max_connections = 1;
+        v
     };
     let api = yatagarasu::AdminApi::new(proxy, "admin-token-0123456789");
     tokio::spawn(yatagarasu::serve_admin(
@@ -513,9 +516,10 @@ async fn abandoned_requests_stop_pulling_from_the_origin() {
         );
     }
     let proxy = Proxy::builder()
-        .fetch_options(yatagarasu::FetchOptions {
-            slice_size: MIB,
-            ..yatagarasu::FetchOptions::default()
+        .fetch_options({
+            let mut v = yatagarasu::FetchOptions::default();
+            v.slice_size = MIB;
+            v
         })
         .route(BucketRoute::new("media", "/media", client(&o)))
         .build();
@@ -555,10 +559,11 @@ async fn a_fast_reader_never_aborts_slower_ones() {
     let o = origin().await;
     o.put_pattern_object("media", "shared.bin", len);
     let proxy = Proxy::builder()
-        .fetch_options(yatagarasu::FetchOptions {
-            slice_size: 256 * 1024,
-            buffer_bytes: MIB as usize,
-            ..yatagarasu::FetchOptions::default()
+        .fetch_options({
+            let mut v = yatagarasu::FetchOptions::default();
+            v.slice_size = 256 * 1024;
+            v.buffer_bytes = MIB as usize;
+            v
         })
         .route(BucketRoute::new("media", "/media", client(&o)))
         .build();
@@ -624,9 +629,10 @@ async fn http2_streams_reset_before_the_answer_cost_no_origin_body() {
         o.put_sparse_object("media", &format!("o{i}.bin"), 16 * MIB, &format!("v{i}"));
     }
     let proxy = Proxy::builder()
-        .fetch_options(yatagarasu::FetchOptions {
-            slice_size: MIB,
-            ..yatagarasu::FetchOptions::default()
+        .fetch_options({
+            let mut v = yatagarasu::FetchOptions::default();
+            v.slice_size = MIB;
+            v
         })
         .route(BucketRoute::new("media", "/media", client(&o)))
         .build();

@@ -44,9 +44,10 @@ async fn start(proxy: Proxy, options: ServerOptions) -> String {
 }
 
 fn builder() -> yatagarasu::ProxyBuilder {
-    Proxy::builder().fetch_options(FetchOptions {
-        slice_size: SLICE,
-        ..FetchOptions::default()
+    Proxy::builder().fetch_options({
+        let mut v = FetchOptions::default();
+        v.slice_size = SLICE;
+        v
     })
 }
 
@@ -286,9 +287,10 @@ async fn the_listeners_own_target_limit_applies() {
     let proxy = builder()
         .route(BucketRoute::new("media", "/media", client(&o)))
         .build();
-    let options = ServerOptions {
-        max_uri_bytes: 64,
-        ..ServerOptions::default()
+    let options = {
+        let mut v = ServerOptions::default();
+        v.max_uri_bytes = 64;
+        v
     };
     let base = start(proxy, options).await;
     let r = reqwest::get(format!("{base}/media/{}", "k".repeat(100)))

@@ -37,13 +37,13 @@ async fn harness() -> Harness {
     };
     let mut media_route = route("media", "/media", &media, "AKIDMEDIA", "media-secret");
     media_route.cors = Some(
-        CorsPolicy::from_config(&CorsConfig {
-            allowed_origins: vec!["https://app.example".into()],
-            allowed_methods: None,
-            allowed_headers: vec!["range".into()],
-            expose_headers: vec!["etag".into(), "content-range".into()],
-            max_age_seconds: Some(600),
-            allow_credentials: false,
+        CorsPolicy::from_config(&{
+            let mut cors = CorsConfig::default();
+            cors.allowed_origins = vec!["https://app.example".into()];
+            cors.allowed_headers = vec!["range".into()];
+            cors.expose_headers = vec!["etag".into(), "content-range".into()];
+            cors.max_age_seconds = Some(600);
+            cors
         })
         .unwrap(),
     );
@@ -61,10 +61,11 @@ async fn harness() -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let options = ServerOptions {
-        max_headers: 20,
-        max_header_bytes: 8192,
-        ..ServerOptions::default()
+    let options = {
+        let mut v = ServerOptions::default();
+        v.max_headers = 20;
+        v.max_header_bytes = 8192;
+        v
     };
     tokio::spawn(serve(listener, proxy, options, async {
         let _ = rx.await;
@@ -632,9 +633,10 @@ async fn connection_limit_holds_new_connections_until_one_closes() {
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let options = ServerOptions {
-        max_connections: 1,
-        ..ServerOptions::default()
+    let options = {
+        let mut v = ServerOptions::default();
+        v.max_connections = 1;
+        v
     };
     tokio::spawn(serve(listener, proxy, options, std::future::pending()));
     let request = b"GET /media/k HTTP/1.1\r\nHost: x\r\n\r\n";

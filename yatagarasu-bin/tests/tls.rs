@@ -153,9 +153,10 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let cert = certificate();
     write_cert(dir.path(), &cert);
-    let options = ServerOptions {
-        header_read_timeout: Duration::from_millis(300),
-        ..ServerOptions::default()
+    let options = {
+        let mut v = ServerOptions::default();
+        v.header_read_timeout = Duration::from_millis(300);
+        v
     };
     let p = start(&origin, dir.path(), options).await;
     // Connects, sends nothing: the proxy closes the socket once the handshake time is up.

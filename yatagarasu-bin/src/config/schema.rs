@@ -52,6 +52,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// The listener.
     #[serde(default)]
@@ -87,6 +88,7 @@ pub struct Config {
 /// `observability`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ObservabilityConfig {
     /// OpenTelemetry tracing over OTLP/HTTP (needs the `otel` cargo feature).
     #[serde(default)]
@@ -96,6 +98,7 @@ pub struct ObservabilityConfig {
 /// `observability.tracing`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TracingConfig {
     /// Export spans (default off).
     #[serde(default, deserialize_with = "lenient")]
@@ -115,6 +118,7 @@ fn default_sample_ratio() -> f64 {
 /// `audit_log`: one JSON record per request (see `yatagarasu::audit`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AuditLogConfig {
     /// Write audit records (default off).
     #[serde(default, deserialize_with = "lenient")]
@@ -140,6 +144,7 @@ fn default_audit_queue() -> usize {
 /// `audit_log.file`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AuditFileConfig {
     /// The file appended to; its directory must exist.
     pub path: String,
@@ -169,6 +174,7 @@ fn default_rotation() -> String {
 /// `audit_log.syslog`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AuditSyslogConfig {
     /// `host:port` of the syslog server.
     pub address: String,
@@ -191,6 +197,7 @@ fn default_facility() -> String {
 /// `logging`: how the binary writes its log (request lines included) to stdout.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct LoggingConfig {
     /// `text` (default) or `json` (one object per line).
     pub format: String,
@@ -212,6 +219,7 @@ impl Default for LoggingConfig {
 /// listener of their own as well.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MetricsConfig {
     /// Collect and serve metrics (default off).
     #[serde(default, deserialize_with = "lenient")]
@@ -227,6 +235,7 @@ pub struct MetricsConfig {
 /// `server`: the listener and its limits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Address to listen on.
     pub address: String,
@@ -282,6 +291,7 @@ pub struct ServerConfig {
 /// `server.rate_limit`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RateLimitConfig {
     /// Apply the limits below (default off).
     #[serde(default, deserialize_with = "lenient")]
@@ -304,6 +314,7 @@ fn default_tracked_clients() -> u64 {
 /// A rate: `requests_per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RateConfig {
     /// Sustained requests per second (may be fractional: 0.5 is one every two seconds).
     #[serde(deserialize_with = "lenient")]
@@ -328,6 +339,7 @@ impl RateConfig {
 /// `server.tls`: the certificate the proxy's listener serves TLS with (re-read on reload).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first.
     pub cert_path: String,
@@ -364,6 +376,7 @@ impl Default for ServerConfig {
 /// rules every token must satisfy.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct JwtConfig {
     /// Verify tokens at all (buckets opt in with `auth.enabled`).
     #[serde(default, deserialize_with = "lenient")]
@@ -431,6 +444,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 /// `jwt.keys[]`: a key chosen by the token's `kid`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct JwtKeyConfig {
     /// The `kid` that selects this key.
     pub id: String,
@@ -447,6 +461,7 @@ pub struct JwtKeyConfig {
 /// `jwt.token_sources[]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TokenSourceConfig {
     /// `bearer`, `header` or `query`.
     #[serde(rename = "type")]
@@ -462,6 +477,7 @@ pub struct TokenSourceConfig {
 /// `jwt.claims[]`: `{claim, operator, value}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClaimRuleConfig {
     /// The claim (dots reach nested objects).
     pub claim: String,
@@ -475,6 +491,7 @@ pub struct ClaimRuleConfig {
 /// `admin`: the admin API listener.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdminConfig {
     /// Serve the admin API (default off).
     #[serde(default, deserialize_with = "lenient")]
@@ -501,6 +518,7 @@ fn admin_port() -> u16 {
 /// `cache`: the cache tiers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// Cache at all.
     #[serde(default = "yes", deserialize_with = "lenient")]
@@ -552,6 +570,7 @@ fn one_day() -> u64 {
 /// `cache.memory`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct MemoryCacheConfig {
     /// Capacity in MiB.
     #[serde(deserialize_with = "lenient")]
@@ -578,6 +597,7 @@ impl Default for MemoryCacheConfig {
 /// `cache.disk`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DiskCacheConfig {
     /// Directory of the disk tier (created if missing).
     pub cache_dir: String,
@@ -608,6 +628,7 @@ fn default_item_mb() -> u64 {
 /// `cache.redis`.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RedisCacheConfig {
     /// One server: `redis://host:port/db` (or `cluster_nodes`, or `sentinel`).
     #[serde(default)]
@@ -662,6 +683,7 @@ fn default_fleet_resync() -> u64 {
 /// `cache.redis.sentinel`: the primary the Sentinels name.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SentinelConfig {
     /// The name the Sentinels monitor it under.
     pub master_name: String,
@@ -749,6 +771,7 @@ fn default_redis_timeout() -> u64 {
 /// `buckets[].cache`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BucketCacheConfig {
     /// Cache this bucket's objects (default: on when `cache.enabled`).
     #[serde(default, deserialize_with = "lenient_opt")]
@@ -766,6 +789,7 @@ pub struct BucketCacheConfig {
 /// `coalescing`: how origin fetches are sliced and shared between concurrent requests.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct CoalescingConfig {
     /// Share origin fetches between concurrent requests (per bucket overridable).
     #[serde(deserialize_with = "lenient")]
@@ -811,6 +835,7 @@ impl Default for CoalescingConfig {
 /// `buckets[].coalescing`: per-bucket overrides.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BucketCoalescingConfig {
     /// Overrides `coalescing.enabled`.
     #[serde(default, deserialize_with = "lenient_opt")]
@@ -823,6 +848,7 @@ pub struct BucketCoalescingConfig {
 /// `buckets[]`: one bucket and the prefix it is served under.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BucketConfig {
     /// A name for logs, errors and `/ready`.
     pub name: String,
@@ -856,6 +882,7 @@ pub struct BucketConfig {
 /// `buckets[].s3`: where and how to reach the bucket.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct S3Config {
     /// The bucket's name at the origin (required unless `replicas` are given).
     #[serde(default)]
@@ -918,6 +945,7 @@ pub struct S3Config {
 /// `buckets[].s3.replicas[]`: one origin of a replicated bucket.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ReplicaConfig {
     /// Its name, unique within the bucket (logs, metrics, `/ready`, admin stats).
     pub name: String,
@@ -1012,6 +1040,7 @@ fn default_queue_timeout() -> u64 {
 /// (exponential backoff with full jitter, on retryable failures only).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RetryConfig {
     /// Attempts in total, 1 = no retry (default 3).
     #[serde(default = "default_attempts", deserialize_with = "lenient")]
@@ -1040,6 +1069,7 @@ fn default_max_backoff() -> u64 {
 /// `yatagarasu_s3::CircuitBreaker`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CircuitBreakerConfig {
     /// Origin faults in a row that open the breaker (default 5).
     #[serde(default = "default_failure_threshold", deserialize_with = "lenient")]
@@ -1074,6 +1104,7 @@ fn default_half_open() -> u32 {
 /// `buckets[].ip_filter`: networks (CIDR or single addresses, IPv4 and IPv6).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct IpFilterConfig {
     /// Only these may read (empty: anyone not blocked).
     #[serde(default)]
@@ -1088,6 +1119,7 @@ pub struct IpFilterConfig {
 /// a key of another engine gets an error naming it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AuthorizationConfig {
     /// `opa`, `openfga` or `rego`.
     #[serde(rename = "type")]
@@ -1151,6 +1183,7 @@ pub struct AuthorizationConfig {
 /// `buckets[].auth`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AuthConfig {
     /// Whether requests must carry a valid JWT.
     #[serde(default, deserialize_with = "lenient")]

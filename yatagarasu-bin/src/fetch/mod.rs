@@ -48,6 +48,7 @@ pub(crate) struct FetchTarget {
 
 /// Coalescing settings of one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CoalescingOptions {
     /// Share origin fetches between concurrent requests (default on).
     pub enabled: bool,
@@ -66,6 +67,7 @@ impl Default for CoalescingOptions {
 
 /// Proxy-wide fetch settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FetchOptions {
     /// Bytes per origin request (the last slice of an object may be shorter).
     pub slice_size: u64,
@@ -99,6 +101,7 @@ impl Default for FetchOptions {
 
 /// Counters of the proxy's coalescing, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CoalescingStats {
     /// Full-object flights.
     pub objects: FlightStatsSnapshot,

@@ -27,6 +27,7 @@ pub use tls::{ServerTls, TlsError};
 
 /// Limits and timings of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// How long in-flight requests may run after shutdown begins.
     pub grace_period: Duration,
