@@ -20,6 +20,35 @@ pub enum RangeSpec {
     Suffix(u64),
 }
 
+impl RangeSpec {
+    /// The bytes this spec selects of a representation of `len` bytes, clamped to it; `None` when
+    /// it selects none (a first byte at or past the end, `-0`, or any spec when `len` is 0).
+    ///
+    /// ```
+    /// use yatagarasu_core::{ByteRange, RangeSpec};
+    ///
+    /// assert_eq!(RangeSpec::Suffix(10).resolve(100), Some(ByteRange::new(90, 99)));
+    /// assert_eq!(RangeSpec::Int { first: 50, last: Some(500) }.resolve(100), Some(ByteRange::new(50, 99)));
+    /// assert_eq!(RangeSpec::Int { first: 100, last: None }.resolve(100), None);
+    /// ```
+    pub fn resolve(&self, len: u64) -> Option<ByteRange> {
+        if len == 0 {
+            return None;
+        }
+        match *self {
+            Self::Int { first, last } => (first < len).then(|| ByteRange {
+                start: first,
+                end: last.map_or(len - 1, |l| l.min(len - 1)),
+            }),
+            Self::Suffix(0) => None,
+            Self::Suffix(n) => Some(ByteRange {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            }),
+        }
+    }
+}
+
 /// Why a `Range` header is ignored. RFC 9110 14.2: a server ignores a Range header it does not
 /// understand or that is syntactically invalid, and serves the whole representation with 200.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,21 +189,7 @@ impl RangeHeader {
                 RangeResolution::Unsatisfiable
             };
         }
-        let ranges: Vec<ByteRange> = self
-            .specs
-            .iter()
-            .filter_map(|spec| match *spec {
-                RangeSpec::Int { first, last } => (first < len).then(|| ByteRange {
-                    start: first,
-                    end: last.map_or(len - 1, |l| l.min(len - 1)),
-                }),
-                RangeSpec::Suffix(0) => None,
-                RangeSpec::Suffix(n) => Some(ByteRange {
-                    start: len.saturating_sub(n),
-                    end: len - 1,
-                }),
-            })
-            .collect();
+        let ranges: Vec<ByteRange> = self.specs.iter().filter_map(|s| s.resolve(len)).collect();
         if ranges.is_empty() {
             RangeResolution::Unsatisfiable
         } else {

@@ -47,6 +47,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod body;
 mod breaker;
 mod builder;
@@ -58,6 +60,8 @@ mod headers;
 mod http;
 mod limit;
 mod list;
+#[cfg(any(test, feature = "test-util"))]
+mod memory;
 mod op;
 mod origin;
 mod replica;
@@ -76,6 +80,9 @@ pub use errors::{kind_for_code, kind_for_status};
 pub use http::{HttpClient, HttpOptions};
 pub use limit::{ConcurrencyLimit, ConcurrencyStats};
 pub use list::{ListObjectsV2Page, ListObjectsV2Request, ObjectSummary};
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use memory::MemoryOrigin;
 pub use origin::{Origin, OriginFuture, OriginStats};
 pub use replica::{Replica, ReplicaSet, ReplicaSetStats, ReplicaStats};
 pub use retry::RetryPolicy;
