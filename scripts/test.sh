@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need on a fresh machine, then
-# checks formatting, lints every target with warnings denied, runs every test (unit, integration,
-# doctests) and checks that each library crate packages on its own.
+# checks formatting, lints every target with warnings denied, builds each library with its default
+# features off and with each feature alone, checks the declared minimum Rust versions, runs every
+# test (unit, integration, doctests) and checks that the workspace packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,25 @@ say "cargo clippy (all targets, warnings denied; default features, then with ote
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p yatagarasu --all-targets --locked --features otel -- -D warnings
 
+say "each library with default features off, and with each feature alone"
+# Library code only (the tests need the full feature set); warnings denied, so a feature that
+# leaves code unused or fails to build alone shows here.
+lib_features() {
+    local crate=$1; shift
+    for features in "$@"; do
+        echo "$crate: ${features:-no features}"
+        cargo clippy -p "$crate" --lib --locked --no-default-features ${features:+--features "$features"} -- -D warnings
+    done
+}
+lib_features yatagarasu-core ""
+lib_features yatagarasu-coalesce ""
+lib_features yatagarasu-s3 "" test-util
+lib_features yatagarasu-cache "" memory disk redis
+lib_features yatagarasu "" cli otel
+
+say "minimum Rust versions (declared by every dependency)"
+python3 scripts/check-msrv.py
+
 say "tests"
 # With the optional OpenTelemetry feature on, so its end-to-end test runs too (clippy above checks
 # the default build).
@@ -48,9 +68,13 @@ else
 fi
 
 say "doctests"
-cargo test --workspace --locked --doc
+cargo test --workspace --locked --doc --features yatagarasu-s3/test-util
 
-say "each library crate packages on its own"
-cargo package --locked --no-verify --allow-dirty \
-    -p yatagarasu-core -p yatagarasu-s3 -p yatagarasu-coalesce -p yatagarasu-cache -p yatagarasu >/dev/null
-echo "packaged yatagarasu-core, yatagarasu-s3, yatagarasu-coalesce, yatagarasu-cache, yatagarasu"
+say "the workspace packages (each crate as crates.io would receive it)"
+package_log=$(mktemp)
+if ! cargo package --workspace --locked --no-verify --allow-dirty >"$package_log" 2>&1; then
+    cat "$package_log"
+    exit 1
+fi
+grep -E '^ *Packaging' "$package_log"
+rm -f "$package_log"

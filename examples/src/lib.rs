@@ -1,25 +1,10 @@
-//! Shared pieces of the runnable examples (kept here so the examples' tests exercise the same code).
-
-use axum::Router;
-use axum::routing::get;
-use yatagarasu::Proxy;
-
-/// An axum application with its own routes, and the Yatagarasu proxy serving every other path:
-/// buckets live beside `/api/...` in one server.
-pub fn app_with_proxy(proxy: Proxy) -> Router {
-    Router::new()
-        .route(
-            "/api/hello",
-            get(|| async { "hello from the app's own route\n" }),
-        )
-        .route("/api/version", get(|| async { yatagarasu::VERSION }))
-        .fallback_service(proxy)
-}
+//! The quickstart's embedded origin and proxy (kept here so the quickstart's test exercises the
+//! same code).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use yatagarasu::BucketRoute;
+use yatagarasu::{BucketRoute, Proxy};
 use yatagarasu_cache::{CacheTier, MemoryTier, TieredCache};
 use yatagarasu_s3::{Credentials, S3Client};
 use yatagarasu_testkit::{ObjectAttributes, TestOrigin};

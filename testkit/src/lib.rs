@@ -1,6 +1,6 @@
 //! # yatagarasu-testkit
 //!
-//! Test support for the Yatagarasu workspace (not published): a real S3 origin in-process, built on
+//! Test support for the Yatagarasu crates and for code built on them: a real S3 origin in-process, built on
 //! `s3s-fs` with SigV4 verification on, served over a real socket on 127.0.0.1 with `TCP_NODELAY`.
 //! It counts the requests and body bytes it serves, and injects faults for real: error statuses,
 //! delayed headers, bodies that break or stall mid-stream, and a full stop of the server.
