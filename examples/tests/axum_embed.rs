@@ -18,9 +18,9 @@ async fn app_routes_and_bucket_routes_share_one_server() {
     let (media_proxy, assets_proxy) = axum_embed::proxies(media.clone(), assets.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, axum_embed::app(media_proxy, assets_proxy)).await
-    });
+    tokio::spawn(
+        async move { axum::serve(listener, axum_embed::app(media_proxy, assets_proxy)).await },
+    );
 
     let r = reqwest::get(format!("{base}/api/hello")).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -33,7 +33,9 @@ async fn app_routes_and_bucket_routes_share_one_server() {
     assert_eq!(r.text().await.unwrap(), "a cat");
 
     // The nested proxy sees the path without `/assets`, and its route of prefix `/` serves it.
-    let r = reqwest::get(format!("{base}/assets/app.css")).await.unwrap();
+    let r = reqwest::get(format!("{base}/assets/app.css"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "body { color: black }");
     let r = reqwest::get(format!("{base}/assets/missing.css"))

@@ -129,7 +129,12 @@ pub const REQUEST_LOG_TARGET: &str = "yatagarasu::request";
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The root README's Rust examples, compiled and run as doctests.
+/// The workspace README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// This crate's README (its crates.io page) examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;

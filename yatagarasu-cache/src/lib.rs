@@ -115,3 +115,8 @@ pub trait CacheTier: Send + Sync + std::fmt::Debug {
     /// Counters.
     fn stats(&self) -> TierStats;
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -46,3 +46,8 @@ pub use error::FlightError;
 pub use group::{Group, Outcome, Role};
 pub use stats::FlightStatsSnapshot;
 pub use stream::{Audience, StreamGroup, StreamOptions, Subscription};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

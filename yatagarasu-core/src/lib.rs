@@ -51,3 +51,8 @@ pub use range::{
     ByteRange, ContentRange, MAX_RANGES, RangeHeader, RangeParseError, RangeResolution, RangeSpec,
     coalesce_ranges,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

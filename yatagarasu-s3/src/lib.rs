@@ -106,3 +106,8 @@ pub(crate) fn describe_transport_error(e: &reqwest::Error) -> String {
     }
     s
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
