@@ -70,6 +70,9 @@ fi
 say "doctests"
 cargo test --workspace --locked --doc --features yatagarasu-s3/test-util
 
+say "the crates used from outside the workspace (default features off, README examples)"
+bash scripts/check-crates-alone.sh
+
 say "the workspace packages (each crate as crates.io would receive it)"
 package_log=$(mktemp)
 if ! cargo package --workspace --locked --no-verify --allow-dirty >"$package_log" 2>&1; then
