@@ -185,7 +185,9 @@ where
                 live.connection_identified(p);
             }
             let guard = on_request.begin();
-            let response = handler(req, peer);
+            // Boxed: the request's future is large (every stage's state), and hyper moves the
+            // future it is given into its per-connection slot on every request.
+            let response = Box::pin(handler(req, peer));
             async move {
                 let response = response.await;
                 Ok::<_, std::convert::Infallible>(response.map(|body| guard.track(body)))
