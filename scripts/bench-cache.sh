@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Loopback benchmark of cache hits: the proxy's memory tier against nginx's proxy_cache (Debian's
-# nginx-light, cache lock on), both in front of the same s3s-fs origin, in the same run, for 1 KiB and
-# 64 KiB objects at 64 connections; and the proxy with a disk tier only (disk hits). All are warmed
-# first, so every measured request is a hit. nginx reaches the SigV4-protected origin through
-# presigned URLs.
+# nginx-light, cache lock on), both in front of the same s3s-fs origin, in the same run, for 1 KiB,
+# 64 KiB and 1 MiB objects at 64 connections; and the proxy with a disk tier only (disk hits). All
+# are warmed first, so every measured request is a hit. nginx reaches the SigV4-protected origin
+# through presigned URLs. ROUNDS (default 2) repeats the whole table; the resident memory of each
+# server after each run shows whether it stays flat.
 #
 #   bash scripts/bench-cache.sh
 #
@@ -20,9 +21,13 @@ start_proxy "$PROXY_PORT" "cache:
   cache_layers: [memory]
   default_ttl_seconds: 3600
   memory: {max_cache_size_mb: 256, max_item_size_mb: 16}"
+memory_pid=${pids[-1]}
 start_proxy "$DISK_PORT" "cache:
   cache_layers: [disk]
   disk: {cache_dir: '$work/disk-cache', max_disk_cache_size_mb: 1024}"
+disk_pid=${pids[-1]}
+# rss PID...: resident memory of the processes, in MiB.
+rss() { local kb=0 p; for p in "$@"; do kb=$((kb + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$((kb / 1024)) MiB"; }
 
 mkdir -p "$work/nginx-cache"
 chmod 755 "$work" # nginx workers run as an unprivileged user
@@ -46,18 +51,21 @@ nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
 
-echo "| object | server | req/s | p50 | p99 | throughput |"
-echo "|---|---|---|---|---|---|"
+echo "| round | object | server | req/s | p50 | p99 | throughput | RSS after the run |"
+echo "|---|---|---|---|---|---|---|---|"
+for round in $(seq 1 "${ROUNDS:-2}"); do
 for key in obj-1k obj-64k obj-1m; do
     for server in yatagarasu nginx "yatagarasu (disk tier only)"; do
-        port=$PROXY_PORT
+        port=$PROXY_PORT pid=$memory_pid
         [ "$server" = nginx ] && port=$NGINX_PORT
-        [ "$server" = "yatagarasu (disk tier only)" ] && port=$DISK_PORT
+        [ "$server" = "yatagarasu (disk tier only)" ] && port=$DISK_PORT pid=$disk_pid
         url="http://127.0.0.1:$port/bench/$key"
         for _ in 1 2 3; do curl -sf -o /dev/null "$url"; done # warm: every measured request is a hit
         IFS='|' read -r rps mbs p50 p99 <<<"$(run "$url")"
-        echo "| $key | $server | $rps | $p50 | $p99 | $mbs/s |"
+        if [ "$server" = nginx ]; then mem=$(rss $(pgrep -f "nginx: worker")); else mem=$(rss "$pid"); fi
+        echo "| $round | $key | $server | $rps | $p50 | $p99 | $mbs/s | $mem |"
     done
+done
 done
 echo
 machine
