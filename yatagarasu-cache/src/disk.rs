@@ -582,8 +582,8 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// local file system: a lookup on a hung network file system would block the thread.
 #[cfg(target_os = "linux")]
 fn read_if_cached(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     use rustix::io::{Errno, ReadWriteFlags, preadv2};
+    use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .read(true)
         // Never follow a link; a FIFO in place of a record opens at once instead of blocking
