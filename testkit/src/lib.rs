@@ -175,6 +175,16 @@ impl TestOrigin {
         Self::start_at(root.to_path_buf(), None, access_key, secret_key, port).await
     }
 
+    /// Start an origin over an existing directory on `port` (0 = any) that needs no signature:
+    /// unsigned requests are served (a signed one is refused: it has no keys to check it with).
+    /// For benchmarks against servers that cannot sign, such as nginx in front of it.
+    ///
+    /// # Panics
+    /// If the directory is unusable or the port cannot be bound.
+    pub async fn start_open_in(root: &Path, port: u16) -> Self {
+        Self::start_with_auth(root.to_path_buf(), None, None, port).await
+    }
+
     async fn start_at(
         root: PathBuf,
         dir: Option<tempfile::TempDir>,
@@ -182,9 +192,20 @@ impl TestOrigin {
         sk: &str,
         port: u16,
     ) -> Self {
+        Self::start_with_auth(root, dir, Some((ak, sk)), port).await
+    }
+
+    async fn start_with_auth(
+        root: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        keys: Option<(&str, &str)>,
+        port: u16,
+    ) -> Self {
         let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs root");
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ak, sk));
+        if let Some((ak, sk)) = keys {
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(ak, sk));
+        }
         let service = builder.build();
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
@@ -221,8 +242,8 @@ impl TestOrigin {
             _dir: dir,
             shared,
             tasks,
-            access_key: ak.to_owned(),
-            secret_key: sk.to_owned(),
+            access_key: keys.map_or_else(String::new, |(ak, _)| ak.to_owned()),
+            secret_key: keys.map_or_else(String::new, |(_, sk)| sk.to_owned()),
         }
     }
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Loopback benchmark of the miss path: every request asks for a 4 KiB object nobody asked for
+# before, so the proxy (memory cache on) and nginx (`proxy_cache`, cache lock on) both fetch it
+# from the origin, store it and answer; and the same requests straight to the origin. Alternating
+# rounds in one run.
+#
+#   bash scripts/bench-miss.sh            # ROUNDS=2 DURATION=5 MISS_OBJECTS=400000
+#
+# nginx cannot sign, so the origin here needs no signature (s3s-fs, SigV4 off) and the proxy reads
+# it anonymously: neither signs, which spares the proxy its SigV4 work (about 1.5 us a request).
+# Needs wrk and nginx (installed with apt-get when missing). Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-5} # before bench-lib.sh, whose default is 10
+. scripts/bench-lib.sh
+ROUNDS=${ROUNDS:-2}
+MISS_OBJECTS=${MISS_OBJECTS:-400000}
+NGINX_PORT=${NGINX_PORT:-9190}
+
+need wrk wrk
+need nginx nginx-light
+cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+echo "creating $MISS_OBJECTS objects of 4 KiB..." >&2
+OPEN=1 MISS_OBJECTS=$MISS_OBJECTS ./target/release/examples/bench_origin "$ORIGIN_PORT" >"$work/origin.out" 2>"$work/origin.err" &
+pids+=($!)
+for _ in $(seq 1 3000); do grep -q '^ready' "$work/origin.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^ready' "$work/origin.out" || { cat "$work/origin.err"; echo "origin did not start" >&2; exit 1; }
+
+cfg="$work/proxy.yaml"
+cat >"$cfg" <<YAML
+server:
+  address: 127.0.0.1
+  port: $PROXY_PORT
+buckets:
+  - name: bench
+    path_prefix: /bench
+    s3:
+      bucket: bench
+      endpoint: http://127.0.0.1:$ORIGIN_PORT
+      region: us-east-1
+      anonymous: true
+cache:
+  cache_layers: [memory]
+  default_ttl_seconds: 3600
+  memory: {max_cache_size_mb: 2048, max_item_size_mb: 16}
+YAML
+RUST_LOG=${PROXY_LOG:-warn} ./target/release/yatagarasu --config "$cfg" >"$work/proxy.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PROXY_PORT/health" >/dev/null && break; sleep 0.1; done
+
+mkdir -p "$work/nginx-cache"
+chmod 755 "$work" # nginx workers run as an unprivileged user
+cat >"$work/nginx.conf" <<NGINX
+worker_processes $(nproc); daemon off; pid $work/nginx.pid; error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
+  proxy_cache_path $work/nginx-cache levels=1:2 keys_zone=s3:64m max_size=4g inactive=60m use_temp_path=off;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location /bench/ {
+      proxy_cache s3; proxy_cache_lock on; proxy_cache_valid 200 60m; proxy_cache_key \$uri;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass http://origin;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
+
+# Each wrk thread walks its own residue class of keys from OFFSET, so no key repeats within a run;
+# each run starts past the keys the runs before it used.
+cat >"$work/miss.lua" <<'LUA'
+local next_id = 0
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+end
+function init(args)
+  n = tonumber(args[1]) + id
+  step = tonumber(args[2])
+end
+function request()
+  local path = string.format("/bench/miss/%07d", n)
+  n = n + step
+  return wrk.format("GET", path)
+end
+LUA
+
+offset=0
+# miss_run PORT -> "req/s|p50|p99|requests"
+miss_run() {
+    local out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/miss.lua" \
+        "http://127.0.0.1:$1/" -- "$offset" "$THREADS")
+    if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers (out of keys?) on port $1" >&2; fi
+    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out")|$(awk '$1=="50%" {print $2}' <<<"$out")|$(awk '$1=="99%" {print $2}' <<<"$out")|$(awk '/requests in/ {print $1}' <<<"$out")"
+}
+
+echo "| round | server | req/s | p50 | p99 | vs nginx | vs origin direct |"
+echo "|---|---|---|---|---|---|---|"
+for round in $(seq 1 "$ROUNDS"); do
+    # Straight to the origin (no cache: the keys may repeat), then the two caches on fresh keys.
+    saved=$offset offset=0
+    IFS='|' read -r origin_rps p50 p99 _ <<<"$(miss_run "$ORIGIN_PORT")"
+    offset=$saved
+    echo "| $round | origin direct | $origin_rps | $p50 | $p99 | | |"
+    IFS='|' read -r proxy_rps proxy_p50 proxy_p99 used <<<"$(miss_run "$PROXY_PORT")"
+    offset=$((offset + used + 1000))
+    IFS='|' read -r nginx_rps p50 p99 used <<<"$(miss_run "$NGINX_PORT")"
+    offset=$((offset + used + 1000))
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+    echo "| $round | yatagarasu | $proxy_rps | $proxy_p50 | $proxy_p99 | $(ratio "$proxy_rps" "$nginx_rps") | $(ratio "$proxy_rps" "$origin_rps") |"
+    echo "| $round | nginx | $nginx_rps | $p50 | $p99 | | $(ratio "$nginx_rps" "$origin_rps") |"
+done
+echo
+echo "keys used: $offset of $MISS_OBJECTS"
+[ "$offset" -le "$MISS_OBJECTS" ] || echo "ran out of keys: raise MISS_OBJECTS or lower DURATION" >&2
+machine
