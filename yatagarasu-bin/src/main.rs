@@ -9,6 +9,10 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use yatagarasu::{AdminApi, Config, Reloader, serve, serve_admin, serve_tls};
 
 const USAGE: &str = "\
