@@ -26,6 +26,42 @@ struct Slot {
     expires_at: Option<SystemTime>,
     /// The whole record, for small records (object metadata, small bodies): a hit needs no I/O.
     inline: Option<Bytes>,
+    /// The file whose bytes passed the CRC-32 in this process: while the record's file is still
+    /// that one (same inode, size, modification and change times), reads skip the checksum.
+    verified: Option<FileId>,
+}
+
+/// Which file, in which state, a record was read from: inode and device, length, modification and
+/// status-change times. Our own writes never modify a record file in place (a new file is renamed
+/// over it, so a new inode and a new change time); any other change of a file shows here too,
+/// within the file system's timestamp resolution.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    /// Elsewhere every read is checked.
+    #[cfg(not(unix))]
+    fn of(_meta: &std::fs::Metadata) -> Option<Self> {
+        None
+    }
 }
 
 /// Records up to this size are also kept in memory, within [`INLINE_BUDGET`] bytes in total.
@@ -74,6 +110,7 @@ impl Index {
                 tick: self.tick,
                 expires_at,
                 inline: None,
+                verified: None,
             },
         );
     }
@@ -581,7 +618,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// record) and `fstat`; the read itself never waits for the device. The directory should be on a
 /// local file system: a lookup on a hung network file system would block the thread.
 #[cfg(target_os = "linux")]
-fn read_if_cached(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+fn read_if_cached(path: &Path) -> std::io::Result<Option<(Vec<u8>, Option<FileId>)>> {
     use rustix::io::{Errno, ReadWriteFlags, preadv2};
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
@@ -597,6 +634,7 @@ fn read_if_cached(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     let Ok(len) = usize::try_from(meta.len()) else {
         return Ok(None);
     };
+    let id = FileId::of(&meta);
     let mut out = vec![0u8; len];
     let mut done = 0;
     while done < len {
@@ -605,7 +643,7 @@ fn read_if_cached(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
             Ok(0) => {
                 // Shorter than its size said: truncated under us; the record check decides.
                 out.truncate(done);
-                return Ok(Some(out));
+                return Ok(Some((out, id)));
             }
             Ok(n) => done += n,
             Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => return Ok(None),
@@ -613,17 +651,17 @@ fn read_if_cached(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Some(out))
+    Ok(Some((out, id)))
 }
 
 /// Elsewhere every read goes to the blocking pool.
 #[cfg(not(target_os = "linux"))]
-fn read_if_cached(_path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+fn read_if_cached(_path: &Path) -> std::io::Result<Option<(Vec<u8>, Option<FileId>)>> {
     Ok(None)
 }
 
 /// Read a record file; anything but a regular file (a link, a device) is refused.
-fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+fn read_regular_file(path: &Path) -> std::io::Result<(Vec<u8>, Option<FileId>)> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     #[cfg(unix)]
@@ -634,12 +672,13 @@ fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
         o.custom_flags(libc::O_NOFOLLOW);
     }
     let mut f = o.open(path)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     let mut out = Vec::new();
     f.read_to_end(&mut out)?;
-    Ok(out)
+    Ok((out, FileId::of(&meta)))
 }
 
 impl CacheTier for DiskTier {
@@ -654,7 +693,7 @@ impl CacheTier for DiskTier {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<CacheEntry>, CacheError>> {
         Box::pin(async move {
             let h = hash(key);
-            let inline = {
+            let (inline, verified) = {
                 let idx = lock(&self.inner.index);
                 match idx.slots.get(&h) {
                     None => {
@@ -662,7 +701,7 @@ impl CacheTier for DiskTier {
                         Counters::inc(&self.inner.counters.misses);
                         return Ok(None);
                     }
-                    Some(slot) => slot.inline.clone(),
+                    Some(slot) => (slot.inline.clone(), slot.verified),
                 }
             };
             if let Some(record) = inline
@@ -676,20 +715,20 @@ impl CacheTier for DiskTier {
             }
             let path = Self::path_for(&self.inner.dir, &h);
             let read = match read_if_cached(&path) {
-                Ok(Some(b)) => Ok(Some(Bytes::from(b))),
+                Ok(Some((b, id))) => Ok(Some((Bytes::from(b), id))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e.into()),
                 Ok(None) => {
                     self.inner
                         .io(move || match read_regular_file(&path) {
-                            Ok(b) => Ok(Some(Bytes::from(b))),
+                            Ok((b, id)) => Ok(Some((Bytes::from(b), id))),
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                             Err(e) => Err(e.into()),
                         })
                         .await
                 }
             };
-            let record = match read {
+            let (record, id) = match read {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     lock(&self.inner.index).remove(&h);
@@ -702,11 +741,22 @@ impl CacheTier for DiskTier {
                     return Err(e);
                 }
             };
-            match entry::decode(&record, &self.inner.check) {
+            // The CRC-32 is verified once per file: while a file is unchanged since it passed,
+            // its bytes come from the page cache, not the device, and are not checked again (an
+            // HMAC still is: see `decode_checked`). Damage done on the device after the first
+            // check to a file evicted from the page cache goes unseen until a restart.
+            let trusted = id.is_some() && id == verified;
+            match entry::decode_checked(&record, &self.inner.check, !trusted) {
                 Ok((k, e)) if k.as_ref() == key && !e.is_expired_at(SystemTime::now()) => {
                     let mut idx = lock(&self.inner.index);
                     idx.touch(&h);
                     idx.inline(&h, &record);
+                    if let Some(slot) = idx.slots.get_mut(&h)
+                        && !trusted
+                        && slot.size == record.len() as u64
+                    {
+                        slot.verified = id;
+                    }
                     drop(idx);
                     Counters::inc(&self.inner.counters.hits);
                     Ok(Some(e))

@@ -235,6 +235,17 @@ pub(crate) fn decode(
     record: &Bytes,
     check: &RecordCheck,
 ) -> Result<(Bytes, CacheEntry), CacheError> {
+    decode_checked(record, check, true)
+}
+
+/// [`decode`], with the CRC-32 skipped when `verify_crc` is false: for bytes already verified in
+/// this process (the disk tier's unchanged files). An HMAC is verified every time regardless: it
+/// guards against records planted by someone else, who could plant one after the first check.
+pub(crate) fn decode_checked(
+    record: &Bytes,
+    check: &RecordCheck,
+    verify_crc: bool,
+) -> Result<(Bytes, CacheEntry), CacheError> {
     let h = decode_header(record, check)?;
     if h.total_len() != Some(record.len() as u64) {
         return Err(CacheError::Corrupt(format!(
@@ -245,7 +256,7 @@ pub(crate) fn decode(
     let end = record.len() - h.check_len;
     match check {
         RecordCheck::Crc32 => {
-            if crc32fast::hash(&record[8..]) != u32_at(record, 4) {
+            if verify_crc && crc32fast::hash(&record[8..]) != u32_at(record, 4) {
                 return Err(CacheError::Corrupt("checksum mismatch".into()));
             }
         }

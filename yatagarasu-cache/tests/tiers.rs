@@ -167,6 +167,70 @@ async fn disk_tier_survives_restart_and_detects_damage() {
     assert!(d.stats().errors >= 1);
 }
 
+/// The one record file under `dir`.
+fn only_record_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(dir.join("objects")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_record_file_changed_after_it_passed_its_check_is_checked_again() {
+    // A running tier checks a file's CRC once, then trusts that file while it is unchanged. A
+    // file replaced (a new inode) or rewritten (a new modification time) is checked again.
+    let dir = tempfile::tempdir().unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
+    let body = vec![7u8; 10_000]; // over the size kept in memory: every hit reads the file
+    d.put(b"big", CacheEntry::new("m", body.clone(), None))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(d.get(b"big").await.unwrap().unwrap().body, body);
+    }
+    let file = only_record_file(dir.path());
+    let damaged = |bytes: &mut Vec<u8>| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+    };
+
+    // Replaced by a damaged copy, renamed over it as a writer would.
+    let mut bytes = std::fs::read(&file).unwrap();
+    damaged(&mut bytes);
+    let tmp = dir.path().join("replacement");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    assert!(matches!(d.get(b"big").await, Err(CacheError::Corrupt(_))));
+    assert!(
+        d.get(b"big").await.unwrap().is_none(),
+        "dropped once found damaged"
+    );
+
+    // Rewritten in place, with a modification time of its own.
+    d.put(b"big", CacheEntry::new("m", body.clone(), None))
+        .await
+        .unwrap();
+    assert_eq!(d.get(b"big").await.unwrap().unwrap().body, body);
+    let file = only_record_file(dir.path());
+    let mut bytes = std::fs::read(&file).unwrap();
+    damaged(&mut bytes);
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut &f, &bytes).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
+    drop(f);
+    assert!(matches!(d.get(b"big").await, Err(CacheError::Corrupt(_))));
+    assert_eq!(d.stats().errors, 2);
+}
+
 #[tokio::test]
 async fn small_records_are_served_from_memory_after_their_first_read() {
     let dir = tempfile::tempdir().unwrap();
