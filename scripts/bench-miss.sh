@@ -5,6 +5,7 @@
 # rounds in one run.
 #
 #   bash scripts/bench-miss.sh            # ROUNDS=2 DURATION=5 MISS_OBJECTS=400000
+#   PROXY_FEATURES=mimalloc bash scripts/bench-miss.sh   # the proxy on mimalloc
 #
 # nginx cannot sign, so the origin here needs no signature (s3s-fs, SigV4 off) and the proxy reads
 # it anonymously: neither signs, which spares the proxy its SigV4 work (about 1.5 us a request).
@@ -19,7 +20,7 @@ NGINX_PORT=${NGINX_PORT:-9190}
 
 need wrk wrk
 need nginx nginx-light
-cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu
+cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu ${PROXY_FEATURES:+--features "yatagarasu/$PROXY_FEATURES"}
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
