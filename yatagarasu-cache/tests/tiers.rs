@@ -13,6 +13,30 @@ fn entry(body: &str, ttl: Option<Duration>) -> CacheEntry {
     CacheEntry::new(format!("meta:{body}"), body.to_owned(), ttl)
 }
 
+/// Every record file a disk tier keeps under `dir`.
+fn record_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(dir.join("objects")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    files
+}
+
+/// The one record file under `dir`.
+fn only_record_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut files = record_files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+/// Damage a record's bytes where its check covers them (the last byte).
+fn flip_last_byte(bytes: &mut [u8]) {
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+}
+
 #[tokio::test]
 async fn memory_tier_stores_expires_and_respects_limits() {
     let m = MemoryTier::builder(1024 * 1024)
@@ -144,17 +168,11 @@ async fn disk_tier_survives_restart_and_detects_damage() {
     // Damage every record on disk (while no tier has it open): a read fails its check, counts an
     // error, and is a miss afterwards. (A running tier keeps small records it has read in memory.)
     drop(d);
-    let mut files = Vec::new();
-    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            files.push(f.unwrap().path());
-        }
-    }
+    let files = record_files(dir.path());
     assert_eq!(files.len(), 3);
     for f in &files {
         let mut bytes = std::fs::read(f).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        flip_last_byte(&mut bytes);
         std::fs::write(f, bytes).unwrap();
     }
     let d = DiskTier::builder(dir.path(), 1 << 20)
@@ -165,18 +183,6 @@ async fn disk_tier_survives_restart_and_detects_damage() {
     assert!(d.get(b"obj/1").await.is_err());
     assert!(d.get(b"obj/1").await.unwrap().is_none());
     assert!(d.stats().errors >= 1);
-}
-
-/// The one record file under `dir`.
-fn only_record_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut files = Vec::new();
-    for sub in std::fs::read_dir(dir.join("objects")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            files.push(f.unwrap().path());
-        }
-    }
-    assert_eq!(files.len(), 1, "{files:?}");
-    files.pop().unwrap()
 }
 
 #[tokio::test]
@@ -197,14 +203,10 @@ async fn a_record_file_changed_after_it_passed_its_check_is_checked_again() {
         assert_eq!(d.get(b"big").await.unwrap().unwrap().body, body);
     }
     let file = only_record_file(dir.path());
-    let damaged = |bytes: &mut Vec<u8>| {
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-    };
 
     // Replaced by a damaged copy, renamed over it as a writer would.
     let mut bytes = std::fs::read(&file).unwrap();
-    damaged(&mut bytes);
+    flip_last_byte(&mut bytes);
     let tmp = dir.path().join("replacement");
     std::fs::write(&tmp, &bytes).unwrap();
     std::fs::rename(&tmp, &file).unwrap();
@@ -221,7 +223,7 @@ async fn a_record_file_changed_after_it_passed_its_check_is_checked_again() {
     assert_eq!(d.get(b"big").await.unwrap().unwrap().body, body);
     let file = only_record_file(dir.path());
     let mut bytes = std::fs::read(&file).unwrap();
-    damaged(&mut bytes);
+    flip_last_byte(&mut bytes);
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     std::io::Write::write_all(&mut &f, &bytes).unwrap();
     f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
@@ -598,12 +600,10 @@ async fn the_size_budget_counts_what_files_take_on_disk() {
             .await
             .unwrap();
     }
-    let mut used = 0;
-    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            used += f.unwrap().metadata().unwrap().blocks() * 512;
-        }
-    }
+    let used: u64 = record_files(dir.path())
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().blocks() * 512)
+        .sum();
     let counted = d.stats().bytes;
     assert!(
         counted >= used,
@@ -630,13 +630,7 @@ async fn a_hung_disk_read_is_a_miss_after_the_io_timeout() {
     let big = CacheEntry::new("m", vec![7u8; 64 * 1024], None);
     d.put(b"hung", big.clone()).await.unwrap();
     // Replace the record with a FIFO nobody writes to: reading it blocks for ever, like a hung disk.
-    let mut record = None;
-    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            record = Some(f.unwrap().path());
-        }
-    }
-    let record = record.unwrap();
+    let record = only_record_file(dir.path());
     std::fs::remove_file(&record).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(&record)
