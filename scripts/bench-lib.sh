@@ -18,18 +18,24 @@ bench_setup() {
     work=$(mktemp -d)
     pids=()
     trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+    # The origin takes OPEN and MISS_OBJECTS from the environment (examples/examples/bench_origin.rs);
+    # ORIGIN_WAIT: seconds it may take to start (creating many objects takes minutes).
     ./target/release/examples/bench_origin "$ORIGIN_PORT" >"$work/origin.out" 2>"$work/origin.err" &
     pids+=($!)
-    for _ in $(seq 1 100); do grep -q '^ready' "$work/origin.out" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1 $((${ORIGIN_WAIT:-10} * 10))); do grep -q '^ready' "$work/origin.out" 2>/dev/null && break; sleep 0.1; done
     grep -q '^ready' "$work/origin.out" || { cat "$work/origin.err"; echo "origin did not start" >&2; exit 1; }
 }
 
 presigned() { awk -v k="$1" '$1==k {print $2}' "$work/origin.out"; }
 
 # start_proxy PORT EXTRA_YAML: a proxy on PORT in front of the bench origin (log level PROXY_LOG,
-# default warn: no request lines).
+# default warn: no request lines), signing with the origin's keys (ANONYMOUS=1: unsigned, for an
+# origin started with OPEN=1).
 start_proxy() {
     local port=$1 extra=$2 cfg="$work/config-$1.yaml"
+    local auth="access_key: AKIDBENCH
+      secret_key: bench-secret-key"
+    [ "${ANONYMOUS:-0}" = 1 ] && auth="anonymous: true"
     cat >"$cfg" <<YAML
 server:
   address: 127.0.0.1
@@ -41,8 +47,7 @@ buckets:
       bucket: bench
       endpoint: http://127.0.0.1:$ORIGIN_PORT
       region: us-east-1
-      access_key: AKIDBENCH
-      secret_key: bench-secret-key
+      $auth
 $extra
 YAML
     RUST_LOG=${PROXY_LOG:-warn} ./target/release/yatagarasu --config "$cfg" >"$work/proxy-$port.out" 2>&1 &

@@ -18,39 +18,13 @@ ROUNDS=${ROUNDS:-2}
 MISS_OBJECTS=${MISS_OBJECTS:-400000}
 NGINX_PORT=${NGINX_PORT:-9190}
 
-need wrk wrk
 need nginx nginx-light
-cargo build --release -q -p yatagarasu -p yatagarasu-examples --example bench_origin --bin yatagarasu ${PROXY_FEATURES:+--features "yatagarasu/$PROXY_FEATURES"}
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 echo "creating $MISS_OBJECTS objects of 4 KiB..." >&2
-OPEN=1 MISS_OBJECTS=$MISS_OBJECTS ./target/release/examples/bench_origin "$ORIGIN_PORT" >"$work/origin.out" 2>"$work/origin.err" &
-pids+=($!)
-for _ in $(seq 1 3000); do grep -q '^ready' "$work/origin.out" 2>/dev/null && break; sleep 0.1; done
-grep -q '^ready' "$work/origin.out" || { cat "$work/origin.err"; echo "origin did not start" >&2; exit 1; }
-
-cfg="$work/proxy.yaml"
-cat >"$cfg" <<YAML
-server:
-  address: 127.0.0.1
-  port: $PROXY_PORT
-buckets:
-  - name: bench
-    path_prefix: /bench
-    s3:
-      bucket: bench
-      endpoint: http://127.0.0.1:$ORIGIN_PORT
-      region: us-east-1
-      anonymous: true
-cache:
+OPEN=1 MISS_OBJECTS=$MISS_OBJECTS ORIGIN_WAIT=300 bench_setup
+ANONYMOUS=1 start_proxy "$PROXY_PORT" "cache:
   cache_layers: [memory]
   default_ttl_seconds: 3600
-  memory: {max_cache_size_mb: 2048, max_item_size_mb: 16}
-YAML
-RUST_LOG=${PROXY_LOG:-warn} ./target/release/yatagarasu --config "$cfg" >"$work/proxy.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PROXY_PORT/health" >/dev/null && break; sleep 0.1; done
+  memory: {max_cache_size_mb: 2048, max_item_size_mb: 16}"
 
 mkdir -p "$work/nginx-cache"
 chmod 755 "$work" # nginx workers run as an unprivileged user
