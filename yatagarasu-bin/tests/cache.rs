@@ -849,3 +849,47 @@ cache:
         &failed[..failed.len().min(10)]
     );
 }
+
+#[tokio::test]
+async fn a_disk_record_damaged_after_it_was_served_is_refetched_not_served() {
+    // The disk tier checks a record file once, then trusts it while it is unchanged: a file
+    // replaced behind its back after a served hit must still be caught, and the client gets the
+    // right bytes from the origin.
+    let o = origin().await;
+    o.put_pattern_object("media", "r.bin", 2 * SLICE + 5);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(
+        DiskTier::builder(dir.path(), 64 << 20)
+            .max_item_bytes(16 << 20)
+            .open()
+            .await
+            .unwrap(),
+    );
+    let (base, _stop) = proxy(&o, vec![disk.clone()]).await;
+    let url = format!("{base}/media/r.bin");
+    assert_eq!(get(&url).await.1, "MISS");
+    let (s, x, body) = get(&url).await;
+    assert_eq!((s, x.as_str()), (200, "HIT"));
+    check(&body, 0);
+    let before = o.stats().requests();
+    let mut damaged = 0;
+    for sub in std::fs::read_dir(dir.path().join("objects")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            let tmp = dir.path().join("damaged");
+            std::fs::write(&tmp, &bytes).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged >= 3, "one record per slice at least: {damaged}");
+    let (s, _, body) = get(&url).await;
+    assert_eq!(s, 200);
+    assert_eq!(body.len() as u64, 2 * SLICE + 5);
+    check(&body, 0);
+    assert!(o.stats().requests() > before, "refetched from the origin");
+    assert!(disk.stats().errors >= 1, "{:?}", disk.stats());
+}
