@@ -526,7 +526,8 @@ impl Proxy {
             cors::apply(&m.route, &req.method, &req.headers, resp.headers_mut());
         }
         if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("x-request-id", v);
+            resp.headers_mut()
+                .insert(http::HeaderName::from_static("x-request-id"), v);
         }
         let log = RequestLog {
             method: req.method,

@@ -133,6 +133,49 @@ async fn a_trickled_request_head_does_not_keep_a_socket_alive() {
 }
 
 #[tokio::test]
+async fn a_trickled_head_after_a_first_request_is_cut_by_the_header_timeout_not_the_idle_one() {
+    let o = origin().await;
+    o.put_object("media", "k", b"value");
+    let options = {
+        let mut v = quick_timeouts();
+        // Long enough that only the header timeout can end this within the test.
+        v.idle_timeout = Duration::from_secs(60);
+        v
+    };
+    let addr = start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(&o)))
+            .build(),
+        options,
+    )
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /media/k HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let trickle = async {
+        // The second head, one byte every 50 ms: never complete, never idle.
+        for b in b"GET /media/k HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if s.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    let cut = tokio::time::timeout(Duration::from_secs(10), trickle)
+        .await
+        .unwrap();
+    assert!(
+        cut,
+        "a second head trickled over 3 s outlived a 300 ms header timeout"
+    );
+}
+
+#[tokio::test]
 async fn keep_alive_connections_close_when_idle() {
     let o = origin().await;
     o.put_object("media", "k", b"value");

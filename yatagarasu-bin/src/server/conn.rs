@@ -4,7 +4,10 @@
 //! A connection is in one of three states, judged from counters the request path keeps:
 //! - **no request in flight**: it may wait `header_read_timeout` for its first request (HTTP/1.1
 //!   head, or HTTP/2 preface and first HEADERS), then `idle_timeout` between requests. Bytes that
-//!   arrive without completing a request do not extend either (a slow drip of header bytes is cut);
+//!   arrive without completing a request do not extend either (a slow drip of header bytes is cut),
+//!   and on HTTP/1.1 a head, once its first bytes came, must be complete within
+//!   `header_read_timeout` (kept here rather than by hyper, whose timer costs an allocation and a
+//!   timer-wheel entry per request);
 //! - **a response owed by us** (the handler runs, or a body waits for origin bytes): no limit here;
 //!   the origin's own timeouts bound it;
 //! - **responses waiting for the client** (nothing owed by us, nothing written): `send_timeout`.
@@ -39,7 +42,14 @@ pub(crate) struct Activity {
     last_progress_ms: AtomicU64,
     /// The protocol its first request came in: 0 none yet, 1 HTTP/1.x, 2 HTTP/2.
     protocol: std::sync::atomic::AtomicU8,
+    /// Milliseconds after `start` of the first bytes read while no request was in flight, i.e.
+    /// when the next HTTP/1.1 head began ([`NO_HEAD`] when none is under way). The head must be
+    /// complete within `header_read_timeout` of this.
+    head_started_ms: AtomicU64,
 }
+
+/// [`Activity::head_started_ms`] when no request head is being read.
+pub(crate) const NO_HEAD: u64 = u64::MAX;
 
 /// Writes smaller than this do not count as progress: HTTP/2 control frames (PING, SETTINGS,
 /// WINDOW_UPDATE) are smaller, and must not keep a connection whose streams are stalled alive.
@@ -66,6 +76,7 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
             protocol: std::sync::atomic::AtomicU8::new(0),
+            head_started_ms: AtomicU64::new(NO_HEAD),
         })
     }
 
@@ -78,11 +89,30 @@ impl Activity {
             .store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// A request began or ended: both clocks restart.
+    /// A request began or ended: both clocks restart, and no head is under way.
     fn turn(&self) {
         let ms = self.now_ms();
         self.idle_since_ms.store(ms, Ordering::Relaxed);
         self.last_progress_ms.store(ms, Ordering::Relaxed);
+        self.head_started_ms.store(NO_HEAD, Ordering::Relaxed);
+    }
+
+    /// Bytes were read from the client. With no request in flight on HTTP/1.x they begin the
+    /// next request's head, and its clock starts (HTTP/2 reads PING and WINDOW_UPDATE frames
+    /// between requests, which begin nothing: its idle connections are judged by the idle clock).
+    fn bytes_read(&self) {
+        if self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.protocol.load(Ordering::Relaxed) != 2
+        {
+            self.head_started_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// When the head being read began, in milliseconds after the connection's start ([`NO_HEAD`]:
+    /// none is). The watchdog compares it with what it saw last to notice a new one.
+    pub(crate) fn head_started(&self) -> u64 {
+        self.head_started_ms.load(Ordering::Relaxed)
     }
 
     /// A request arrived: it is in flight and owed by us until its response is handed over.
@@ -127,7 +157,17 @@ impl Activity {
             } else {
                 options.idle_timeout
             };
-            return match last.checked_add(limit) {
+            let mut deadline = last.checked_add(limit);
+            let head = self.head_started_ms.load(Ordering::Relaxed);
+            if head != NO_HEAD {
+                let head_by = (self.start + Duration::from_millis(head))
+                    .checked_add(options.header_read_timeout);
+                deadline = match (deadline, head_by) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            return match deadline {
                 Some(deadline) if deadline > now => Verdict::WaitUntil(deadline),
                 Some(_) => Verdict::CloseIdle,
                 None => Verdict::WaitUntil(now + Duration::from_secs(3600)),
@@ -258,7 +298,13 @@ impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.project().inner.poll_read(cx, buf)
+        let this = self.project();
+        let before = buf.filled().len();
+        ready!(this.inner.poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.activity.bytes_read();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

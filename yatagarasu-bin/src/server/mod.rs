@@ -113,6 +113,9 @@ async fn serve_proxy(
     .await
 }
 
+/// hyper's HTTP/1.1 header count limit when none is set (`hyper::proto::h1::role`).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Where a running server stands, as told to each connection: serving (0), draining (1), closing
 /// what is left (2).
 const DRAINING: u8 = 1;
@@ -138,9 +141,15 @@ where
         .http1()
         .keep_alive(true)
         .max_buf_size(options.max_header_bytes.max(8192))
-        .max_headers(options.max_headers)
-        .header_read_timeout(options.header_read_timeout)
+        // The head timeout is the connection watchdog's (see `conn`): hyper's arms a timer per
+        // request, and defaults to 30 s when not turned off.
+        .header_read_timeout(None)
         .timer(TokioTimer::new());
+    if options.max_headers != HYPER_MAX_HEADERS {
+        // Only when it differs: with a limit set, hyper sizes its header arrays on the heap
+        // and initialises them on every request; at its own default they live on the stack.
+        builder.http1().max_headers(options.max_headers);
+    }
     builder
         .http2()
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
@@ -275,6 +284,7 @@ where
     // read, so the many wakes of a busy connection cost no timer poll (and no cooperative-budget
     // unit that would make the connection's own I/O yield sooner).
     let mut armed = false;
+    let mut seen_head = conn::NO_HEAD;
     std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(r) = conn.as_mut().poll(cx) {
@@ -295,16 +305,24 @@ where
                 }
                 _ => {}
             }
-            if armed {
-                if !timer.is_elapsed() {
+            // A request head began arriving since the timer was set: its deadline may be
+            // sooner than the one the timer holds. (Rare: a head that arrives whole is parsed
+            // and its request begun within the same poll, which ends the head's clock.)
+            let head = activity.head_started();
+            let new_head = head != seen_head && head != conn::NO_HEAD && close_by.is_none();
+            seen_head = head;
+            if !new_head {
+                if armed {
+                    if !timer.is_elapsed() {
+                        return Poll::Pending;
+                    }
+                } else if timer.as_mut().poll(cx).is_pending() {
+                    armed = true;
                     return Poll::Pending;
                 }
-            } else if timer.as_mut().poll(cx).is_pending() {
-                armed = true;
-                return Poll::Pending;
-            }
-            if close_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
-                return Poll::Ready(Ok(()));
+                if close_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
+                    return Poll::Ready(Ok(()));
+                }
             }
             armed = false;
             if let Some(by) = close_by {

@@ -19,8 +19,15 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, Error>;
 pub(crate) const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 pub(crate) fn body_response(body: BodyStream) -> Response<ProxyBody> {
-    Response::new(StreamBody::new(body.map_ok(Frame::data)).boxed_unsync())
+    let mut resp = Response::new(StreamBody::new(body.map_ok(Frame::data)).boxed_unsync());
+    // Room for what an object response carries (validators, type, length, x-cache,
+    // x-request-id, CORS): growing the map from empty reallocates it twice per request.
+    *resp.headers_mut() = HeaderMap::with_capacity(OBJECT_RESPONSE_HEADERS);
+    resp
 }
+
+/// Header fields an object response usually ends up with, to size its map once.
+const OBJECT_RESPONSE_HEADERS: usize = 16;
 
 pub(crate) fn full_response(
     head: &ObjectMeta,
