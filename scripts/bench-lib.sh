@@ -29,7 +29,7 @@ bench_setup() {
 presigned() { awk -v k="$1" '$1==k {print $2}' "$work/origin.out"; }
 
 # start_proxy PORT EXTRA_YAML: a proxy on PORT in front of the bench origin (log level PROXY_LOG,
-# default warn: no request lines), signing with the origin's keys (ANONYMOUS=1: unsigned, for an
+# default warn: no request lines; WORKER_THREADS: server.worker_threads, default 0), signing with the origin's keys (ANONYMOUS=1: unsigned, for an
 # origin started with OPEN=1).
 start_proxy() {
     local port=$1 extra=$2 cfg="$work/config-$1.yaml"
@@ -40,6 +40,7 @@ start_proxy() {
 server:
   address: 127.0.0.1
   port: $port
+  worker_threads: ${WORKER_THREADS:-0}
 buckets:
   - name: bench
     path_prefix: /bench

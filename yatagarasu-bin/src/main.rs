@@ -249,7 +249,8 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
     tokio::spawn(reload_on_sighup(Arc::clone(&reloader)));
     let routes = proxy.routes();
     let addr = (config.server.address.as_str(), config.server.port);
-    let listener = tokio::net::TcpListener::bind(addr)
+    let workers = config.server.worker_threads;
+    let listener = bind(addr, workers > 0)
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
@@ -310,9 +311,13 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
     #[cfg(feature = "otel")]
     let tracing = proxy.otel_tracing().cloned();
     let options = config.server_options();
-    match tls {
-        Some(tls) => serve_tls(listener, proxy, options, tls, shutdown_signal()).await?,
-        None => serve(listener, proxy, options, shutdown_signal()).await?,
+    if workers > 0 {
+        serve_on_workers(listener, workers, proxy, options, tls).await?;
+    } else {
+        match tls {
+            Some(tls) => serve_tls(listener, proxy, options, tls, shutdown_signal()).await?,
+            None => serve(listener, proxy, options, shutdown_signal()).await?,
+        }
     }
     let _ = stop_admin.send(());
     let _ = stop_metrics.send(());
@@ -341,6 +346,96 @@ async fn run(config: Config, path: PathBuf) -> Result<(), Box<dyn std::error::Er
         }
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Listen on `addr`; with `shared`, with `SO_REUSEPORT` so that worker threads can each listen
+/// on the same address.
+async fn bind(addr: (&str, u16), shared: bool) -> std::io::Result<tokio::net::TcpListener> {
+    if !shared {
+        return tokio::net::TcpListener::bind(addr).await;
+    }
+    let at = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        )
+    })?;
+    bind_shared(at)
+}
+
+fn bind_shared(at: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(at)?;
+    socket.listen(1024)
+}
+
+/// `server.worker_threads`: `workers` threads, each a single-threaded runtime serving its own
+/// listening socket on the address of `first` (which the first worker takes over), until SIGTERM
+/// or Ctrl-C; then each drains its connections. Each takes its share of the connection limit.
+/// A worker's runtime stays up until every worker has drained: connections to the origin made
+/// on one worker are pooled and may serve requests of another.
+async fn serve_on_workers(
+    first: tokio::net::TcpListener,
+    workers: usize,
+    proxy: yatagarasu::Proxy,
+    mut options: yatagarasu::ServerOptions,
+    tls: Option<yatagarasu::ServerTls>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let local = first.local_addr()?;
+    options.max_connections = options.max_connections.div_ceil(workers);
+    let mut listeners = vec![first.into_std()?];
+    for _ in 1..workers {
+        listeners.push(bind_shared(local)?.into_std()?);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let all_drained = Arc::new(tokio::sync::Barrier::new(workers));
+    let mut threads = Vec::with_capacity(workers);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (proxy, tls, all_drained) = (proxy.clone(), tls.clone(), Arc::clone(&all_drained));
+        let mut stopped = stopped.clone();
+        let worker = move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let served = match tls {
+                    Some(tls) => serve_tls(listener, proxy, options, tls, shutdown).await,
+                    None => serve(listener, proxy, options, shutdown).await,
+                };
+                all_drained.wait().await;
+                served
+            })
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("yatagarasu-worker-{i}"))
+                .spawn(worker)?,
+        );
+    }
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    let joined = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a worker panicked")))
+            })
+            .collect::<std::io::Result<Vec<()>>>()
+    })
+    .await?;
+    joined?;
     Ok(())
 }
 

@@ -458,6 +458,83 @@ async fn big_download_has_flat_memory_and_survives_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// Threads of process `pid` whose name starts with `prefix` (Linux truncates names to 15 bytes).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with(prefix))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_share_the_address_serve_every_connection_and_drain_on_sigterm() {
+    const LEN: u64 = 64 * 1024 * 1024;
+    let origin = TestOrigin::start("AKIDWORK", "work-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "small", b"small object");
+    origin.put_pattern_object("media", "big.bin", LEN);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &config_for(&origin, "  worker_threads: 2\n  max_connections: 64\n"),
+    );
+    let mut proxy = ProxyProcess::start(&cfg, "work-secret");
+    // 32 connections of their own (one client each): the kernel spreads them over both sockets.
+    let answers = futures_util::future::join_all((0..32).map(|_| {
+        let url = format!("{}/media/small", proxy.base);
+        async move {
+            let http = reqwest::Client::builder().build().unwrap();
+            let r = http.get(url).send().await.unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        }
+    }))
+    .await;
+    for (status, body) in answers {
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], b"small object");
+    }
+    // Answered, so the workers run: two of them.
+    assert_eq!(threads_named(proxy.child.id(), "yatagarasu-work"), 2);
+    // A download under way when SIGTERM comes finishes; the process then exits cleanly.
+    let resp = reqwest::get(format!("{}/media/big.bin", proxy.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut offset = 0u64;
+    let mut signalled = false;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        assert_eq!(chunk[0], pattern_byte(offset));
+        offset += chunk.len() as u64;
+        if !signalled {
+            proxy.signal("-TERM");
+            signalled = true;
+        }
+    }
+    assert_eq!(offset, LEN, "the in-flight download finished after SIGTERM");
+    let status = proxy.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status:?}");
+
+    let bad = write_config(&dir, &config_for(&origin, "  worker_threads: 5000\n"));
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&bad)
+        .arg("--check")
+        .env("TEST_ORIGIN_SECRET", "work-secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.worker_threads: 5000 is more than 1024"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_tiers_from_config_and_admin_purge_across_them() {
     let origin = TestOrigin::start("AKIDADMIN", "admin-secret").await;

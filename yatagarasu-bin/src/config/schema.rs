@@ -243,8 +243,16 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "lenient")]
     pub port: u16,
     /// Most concurrent client connections; further ones wait in the kernel's accept queue.
+    /// With `worker_threads`, each worker takes its share (rounded up).
     #[serde(deserialize_with = "lenient")]
     pub max_connections: usize,
+    /// 0 (default): one multi-threaded runtime serves every connection, tasks moving between
+    /// its threads. N: N threads, each with a single-threaded runtime and its own listening
+    /// socket on the address (`SO_REUSEPORT`, the kernel spreads new connections), as nginx's
+    /// workers: a connection stays on one thread, with no hand-over between threads. Faster for
+    /// many small requests; set it to the number of cores. Linux and other Unix systems only.
+    #[serde(deserialize_with = "lenient")]
+    pub worker_threads: usize,
     /// Largest request head (request line and headers) in bytes.
     #[serde(deserialize_with = "lenient")]
     pub max_header_bytes: usize,
@@ -354,6 +362,7 @@ impl Default for ServerConfig {
             address: "0.0.0.0".into(),
             port: 8080,
             max_connections: o.max_connections,
+            worker_threads: 0,
             max_header_bytes: o.max_header_bytes,
             max_headers: o.max_headers,
             max_uri_bytes: o.max_uri_bytes,

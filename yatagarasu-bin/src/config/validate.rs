@@ -8,6 +8,9 @@ use crate::cache::MAX_DIRECTIVE_SECONDS;
 use crate::cors::CorsPolicy;
 use crate::routes::{RESERVED_PATHS, normalize_prefix};
 
+/// Most `server.worker_threads` accepted (far beyond any core count: a typo guard).
+const MAX_WORKER_THREADS: usize = 1024;
+
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Vec::new();
@@ -44,6 +47,12 @@ impl Config {
             if !(1..=86_400).contains(&v) {
                 p.push(format!("server.{key}: {v} is outside 1 ..= 86400 seconds"));
             }
+        }
+        if s.worker_threads > MAX_WORKER_THREADS {
+            p.push(format!(
+                "server.worker_threads: {} is more than {MAX_WORKER_THREADS}",
+                s.worker_threads
+            ));
         }
         if s.max_header_bytes < 8192 {
             p.push("server.max_header_bytes: must be at least 8192".to_owned());
