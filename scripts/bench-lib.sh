@@ -29,8 +29,8 @@ bench_setup() {
 presigned() { awk -v k="$1" '$1==k {print $2}' "$work/origin.out"; }
 
 # start_proxy PORT EXTRA_YAML: a proxy on PORT in front of the bench origin (log level PROXY_LOG,
-# default warn: no request lines; WORKER_THREADS: server.worker_threads, default 0), signing with the origin's keys (ANONYMOUS=1: unsigned, for an
-# origin started with OPEN=1).
+# default warn: no request lines; WORKER_THREADS: server.worker_threads, default 0), signing with
+# the origin's keys (ANONYMOUS=1: unsigned, for an origin started with OPEN=1).
 start_proxy() {
     local port=$1 extra=$2 cfg="$work/config-$1.yaml"
     local auth="access_key: AKIDBENCH

@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn semantic_checks_report_every_problem() {
         let err = parse(
-            "buckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'ftp://x', access_key: k}\n  - name: a\n    path_prefix: /a/\n    s3: {bucket: ''}\n  - name: c\n    path_prefix: /health\n    s3: {bucket: c, addressing: sideways}\n  - name: d\n    path_prefix: nope\n    s3: {bucket: d}\n    auth: {enabled: true}\n",
+            "server:\n  worker_threads: 5000\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: {bucket: a, endpoint: 'ftp://x', access_key: k}\n  - name: a\n    path_prefix: /a/\n    s3: {bucket: ''}\n  - name: c\n    path_prefix: /health\n    s3: {bucket: c, addressing: sideways}\n  - name: d\n    path_prefix: nope\n    s3: {bucket: d}\n    auth: {enabled: true}\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -269,6 +269,7 @@ mod tests {
             "buckets[2].s3.addressing: `sideways` is not one of auto, path, virtual",
             "buckets[3].path_prefix: `nope` must start with `/`",
             "buckets[3].auth.enabled: needs the `jwt` section with `enabled: true`",
+            "server.worker_threads: 5000 is more than 1024",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
