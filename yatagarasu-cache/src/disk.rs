@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entry::{self, CacheEntry, HEADER_LEN, RecordCheck};
 use crate::error::CacheError;
+use crate::read_buffers::{self, ReadBuffers};
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
 
@@ -197,6 +198,8 @@ struct Inner {
     counters: Counters,
     io_timeout: std::time::Duration,
     io_slots: Arc<tokio::sync::Semaphore>,
+    /// Where large records are read into.
+    buffers: ReadBuffers,
 }
 
 /// A tier on local disk, bounded in bytes, that survives restarts.
@@ -209,6 +212,10 @@ struct Inner {
 /// after a restart is approximated by file modification time. Eviction drops the least recently
 /// *used* entries. An I/O error (disk full, read-only) makes the operation a miss or a skipped write,
 /// counted in [`TierStats::errors`].
+///
+/// Records of 16 KiB and more are read into buffers the tier reuses once the entry read is
+/// dropped (at most 64 buffers and 16 MiB kept idle), so hits do not zero-fill a fresh allocation
+/// each; a buffer is at most 1/16 larger than its record.
 #[derive(Clone)]
 pub struct DiskTier {
     inner: Arc<Inner>,
@@ -357,6 +364,7 @@ impl DiskTier {
                         .max_concurrent_io
                         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
                 )),
+                buffers: ReadBuffers::default(),
             }),
         };
         tier.evict_over_budget().await;
@@ -618,7 +626,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// record) and `fstat`; the read itself never waits for the device. The directory should be on a
 /// local file system: a lookup on a hung network file system would block the thread.
 #[cfg(target_os = "linux")]
-fn read_if_cached(path: &Path) -> std::io::Result<Option<(Vec<u8>, Option<FileId>)>> {
+fn read_if_cached(path: &Path, buffers: &ReadBuffers) -> std::io::Result<Option<Read>> {
     use rustix::io::{Errno, ReadWriteFlags, preadv2};
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
@@ -634,34 +642,30 @@ fn read_if_cached(path: &Path) -> std::io::Result<Option<(Vec<u8>, Option<FileId
     let Ok(len) = usize::try_from(meta.len()) else {
         return Ok(None);
     };
-    let id = FileId::of(&meta);
-    let mut out = vec![0u8; len];
+    let mut out = Buffer::new(len, buffers);
     let mut done = 0;
     while done < len {
-        let mut bufs = [std::io::IoSliceMut::new(&mut out[done..])];
+        let mut bufs = [std::io::IoSliceMut::new(&mut out.bytes[done..len])];
         match preadv2(&f, &mut bufs, done as u64, ReadWriteFlags::NOWAIT) {
-            Ok(0) => {
-                // Shorter than its size said: truncated under us; the record check decides.
-                out.truncate(done);
-                return Ok(Some((out, id)));
-            }
+            // Shorter than its size said: truncated under us; the record check decides.
+            Ok(0) => break,
             Ok(n) => done += n,
             Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => return Ok(None),
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Some((out, id)))
+    Ok(Some(out.freeze(done, FileId::of(&meta), buffers)))
 }
 
 /// Elsewhere every read goes to the blocking pool.
 #[cfg(not(target_os = "linux"))]
-fn read_if_cached(_path: &Path) -> std::io::Result<Option<(Vec<u8>, Option<FileId>)>> {
+fn read_if_cached(_path: &Path, _buffers: &ReadBuffers) -> std::io::Result<Option<Read>> {
     Ok(None)
 }
 
 /// Read a record file; anything but a regular file (a link, a device) is refused.
-fn read_regular_file(path: &Path) -> std::io::Result<(Vec<u8>, Option<FileId>)> {
+fn read_regular_file(path: &Path, buffers: &ReadBuffers) -> std::io::Result<Read> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     #[cfg(unix)]
@@ -676,9 +680,54 @@ fn read_regular_file(path: &Path) -> std::io::Result<(Vec<u8>, Option<FileId>)> 
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
-    let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok((out, FileId::of(&meta)))
+    let len = usize::try_from(meta.len()).map_err(std::io::Error::other)?;
+    let mut out = Buffer::new(len, buffers);
+    let mut done = 0;
+    while done < len {
+        match f.read(&mut out.bytes[done..len]) {
+            // Shorter than its size said: truncated under us; the record check decides.
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out.freeze(done, FileId::of(&meta), buffers))
+}
+
+/// A record read from its file, and which file it was.
+type Read = (Bytes, Option<FileId>);
+
+/// Where a record is read into: a pooled buffer for large records, a plain one for small ones.
+struct Buffer {
+    bytes: Vec<u8>,
+    pooled: bool,
+}
+
+impl Buffer {
+    fn new(len: usize, buffers: &ReadBuffers) -> Self {
+        if len >= read_buffers::MIN_POOLED {
+            Self {
+                bytes: buffers.take(len),
+                pooled: true,
+            }
+        } else {
+            Self {
+                bytes: vec![0; len],
+                pooled: false,
+            }
+        }
+    }
+
+    fn freeze(mut self, len: usize, id: Option<FileId>, buffers: &ReadBuffers) -> Read {
+        let bytes = if self.pooled {
+            buffers.freeze(self.bytes, len)
+        } else {
+            self.bytes.truncate(len);
+            Bytes::from(self.bytes)
+        };
+        (bytes, id)
+    }
 }
 
 impl CacheTier for DiskTier {
@@ -714,14 +763,15 @@ impl CacheTier for DiskTier {
                 return Ok(Some(e));
             }
             let path = Self::path_for(&self.inner.dir, &h);
-            let read = match read_if_cached(&path) {
-                Ok(Some((b, id))) => Ok(Some((Bytes::from(b), id))),
+            let read = match read_if_cached(&path, &self.inner.buffers) {
+                Ok(Some(read)) => Ok(Some(read)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e.into()),
                 Ok(None) => {
+                    let buffers = self.inner.buffers.clone();
                     self.inner
-                        .io(move || match read_regular_file(&path) {
-                            Ok((b, id)) => Ok(Some((Bytes::from(b), id))),
+                        .io(move || match read_regular_file(&path, &buffers) {
+                            Ok(read) => Ok(Some(read)),
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                             Err(e) => Err(e.into()),
                         })

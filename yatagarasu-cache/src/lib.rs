@@ -40,6 +40,8 @@ mod entry;
 mod error;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "disk")]
+mod read_buffers;
 #[cfg(feature = "redis")]
 mod redis_conn;
 #[cfg(feature = "redis")]

@@ -234,6 +234,69 @@ async fn a_record_file_changed_after_it_passed_its_check_is_checked_again() {
 }
 
 #[tokio::test]
+async fn large_records_read_into_reused_buffers_keep_their_own_bytes() {
+    // Large records are read into buffers that come back for the next read once a body is
+    // dropped. Records of nearly the same size share buffers; none may show another's bytes,
+    // whether bodies are held while others are read or dropped at once, and a record cut short
+    // on disk must not be padded out with what a buffer held before.
+    let dir = tempfile::tempdir().unwrap();
+    let d = DiskTier::builder(dir.path(), 16 << 20)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
+    let body = |i: usize| -> Vec<u8> {
+        (0..200_000 + i * 37)
+            .map(|b| (b * 31 + i * 7) as u8)
+            .collect()
+    };
+    for i in 0..8 {
+        d.put(
+            format!("k{i}").as_bytes(),
+            CacheEntry::new("m", body(i), None),
+        )
+        .await
+        .unwrap();
+    }
+    let mut held = Vec::new();
+    for round in 0..4 {
+        for i in 0..8 {
+            let got = d.get(format!("k{i}").as_bytes()).await.unwrap().unwrap();
+            assert!(got.body == body(i), "round {round}, record {i}");
+            if (i + round) % 3 == 0 {
+                held.push((i, got.body));
+            }
+        }
+    }
+    for (i, b) in &held {
+        assert!(*b == body(*i), "record {i} changed while held");
+    }
+    drop(held);
+
+    // Cut one record short behind the tier's back (same inode: a damaged write).
+    let victim = record_files(dir.path())
+        .into_iter()
+        .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+        .unwrap();
+    let len = std::fs::metadata(&victim).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
+    let mut corrupt = 0;
+    for i in 0..8 {
+        match d.get(format!("k{i}").as_bytes()).await {
+            Ok(Some(e)) => assert!(e.body == body(i), "record {i}"),
+            Err(CacheError::Corrupt(_)) => corrupt += 1,
+            other => panic!("record {i}: {other:?}"),
+        }
+    }
+    assert_eq!(corrupt, 1, "the shortened record, and only it, is refused");
+}
+
+#[tokio::test]
 async fn small_records_are_served_from_memory_after_their_first_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = DiskTier::builder(dir.path(), 1 << 20)
