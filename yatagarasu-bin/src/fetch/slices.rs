@@ -94,7 +94,7 @@ pub(super) fn changed_mid_read(origin: &dyn Origin, key: &str) -> Error {
 #[derive(Debug, Clone)]
 pub(crate) struct Fill {
     pub(crate) cache: ObjectCache,
-    pub(crate) origin: String,
+    pub(crate) origin: Arc<str>,
     pub(crate) key: String,
     pub(crate) default_ttl: Duration,
 }

@@ -78,7 +78,7 @@ pub(crate) async fn lookup<'s>(
     }
     let fill = Fill {
         cache: cache.clone(),
-        origin: target.id.to_string(),
+        origin: Arc::clone(&target.id),
         key: key.to_owned(),
         default_ttl: route.cache.ttl,
     };

@@ -148,7 +148,7 @@ fn head_response(
 fn fill(ctx: &RequestContext<'_>, cache: Option<&ObjectCache>) -> Option<Fill> {
     cache.map(|c| Fill {
         cache: c.clone(),
-        origin: ctx.route.target.id.to_string(),
+        origin: Arc::clone(&ctx.route.target.id),
         key: ctx.key.clone(),
         default_ttl: ctx.route.route.cache.ttl,
     })

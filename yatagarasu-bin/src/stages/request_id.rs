@@ -20,10 +20,11 @@ pub(crate) fn assign(h: &HeaderMap) -> String {
 fn new_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits = fastrand::u128(..);
-    (0..32)
-        .rev()
-        .map(|i| char::from(HEX[usize::try_from((bits >> (i * 4)) & 0xf).unwrap_or(0)]))
-        .collect()
+    let mut id = String::with_capacity(32);
+    for i in (0..32).rev() {
+        id.push(char::from(HEX[((bits >> (i * 4)) & 0xf) as usize]));
+    }
+    id
 }
 
 #[cfg(test)]
