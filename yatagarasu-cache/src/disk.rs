@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entry::{self, CacheEntry, HEADER_LEN, RecordCheck};
 use crate::error::CacheError;
-use crate::read_buffers::{self, ReadBuffers};
+use crate::read_buffers::ReadBuffers;
 use crate::stats::{Counters, TierStats};
 use crate::{BoxFuture, CacheTier};
 
@@ -642,20 +642,21 @@ fn read_if_cached(path: &Path, buffers: &ReadBuffers) -> std::io::Result<Option<
     let Ok(len) = usize::try_from(meta.len()) else {
         return Ok(None);
     };
-    let mut out = Buffer::new(len, buffers);
-    let mut done = 0;
-    while done < len {
-        let mut bufs = [std::io::IoSliceMut::new(&mut out.bytes[done..len])];
-        match preadv2(&f, &mut bufs, done as u64, ReadWriteFlags::NOWAIT) {
-            // Shorter than its size said: truncated under us; the record check decides.
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => return Ok(None),
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let read = read_record(len, buffers, |buf, offset| {
+        let mut bufs = [std::io::IoSliceMut::new(buf)];
+        preadv2(&f, &mut bufs, offset, ReadWriteFlags::NOWAIT).map_err(|e| match e {
+            // Not all in the page cache, or no `RWF_NOWAIT` here: read on the blocking pool.
+            Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL => {
+                std::io::ErrorKind::WouldBlock.into()
+            }
+            e => e.into(),
+        })
+    });
+    match read {
+        Ok(bytes) => Ok(Some((bytes, FileId::of(&meta)))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(out.freeze(done, FileId::of(&meta), buffers)))
 }
 
 /// Elsewhere every read goes to the blocking pool.
@@ -675,59 +676,48 @@ fn read_regular_file(path: &Path, buffers: &ReadBuffers) -> std::io::Result<Read
         // timeout bounds that, like any hung disk.)
         o.custom_flags(libc::O_NOFOLLOW);
     }
-    let mut f = o.open(path)?;
+    let f = o.open(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     let len = usize::try_from(meta.len()).map_err(std::io::Error::other)?;
-    let mut out = Buffer::new(len, buffers);
+    let bytes = read_record(len, buffers, |buf, offset| {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_at(&f, buf, offset)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = offset; // reads are sequential from the start
+            (&f).read(buf)
+        }
+    })?;
+    Ok((bytes, FileId::of(&meta)))
+}
+
+/// A record read from its file, and which file it was.
+type Read = (Bytes, Option<FileId>);
+
+/// Read `len` bytes (the file's size) with `read_at(buffer, offset)` into a buffer from
+/// `buffers`. A file shorter than its size said (truncated under us) gives fewer bytes: the
+/// record check decides.
+fn read_record(
+    len: usize,
+    buffers: &ReadBuffers,
+    mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+) -> std::io::Result<Bytes> {
+    let mut out = buffers.take(len);
     let mut done = 0;
     while done < len {
-        match f.read(&mut out.bytes[done..len]) {
-            // Shorter than its size said: truncated under us; the record check decides.
+        match read_at(&mut out[done..len], done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(out.freeze(done, FileId::of(&meta), buffers))
-}
-
-/// A record read from its file, and which file it was.
-type Read = (Bytes, Option<FileId>);
-
-/// Where a record is read into: a pooled buffer for large records, a plain one for small ones.
-struct Buffer {
-    bytes: Vec<u8>,
-    pooled: bool,
-}
-
-impl Buffer {
-    fn new(len: usize, buffers: &ReadBuffers) -> Self {
-        if len >= read_buffers::MIN_POOLED {
-            Self {
-                bytes: buffers.take(len),
-                pooled: true,
-            }
-        } else {
-            Self {
-                bytes: vec![0; len],
-                pooled: false,
-            }
-        }
-    }
-
-    fn freeze(mut self, len: usize, id: Option<FileId>, buffers: &ReadBuffers) -> Read {
-        let bytes = if self.pooled {
-            buffers.freeze(self.bytes, len)
-        } else {
-            self.bytes.truncate(len);
-            Bytes::from(self.bytes)
-        };
-        (bytes, id)
-    }
+    Ok(buffers.freeze(out, done))
 }
 
 impl CacheTier for DiskTier {

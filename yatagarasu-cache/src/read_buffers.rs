@@ -46,9 +46,13 @@ pub(crate) fn class(len: usize) -> usize {
 }
 
 impl ReadBuffers {
-    /// A buffer of `class(len)` initialised bytes (contents unspecified), from the pool when one
-    /// is idle.
+    /// A buffer of at least `len` initialised bytes (contents unspecified): for `len` of
+    /// [`MIN_POOLED`] and more, `class(len)` bytes from the pool when one is idle; below, a plain
+    /// zero-filled allocation of `len`.
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        if len < MIN_POOLED {
+            return vec![0; len];
+        }
         let capacity = class(len);
         let reused = {
             let mut idle = self.lock();
@@ -60,10 +64,15 @@ impl ReadBuffers {
         reused.unwrap_or_else(|| vec![0; capacity])
     }
 
-    /// The first `len` bytes of `buffer` as [`Bytes`]; the buffer comes back to the pool when the
-    /// last clone or slice of them is dropped.
-    pub(crate) fn freeze(&self, buffer: Vec<u8>, len: usize) -> Bytes {
+    /// The first `len` bytes of a buffer from [`ReadBuffers::take`] as [`Bytes`]; a pooled buffer
+    /// (one of [`MIN_POOLED`] bytes or more) comes back to the pool when the last clone or slice of
+    /// them is dropped.
+    pub(crate) fn freeze(&self, mut buffer: Vec<u8>, len: usize) -> Bytes {
         let len = len.min(buffer.len());
+        if buffer.len() < MIN_POOLED {
+            buffer.truncate(len);
+            return Bytes::from(buffer);
+        }
         Bytes::from_owner(Lent {
             buffer,
             len,
@@ -172,6 +181,17 @@ mod tests {
             before - reused.len(),
             "the most recent buffers stay and are reused"
         );
+    }
+
+    #[test]
+    fn small_records_get_plain_buffers_that_never_enter_the_pool() {
+        let pool = ReadBuffers::default();
+        let small = pool.take(MIN_POOLED - 1);
+        assert_eq!(small.len(), MIN_POOLED - 1);
+        let bytes = pool.freeze(small, 10);
+        assert_eq!(bytes.len(), 10);
+        drop(bytes);
+        assert_eq!(pool.idle_bytes(), 0);
     }
 
     #[test]
