@@ -27,6 +27,17 @@ fn client(o: &TestOrigin) -> S3Client {
         .unwrap()
 }
 
+/// A proxy serving `o`'s bucket `media` under `/media`, with `options`.
+async fn start_media(o: &TestOrigin, options: ServerOptions) -> SocketAddr {
+    start(
+        Proxy::builder()
+            .route(BucketRoute::new("media", "/media", client(o)))
+            .build(),
+        options,
+    )
+    .await
+}
+
 async fn start(proxy: Proxy, options: ServerOptions) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -94,13 +105,7 @@ fn quick_timeouts() -> ServerOptions {
 #[tokio::test]
 async fn silent_and_half_preface_sockets_are_closed_and_free_their_slots() {
     let o = origin().await;
-    let addr = start(
-        Proxy::builder()
-            .route(BucketRoute::new("media", "/media", client(&o)))
-            .build(),
-        quick_timeouts(),
-    )
-    .await;
+    let addr = start_media(&o, quick_timeouts()).await;
     // Every slot taken: two send nothing, one half an HTTP/2 preface, one half a request head.
     let mut hogs = Vec::new();
     for opening in [
@@ -126,13 +131,7 @@ async fn silent_and_half_preface_sockets_are_closed_and_free_their_slots() {
 #[tokio::test]
 async fn a_trickled_request_head_does_not_keep_a_socket_alive() {
     let o = origin().await;
-    let addr = start(
-        Proxy::builder()
-            .route(BucketRoute::new("media", "/media", client(&o)))
-            .build(),
-        quick_timeouts(),
-    )
-    .await;
+    let addr = start_media(&o, quick_timeouts()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     assert!(
         trickled_head_is_cut(&mut s, "/health").await,
@@ -150,13 +149,7 @@ async fn a_trickled_head_after_a_first_request_is_cut_by_the_header_timeout_not_
         v.idle_timeout = Duration::from_secs(60);
         v
     };
-    let addr = start(
-        Proxy::builder()
-            .route(BucketRoute::new("media", "/media", client(&o)))
-            .build(),
-        options,
-    )
-    .await;
+    let addr = start_media(&o, options).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /media/k HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -175,13 +168,7 @@ async fn a_trickled_head_after_a_first_request_is_cut_by_the_header_timeout_not_
 async fn keep_alive_connections_close_when_idle() {
     let o = origin().await;
     o.put_object("media", "k", b"value");
-    let addr = start(
-        Proxy::builder()
-            .route(BucketRoute::new("media", "/media", client(&o)))
-            .build(),
-        quick_timeouts(),
-    )
-    .await;
+    let addr = start_media(&o, quick_timeouts()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /media/k HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -201,13 +188,7 @@ async fn a_client_that_stops_reading_is_cut_and_its_slot_freed() {
         v.max_connections = 1;
         v
     };
-    let addr = start(
-        Proxy::builder()
-            .route(BucketRoute::new("media", "/media", client(&o)))
-            .build(),
-        options,
-    )
-    .await;
+    let addr = start_media(&o, options).await;
     // Asks for 32 MiB and reads nothing: socket buffers fill, then nothing moves.
     let mut stalled = TcpStream::connect(addr).await.unwrap();
     stalled
@@ -226,13 +207,7 @@ async fn a_client_that_stops_reading_is_cut_and_its_slot_freed() {
 async fn a_slow_origin_is_not_mistaken_for_a_slow_client() {
     let o = origin().await;
     o.put_object("media", "k", b"value");
-    let addr = start(
-        Proxy::builder()
-            .route(BucketRoute::new("media", "/media", client(&o)))
-            .build(),
-        quick_timeouts(),
-    )
-    .await;
+    let addr = start_media(&o, quick_timeouts()).await;
     // The origin takes five send timeouts to answer: the request is ours to finish, not cut.
     o.inject(Fault::DelayHeaders(Duration::from_millis(1500)), 1);
     let status = tokio::time::timeout(Duration::from_secs(10), status_of(addr, "/media/k")).await;
