@@ -31,6 +31,14 @@ fn only_record_file(dir: &std::path::Path) -> std::path::PathBuf {
     files.pop().unwrap()
 }
 
+/// Where a disk tier in `dir` keeps the record of `key` (the layout is part of the format: a
+/// tier finds its records there after a restart).
+fn record_path(dir: &std::path::Path, key: &[u8]) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(key));
+    dir.join("objects").join(&hex[..2]).join(&hex[2..])
+}
+
 /// Damage a record's bytes where its check covers them (the last byte).
 fn flip_last_byte(bytes: &mut [u8]) {
     let last = bytes.len() - 1;
@@ -315,6 +323,69 @@ async fn small_records_are_served_from_memory_after_their_first_read() {
     assert!(d.get(b"large").await.unwrap().is_none());
 }
 
+/// How many of this process's open files are under `dir`.
+#[cfg(target_os = "linux")]
+fn open_files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn record_files_kept_open_between_hits_are_bounded_and_never_stale() {
+    // A hit keeps its record's file open for the next hits (no path lookup, open or close):
+    // at most `max_open_files` of them, closed with their records, and never read once the
+    // record is replaced or its file removed.
+    use yatagarasu_cache::DiskOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 20)
+        .max_item_bytes(1 << 20)
+        .options(DiskOptions::default().with_max_open_files(3))
+        .open()
+        .await
+        .unwrap();
+    let key = |i: u8| format!("k{i}").into_bytes();
+    let body = |i: u8| vec![i; 10_000]; // over the size kept in memory: hits read the file
+    for i in 0..6 {
+        d.put(&key(i), CacheEntry::new("m", body(i), None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(open_files_under(dir.path()), 0, "writes keep nothing open");
+    for _ in 0..2 {
+        for i in 0..6 {
+            assert_eq!(d.get(&key(i)).await.unwrap().unwrap().body, body(i));
+        }
+    }
+    assert_eq!(
+        open_files_under(dir.path()),
+        3,
+        "hits keep files, up to the bound"
+    );
+
+    // Replaced by the tier's own write with a record of the same size: the new bytes.
+    assert_eq!(d.get(&key(5)).await.unwrap().unwrap().body, body(5));
+    d.put(&key(5), CacheEntry::new("m", body(50), None))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(d.get(&key(5)).await.unwrap().unwrap().body, body(50));
+    }
+
+    // Removed by hand after a hit: a miss, not the bytes of the file still open.
+    assert_eq!(d.get(&key(4)).await.unwrap().unwrap().body, body(4));
+    std::fs::remove_file(record_path(dir.path(), &key(4))).unwrap();
+    assert!(d.get(&key(4)).await.unwrap().is_none());
+
+    // Records deleted: their files closed.
+    assert!(open_files_under(dir.path()) > 0);
+    d.delete_prefix(b"k").await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 0);
+}
+
 #[tokio::test]
 async fn disk_tier_evicts_least_recently_used() {
     let dir = tempfile::tempdir().unwrap();
@@ -520,7 +591,6 @@ async fn kill_9_during_writes_never_leaves_a_torn_entry() {
 
 #[tokio::test]
 async fn a_record_with_wrapping_lengths_is_removed_not_read() {
-    use sha2::Digest as _;
     let dir = tempfile::tempdir().unwrap();
     let key = b"obj/crafted";
     drop(
@@ -530,10 +600,8 @@ async fn a_record_with_wrapping_lengths_is_removed_not_read() {
             .await
             .unwrap(),
     );
-    let hex = hex::encode(sha2::Sha256::digest(key));
-    let sub = dir.path().join("objects").join(&hex[..2]);
-    std::fs::create_dir_all(&sub).unwrap();
-    let path = sub.join(&hex[2..]);
+    let path = record_path(dir.path(), key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, wrapping_record(key)).unwrap();
 
     let d = DiskTier::builder(dir.path(), 1 << 20)
