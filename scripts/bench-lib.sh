@@ -68,6 +68,18 @@ run() {
     echo "$rps|$mbs|$p50|$p99"
 }
 
+# cpu_ticks PID... -> clock ticks of CPU (user + system) the processes have used so far.
+cpu_ticks() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$t"
+}
+
+# us_per_request TICKS REQUESTS -> CPU microseconds per request, e.g. "41.2".
+us_per_request() {
+    awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'
+}
+
 # pct A B -> A relative to B, e.g. "-3.2%".
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }'; }
 

@@ -2,7 +2,8 @@
 # Loopback benchmark of the miss path: every request asks for a 4 KiB object nobody asked for
 # before, so the proxy (memory cache on) and nginx (`proxy_cache`, cache lock on) both fetch it
 # from the origin, store it and answer; and the same requests straight to the origin. Alternating
-# rounds in one run.
+# rounds in one run. Besides req/s (which depends on how the cores are shared with the origin and
+# the load generator), each server's own CPU time per request, from /proc.
 #
 #   bash scripts/bench-miss.sh            # ROUNDS=2 DURATION=5 MISS_OBJECTS=400000
 #   PROXY_FEATURES=mimalloc bash scripts/bench-miss.sh   # the proxy on mimalloc
@@ -25,6 +26,8 @@ ANONYMOUS=1 start_proxy "$PROXY_PORT" "cache:
   cache_layers: [memory]
   default_ttl_seconds: 3600
   memory: {max_cache_size_mb: 2048, max_item_size_mb: 16}"
+proxy_pid=${pids[-1]}
+origin_pid=${pids[0]}
 
 mkdir -p "$work/nginx-cache"
 chmod 755 "$work" # nginx workers run as an unprivileged user
@@ -48,6 +51,7 @@ NGINX
 nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
+nginx_pids="${pids[-1]} $(pgrep -P "${pids[-1]}" | xargs)"
 
 # Each wrk thread walks its own residue class of keys from OFFSET, so no key repeats within a run;
 # each run starts past the keys the runs before it used.
@@ -69,30 +73,36 @@ end
 LUA
 
 offset=0
-# miss_run PORT -> "req/s|p50|p99|requests"
+# miss_run PORT PIDS -> "req/s|p50|p99|requests|CPU us per request of PIDS"
 miss_run() {
-    local out
+    local out ticks
+    # shellcheck disable=SC2086 # PIDS is a list
+    ticks=$(cpu_ticks $2)
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/miss.lua" \
         "http://127.0.0.1:$1/" -- "$offset" "$THREADS")
+    # shellcheck disable=SC2086
+    ticks=$(($(cpu_ticks $2) - ticks))
     if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers (out of keys?) on port $1" >&2; fi
-    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out")|$(awk '$1=="50%" {print $2}' <<<"$out")|$(awk '$1=="99%" {print $2}' <<<"$out")|$(awk '/requests in/ {print $1}' <<<"$out")"
+    local n
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out")|$(awk '$1=="50%" {print $2}' <<<"$out")|$(awk '$1=="99%" {print $2}' <<<"$out")|$n|$(us_per_request "$ticks" "$n")"
 }
 
-echo "| round | server | req/s | p50 | p99 | vs nginx | vs origin direct |"
-echo "|---|---|---|---|---|---|---|"
+echo "| round | server | req/s | p50 | p99 | server CPU per request | vs nginx | vs origin direct |"
+echo "|---|---|---|---|---|---|---|---|"
 for round in $(seq 1 "$ROUNDS"); do
     # Straight to the origin (no cache: the keys may repeat), then the two caches on fresh keys.
     saved=$offset offset=0
-    IFS='|' read -r origin_rps p50 p99 _ <<<"$(miss_run "$ORIGIN_PORT")"
+    IFS='|' read -r origin_rps p50 p99 _ cpu <<<"$(miss_run "$ORIGIN_PORT" "$origin_pid")"
     offset=$saved
-    echo "| $round | origin direct | $origin_rps | $p50 | $p99 | | |"
-    IFS='|' read -r proxy_rps proxy_p50 proxy_p99 used <<<"$(miss_run "$PROXY_PORT")"
+    echo "| $round | origin direct | $origin_rps | $p50 | $p99 | $cpu us | | |"
+    IFS='|' read -r proxy_rps proxy_p50 proxy_p99 used proxy_cpu <<<"$(miss_run "$PROXY_PORT" "$proxy_pid")"
     offset=$((offset + used + 1000))
-    IFS='|' read -r nginx_rps p50 p99 used <<<"$(miss_run "$NGINX_PORT")"
+    IFS='|' read -r nginx_rps p50 p99 used cpu <<<"$(miss_run "$NGINX_PORT" "$nginx_pids")"
     offset=$((offset + used + 1000))
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
-    echo "| $round | yatagarasu | $proxy_rps | $proxy_p50 | $proxy_p99 | $(ratio "$proxy_rps" "$nginx_rps") | $(ratio "$proxy_rps" "$origin_rps") |"
-    echo "| $round | nginx | $nginx_rps | $p50 | $p99 | | $(ratio "$nginx_rps" "$origin_rps") |"
+    echo "| $round | yatagarasu | $proxy_rps | $proxy_p50 | $proxy_p99 | $proxy_cpu us | $(ratio "$proxy_rps" "$nginx_rps") | $(ratio "$proxy_rps" "$origin_rps") |"
+    echo "| $round | nginx | $nginx_rps | $p50 | $p99 | $cpu us | | $(ratio "$nginx_rps" "$origin_rps") |"
 done
 echo
 echo "keys used: $offset of $MISS_OBJECTS"
