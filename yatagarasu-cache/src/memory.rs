@@ -93,7 +93,8 @@ impl MemoryTierBuilder {
         let cache = moka::future::Cache::builder()
             .max_capacity(self.capacity_bytes)
             .weigher(|k: &Vec<u8>, v: &Arc<CacheEntry>| {
-                u32::try_from(k.len() as u64 + v.weight()).unwrap_or(u32::MAX)
+                u32::try_from(k.len() as u64 + v.weight() + MemoryTier::ENTRY_OVERHEAD)
+                    .unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryExpiry {
                 max_ttl: self.max_ttl,
@@ -113,7 +114,16 @@ impl MemoryTierBuilder {
 }
 
 impl MemoryTier {
-    /// Start building a tier holding at most `capacity_bytes` (keys, metadata and bodies).
+    /// What an entry takes in memory beyond its key, metadata and body, counted against the
+    /// capacity: moka's per-entry bookkeeping (node, deques, timer wheel, hash table) and the key's
+    /// and entry's own allocations. Measured at about 510 bytes on x86-64 (resident memory of 200,000
+    /// entries with empty bodies). Without it a tier full of small entries (object records) held
+    /// several times its capacity: 32 MiB of capacity grew past 200 MiB resident under a stream of
+    /// distinct 4 KiB objects.
+    pub const ENTRY_OVERHEAD: u64 = 512;
+
+    /// Start building a tier holding at most `capacity_bytes`: keys, metadata and bodies, and
+    /// [`Self::ENTRY_OVERHEAD`] per entry.
     ///
     /// ```
     /// use std::time::Duration;

@@ -136,6 +136,26 @@ async fn memory_tier_is_bounded_in_bytes() {
 }
 
 #[tokio::test]
+async fn small_entries_count_what_they_take_in_memory_against_the_capacity() {
+    // Object records are a few hundred bytes; the bookkeeping of each entry is about as much
+    // again. Counted by their bytes alone, a tier of 1 MiB held 10,000 records (several MiB).
+    let m = MemoryTier::builder(1 << 20).build();
+    for i in 0..10_000u32 {
+        m.put(
+            format!("r\0origin\0key-{i}").as_bytes(),
+            CacheEntry::new(vec![1u8; 100], Vec::<u8>::new(), None),
+        )
+        .await
+        .unwrap();
+    }
+    m.run_pending_tasks().await;
+    let s = m.stats();
+    assert!(s.bytes <= 1 << 20, "{s:?}");
+    let smallest = 100 + "r\0origin\0key-0".len() as u64 + MemoryTier::ENTRY_OVERHEAD;
+    assert!(s.entries <= (1 << 20) / smallest, "{s:?}");
+}
+
+#[tokio::test]
 async fn disk_tier_survives_restart_and_detects_damage() {
     let dir = tempfile::tempdir().unwrap();
     {
