@@ -187,6 +187,8 @@ impl S3ClientBuilder {
             prefix.push_str(&uri_encode(&self.bucket, false));
         }
         let base = format!("{}://{authority}{prefix}", endpoint.scheme());
+        let base_url = Url::parse(&format!("{base}/"))
+            .map_err(|e| config_err(format!("endpoint and bucket do not form a URL: {e}")))?;
 
         let http = match self.http {
             Some(c) => c,
@@ -210,6 +212,7 @@ impl S3ClientBuilder {
                 bucket: self.bucket,
                 region,
                 base,
+                base_url,
                 credentials,
                 signer: Signer::new(),
                 http: http.inner,

@@ -25,6 +25,9 @@ pub(crate) struct Inner {
     pub(crate) region: String,
     /// `scheme://authority[/prefix][/bucket]`, without a trailing slash.
     pub(crate) base: String,
+    /// `base` with a trailing slash, parsed once: each request's URL is a clone with its own path
+    /// (parsing the whole URL per request, host included, was 5% of a cache miss's CPU).
+    pub(crate) base_url: Url,
     pub(crate) credentials: Option<CachingProvider>,
     pub(crate) signer: Signer,
     pub(crate) http: reqwest::Client,
@@ -535,42 +538,41 @@ impl S3Client {
     }
 
     fn url_for(&self, op: &Op<'_>) -> Result<Url> {
-        let mut s = String::with_capacity(self.inner.base.len() + 64);
-        s.push_str(&self.inner.base);
-        match op.key {
-            Some(key) => {
-                if key.is_empty() {
-                    return Err(op.error(
-                        &self.inner.bucket,
-                        ErrorKind::BadRequest,
-                        "object key is empty",
-                    ));
-                }
-                if key.split('/').any(|seg| seg == "." || seg == "..") {
-                    return Err(op.error(
-                        &self.inner.bucket,
-                        ErrorKind::BadRequest,
-                        "object key has a `.` or `..` path segment, which HTTP normalises away; it cannot be requested by path",
-                    ));
-                }
-                s.push('/');
-                s.push_str(&uri_encode(key, true));
+        let base_path = self.inner.base_url.path();
+        let mut path = String::with_capacity(base_path.len() + 64);
+        path.push_str(base_path);
+        if let Some(key) = op.key {
+            if key.is_empty() {
+                return Err(op.error(
+                    &self.inner.bucket,
+                    ErrorKind::BadRequest,
+                    "object key is empty",
+                ));
             }
-            None => s.push('/'),
+            if key.split('/').any(|seg| seg == "." || seg == "..") {
+                return Err(op.error(
+                    &self.inner.bucket,
+                    ErrorKind::BadRequest,
+                    "object key has a `.` or `..` path segment, which HTTP normalises away; it cannot be requested by path",
+                ));
+            }
+            path.push_str(&uri_encode(key, true));
         }
-        for (i, (k, v)) in op.query.iter().enumerate() {
-            s.push(if i == 0 { '?' } else { '&' });
-            s.push_str(&uri_encode(k, false));
-            s.push('=');
-            s.push_str(&uri_encode(v, false));
+        let mut url = self.inner.base_url.clone();
+        url.set_path(&path);
+        if !op.query.is_empty() {
+            let mut query = String::with_capacity(64);
+            for (i, (k, v)) in op.query.iter().enumerate() {
+                if i > 0 {
+                    query.push('&');
+                }
+                query.push_str(&uri_encode(k, false));
+                query.push('=');
+                query.push_str(&uri_encode(v, false));
+            }
+            url.set_query(Some(&query));
         }
-        Url::parse(&s).map_err(|e| {
-            op.error(
-                &self.inner.bucket,
-                ErrorKind::BadRequest,
-                format!("cannot form a URL: {e}"),
-            )
-        })
+        Ok(url)
     }
 
     /// Send `op`, retrying per policy; returns only successful (2xx) responses.
@@ -755,6 +757,8 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(url(&vh, Some("k")), "http://bkt.localhost:9000/k");
+        assert_eq!(url(&vh, Some("/lead")), "http://bkt.localhost:9000//lead");
+        assert_eq!(url(&vh, None), "http://bkt.localhost:9000/");
         let prefixed =
             client(Some("https://gw.example/s3/"), "bkt", AddressingStyle::Path).unwrap();
         assert_eq!(url(&prefixed, Some("k")), "https://gw.example/s3/bkt/k");
