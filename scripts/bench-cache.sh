@@ -4,7 +4,9 @@
 # 64 KiB and 1 MiB objects at 64 connections; and the proxy with a disk tier only (disk hits). All
 # are warmed first, so every measured request is a hit. nginx reaches the SigV4-protected origin
 # through presigned URLs. ROUNDS (default 2) repeats the whole table; the resident memory of each
-# server after each run shows whether it stays flat.
+# server after each run shows whether it stays flat. Each server's own CPU time per request (from
+# /proc) is beside its req/s: wrk shares the cores, so req/s ratios depend on the machine more than
+# CPU per request does.
 #
 #   bash scripts/bench-cache.sh
 #
@@ -51,19 +53,27 @@ nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
 
-echo "| round | object | server | req/s | p50 | p99 | throughput | RSS after the run |"
-echo "|---|---|---|---|---|---|---|---|"
+nginx_pids="${pids[-1]} $(pgrep -P "${pids[-1]}" | xargs)"
+
+echo "| round | object | server | req/s | p50 | p99 | throughput | server CPU per request | RSS after the run |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for round in $(seq 1 "${ROUNDS:-2}"); do
 for key in obj-1k obj-64k obj-1m; do
     for server in yatagarasu nginx "yatagarasu (disk tier only)"; do
         port=$PROXY_PORT pid=$memory_pid
-        [ "$server" = nginx ] && port=$NGINX_PORT
+        [ "$server" = nginx ] && port=$NGINX_PORT pid=$nginx_pids
         [ "$server" = "yatagarasu (disk tier only)" ] && port=$DISK_PORT pid=$disk_pid
         url="http://127.0.0.1:$port/bench/$key"
         for _ in 1 2 3; do curl -sf -o /dev/null "$url"; done # warm: every measured request is a hit
-        IFS='|' read -r rps mbs p50 p99 <<<"$(run "$url")"
+        # shellcheck disable=SC2086 # pid may list several processes
+        ticks=$(cpu_ticks $pid)
+        out=$(run "$url")
+        # shellcheck disable=SC2086
+        ticks=$(($(cpu_ticks $pid) - ticks))
+        IFS='|' read -r rps mbs p50 p99 <<<"$out"
+        cpu=$(us_per_request "$ticks" "$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { print int(r * d) }')")
         if [ "$server" = nginx ]; then mem=$(rss $(pgrep -f "nginx: worker")); else mem=$(rss "$pid"); fi
-        echo "| $round | $key | $server | $rps | $p50 | $p99 | $mbs/s | $mem |"
+        echo "| $round | $key | $server | $rps | $p50 | $p99 | $mbs/s | $cpu us | $mem |"
     done
 done
 done
