@@ -81,6 +81,9 @@ fn main() -> ExitCode {
     };
     // Flushes the log writer when main returns.
     let _log = (!check).then(|| init_logging(&config));
+    if !check {
+        raise_open_files_limit();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,6 +123,34 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raise the soft limit on open files to the hard limit, as Go's runtime does at start: every
+/// connection takes a descriptor, and so does every record file the disk tier keeps open (it keeps
+/// at most an eighth of the soft limit), while service managers commonly start processes at a soft
+/// 1024 with a far higher hard limit. Before the cache is built, so the disk tier sees the result.
+fn raise_open_files_limit() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        // `None` is "unlimited"; an unlimited hard limit cannot be set for open files, so a soft
+        // limit is only raised to a finite hard one.
+        let (Some(soft), Some(hard)) = (limit.current, limit.maximum) else {
+            return;
+        };
+        if soft >= hard {
+            return;
+        }
+        let raised = Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open-file limit"),
         }
     }
 }

@@ -58,11 +58,29 @@ impl ProxyProcess {
         admin: bool,
     ) -> (Self, Option<String>) {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+        cmd.arg("--config").arg(config);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, admin)
+    }
+
+    /// Start the binary with its soft limit on open files lowered to `soft` (by the shell that
+    /// then becomes it).
+    fn start_with_soft_open_files_limit(config: &std::path::Path, secret: &str, soft: u64) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -S -n {soft} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .arg("--config")
+            .arg(config)
+            .env("TEST_ORIGIN_SECRET", secret);
+        Self::spawn(cmd, false).0
+    }
+
+    fn spawn(mut cmd: Command, admin: bool) -> (Self, Option<String>) {
         let mut child = cmd
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -518,6 +536,49 @@ async fn worker_threads_share_the_address_serve_every_connection_and_drain_on_si
     assert_eq!(offset, LEN, "the in-flight download finished after SIGTERM");
     let status = proxy.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// The soft and hard limits on open files of process `pid`.
+fn open_files_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+#[tokio::test]
+async fn the_binary_raises_its_open_files_limit_to_the_hard_limit() {
+    // Started the way service managers often start processes (a soft limit of 256 under a
+    // higher hard one), the proxy raises the soft limit before serving: connections and the disk
+    // tier's open record files take descriptors.
+    let (_, hard) = open_files_limits(std::process::id());
+    assert!(
+        hard > 256,
+        "the test needs a hard limit above 256, not {hard}"
+    );
+    let origin = TestOrigin::start("AKIDLIMIT", "limit-secret").await;
+    origin.create_bucket("media");
+    origin.put_object("media", "a.txt", b"limits");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &config_for(&origin, ""));
+    let mut proxy = ProxyProcess::start_with_soft_open_files_limit(&cfg, "limit-secret", 256);
+    let body = reqwest::get(format!("{}/media/a.txt", proxy.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "limits");
+    assert_eq!(open_files_limits(proxy.child.id()), (hard, hard));
+    let raised = proxy.log_until(1, |l| l.contains("raised the open-file limit"));
+    assert!(raised.iter().any(|l| l.contains("from=256")), "{raised:?}");
+    proxy.signal("-TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(30)).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
