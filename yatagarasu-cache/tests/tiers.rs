@@ -406,6 +406,53 @@ async fn record_files_kept_open_between_hits_are_bounded_and_never_stale() {
     assert_eq!(open_files_under(dir.path()), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_racing_overwrites_never_keep_reading_an_old_version() {
+    // Readers keep record files open between hits while a writer replaces the record with new
+    // versions of the same size. A read racing a write may return the previous version, never a
+    // mix; once the last write has returned, every read returns the last version.
+    let dir = tempfile::tempdir().unwrap();
+    let d = DiskTier::builder(dir.path(), 1 << 24)
+        .max_item_bytes(1 << 20)
+        .open()
+        .await
+        .unwrap();
+    let version = |v: u8| vec![v; 20_000];
+    d.put(b"k", CacheEntry::new("m", version(0), None))
+        .await
+        .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (d, done) = (d.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut reads = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Acquire) || reads == 0 {
+                    if let Some(e) = d.get(b"k").await.unwrap() {
+                        let first = e.body[0];
+                        assert!(e.body.iter().all(|&b| b == first), "a mixed record");
+                    }
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for v in 1..=200 {
+        d.put(b"k", CacheEntry::new("m", version(v), None))
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    for r in readers {
+        r.await.unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(d.get(b"k").await.unwrap().unwrap().body, version(200));
+    }
+}
+
 #[tokio::test]
 async fn disk_tier_evicts_least_recently_used() {
     let dir = tempfile::tempdir().unwrap();
