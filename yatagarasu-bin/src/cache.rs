@@ -251,13 +251,16 @@ pub(crate) fn decode_record(b: &[u8]) -> Option<Record> {
         fn u64(&mut self) -> Option<u64> {
             Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
         }
-        fn string(&mut self) -> Option<Option<String>> {
+        fn str(&mut self) -> Option<Option<&str>> {
             let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
             if len == u32::MAX {
                 return Some(None);
             }
             let bytes = self.take(usize::try_from(len).ok()?)?;
-            Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
+            Some(Some(std::str::from_utf8(bytes).ok()?))
+        }
+        fn string(&mut self) -> Option<Option<String>> {
+            Some(self.str()?.map(str::to_owned))
         }
     }
     let mut c = Cursor(b);
@@ -267,7 +270,7 @@ pub(crate) fn decode_record(b: &[u8]) -> Option<Record> {
     let (fresh, swr, sie, lm) = (c.u64()?, c.u64()?, c.u64()?, c.u64()?);
     let missing = c.take(1)?[0] == 1;
     let mut meta = ObjectMeta::with_size(c.u64()?);
-    meta.etag = c.string()?.and_then(|t| EntityTag::parse(&t));
+    meta.etag = c.str()?.and_then(EntityTag::parse);
     meta.last_modified = (lm != u64::MAX).then(|| from_millis(lm));
     meta.content_type = c.string()?;
     meta.cache_control = c.string()?;
@@ -276,7 +279,7 @@ pub(crate) fn decode_record(b: &[u8]) -> Option<Record> {
     meta.content_language = c.string()?;
     meta.expires = c.string()?;
     meta.version_id = c.string()?;
-    let pairs: usize = c.string()??.parse().ok()?;
+    let pairs: usize = c.str()??.parse().ok()?;
     for _ in 0..pairs {
         let (k, v) = (c.string()??, c.string()??);
         meta.user_metadata.insert(k, v);

@@ -27,6 +27,11 @@ use crate::stages::routing::{self, Routed};
 use crate::stages::{limits, object, request_id};
 use crate::state::State;
 
+// Header names as constants: inserting by `&str` copies a name that is not one of the standard
+// ones into a fresh allocation on every response.
+const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The client's address, as a request extension, for servers that mount the [`Proxy`] themselves
 /// ([`serve`](crate::serve) passes it without one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,14 +525,13 @@ impl Proxy {
         });
         if let Some(status) = cache_status {
             resp.headers_mut()
-                .insert("x-cache", HeaderValue::from_static(status.header_value()));
+                .insert(X_CACHE, HeaderValue::from_static(status.header_value()));
         }
         if let Some(m) = bucket {
             cors::apply(&m.route, &req.method, &req.headers, resp.headers_mut());
         }
         if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut()
-                .insert(http::HeaderName::from_static("x-request-id"), v);
+            resp.headers_mut().insert(X_REQUEST_ID, v);
         }
         let log = RequestLog {
             method: req.method,

@@ -26,7 +26,8 @@ pub struct Hit {
 /// skipped write: the cache never fails a caller.
 #[derive(Debug, Clone)]
 pub struct TieredCache {
-    tiers: Vec<Arc<dyn CacheTier>>,
+    /// Shared, not copied, by clones: the proxy clones its cache per request that may fill it.
+    tiers: Arc<[Arc<dyn CacheTier>]>,
 }
 
 /// Builds a [`TieredCache`]: [`TieredCache::builder`].
@@ -51,14 +52,18 @@ impl TieredCacheBuilder {
 
     /// The cache.
     pub fn build(self) -> TieredCache {
-        TieredCache { tiers: self.tiers }
+        TieredCache {
+            tiers: self.tiers.into(),
+        }
     }
 }
 
 impl TieredCache {
     /// Compose `tiers`, fastest first.
     pub fn new(tiers: Vec<Arc<dyn CacheTier>>) -> Self {
-        Self { tiers }
+        Self {
+            tiers: tiers.into(),
+        }
     }
 
     /// Start composing tiers, fastest first.
@@ -157,7 +162,7 @@ impl TieredCache {
 
     /// Remove `key` from every tier.
     pub async fn delete(&self, key: &[u8]) {
-        for t in &self.tiers {
+        for t in self.tiers.iter() {
             if let Err(e) = t.delete(key).await {
                 tracing::warn!(tier = t.name(), error = %e, "cache delete failed");
             }
@@ -170,7 +175,7 @@ impl TieredCache {
         prefix: &[u8],
     ) -> Vec<(&'static str, Result<u64, crate::CacheError>)> {
         let mut out = Vec::new();
-        for t in &self.tiers {
+        for t in self.tiers.iter() {
             out.push((t.name(), t.delete_prefix(prefix).await));
         }
         out

@@ -16,6 +16,16 @@ pub fn format_http_date(time: SystemTime) -> String {
     httpdate::fmt_http_date(time)
 }
 
+/// [`format_http_date`] into a fixed buffer (an IMF-fixdate is always 29 bytes): no allocation,
+/// for header values built on every response.
+pub fn http_date_bytes(time: SystemTime) -> [u8; 29] {
+    use std::io::Write as _;
+    let mut buf = [0u8; 29];
+    // Cannot fail: the date is exactly 29 bytes.
+    let _ = write!(&mut buf[..], "{}", httpdate::HttpDate::from(time));
+    buf
+}
+
 /// Truncate to whole seconds: HTTP dates carry no finer resolution.
 fn whole_seconds(t: SystemTime) -> SystemTime {
     match t.duration_since(UNIX_EPOCH) {
@@ -216,6 +226,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(format_http_date(a), T0);
+        assert_eq!(&http_date_bytes(a)[..], T0.as_bytes());
         assert_eq!(parse_http_date("yesterday"), None);
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
     }

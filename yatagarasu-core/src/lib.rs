@@ -42,7 +42,8 @@ mod meta;
 mod range;
 
 pub use conditional::{
-    IfRange, Precondition, Preconditions, Validators, format_http_date, parse_http_date,
+    IfRange, Precondition, Preconditions, Validators, format_http_date, http_date_bytes,
+    parse_http_date,
 };
 pub use error::{Error, ErrorContext, ErrorKind, Result};
 pub use etag::{EntityTag, EntityTagList};

@@ -8,7 +8,7 @@ use http::{Method, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, StreamBody};
-use yatagarasu_core::{ContentRange, Error, ErrorKind, ObjectMeta, format_http_date};
+use yatagarasu_core::{ContentRange, EntityTag, Error, ErrorKind, ObjectMeta, http_date_bytes};
 
 use crate::fetch::BodyStream;
 
@@ -63,7 +63,10 @@ pub(crate) fn partial_response(
 }
 
 pub(crate) fn set_u64(h: &mut HeaderMap, name: HeaderName, v: u64) {
-    h.insert(name, HeaderValue::from(v));
+    // `HeaderValue::from(u64)` allocates twice (a growing buffer, then its shared form).
+    if let Ok(v) = HeaderValue::from_bytes(itoa::Buffer::new().format(v).as_bytes()) {
+        h.insert(name, v);
+    }
 }
 
 fn set_str(h: &mut HeaderMap, name: HeaderName, v: Option<&str>) {
@@ -74,20 +77,33 @@ fn set_str(h: &mut HeaderMap, name: HeaderName, v: Option<&str>) {
     }
 }
 
-/// The validators a 304 must carry (RFC 9110 15.4.5).
+/// The validators a 304 must carry (RFC 9110 15.4.5). Built on every hit, so without the
+/// formatting machinery and with one allocation each at most.
 fn validator_headers(h: &mut HeaderMap, meta: &ObjectMeta) {
-    set_str(
-        h,
-        header::ETAG,
-        meta.etag.as_ref().map(ToString::to_string).as_deref(),
-    );
-    set_str(
-        h,
-        header::LAST_MODIFIED,
-        meta.last_modified.map(format_http_date).as_deref(),
-    );
+    if let Some(tag) = &meta.etag
+        && let Some(v) = etag_value(tag)
+    {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(t) = meta.last_modified
+        && let Ok(v) = HeaderValue::from_bytes(&http_date_bytes(t))
+    {
+        h.insert(header::LAST_MODIFIED, v);
+    }
     set_str(h, header::CACHE_CONTROL, meta.cache_control.as_deref());
     set_str(h, header::EXPIRES, meta.expires.as_deref());
+}
+
+/// `"opaque"` or `W/"opaque"`, written into a buffer of exactly its length, which the header
+/// value then owns (no copy).
+fn etag_value(tag: &EntityTag) -> Option<HeaderValue> {
+    let opaque = tag.opaque().as_bytes();
+    let weak: &[u8] = if tag.is_weak() { b"W/\"" } else { b"\"" };
+    let mut v = Vec::with_capacity(weak.len() + opaque.len() + 1);
+    v.extend_from_slice(weak);
+    v.extend_from_slice(opaque);
+    v.push(b'"');
+    HeaderValue::from_maybe_shared(Bytes::from(v)).ok()
 }
 
 pub(crate) fn object_headers(h: &mut HeaderMap, meta: &ObjectMeta, user_metadata: bool) {
