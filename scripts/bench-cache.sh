@@ -53,7 +53,9 @@ nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
 
-nginx_pids="${pids[-1]} $(pgrep -P "${pids[-1]}" | xargs)"
+nginx_master=${pids[-1]}
+# nginx's master and its workers (read again per run: its cache loader exits after a minute).
+nginx_pids() { echo "$nginx_master $(pgrep -P "$nginx_master" | xargs)"; }
 
 echo "| round | object | server | req/s | p50 | p99 | throughput | server CPU per request | RSS after the run |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -61,7 +63,7 @@ for round in $(seq 1 "${ROUNDS:-2}"); do
 for key in obj-1k obj-64k obj-1m; do
     for server in yatagarasu nginx "yatagarasu (disk tier only)"; do
         port=$PROXY_PORT pid=$memory_pid
-        [ "$server" = nginx ] && port=$NGINX_PORT pid=$nginx_pids
+        [ "$server" = nginx ] && port=$NGINX_PORT pid=$(nginx_pids)
         [ "$server" = "yatagarasu (disk tier only)" ] && port=$DISK_PORT pid=$disk_pid
         url="http://127.0.0.1:$port/bench/$key"
         for _ in 1 2 3; do curl -sf -o /dev/null "$url"; done # warm: every measured request is a hit

@@ -68,10 +68,13 @@ run() {
     echo "$rps|$mbs|$p50|$p99"
 }
 
-# cpu_ticks PID... -> clock ticks of CPU (user + system) the processes have used so far.
+# cpu_ticks PID... -> clock ticks of CPU (user + system) the processes have used so far; processes
+# gone since (nginx's cache loader exits a minute after start) count nothing.
 cpu_ticks() {
     local t=0 p
-    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
     echo "$t"
 }
 

@@ -51,7 +51,9 @@ NGINX
 nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench/obj-1k" && break; sleep 0.1; done
-nginx_pids="${pids[-1]} $(pgrep -P "${pids[-1]}" | xargs)"
+nginx_master=${pids[-1]}
+# nginx's master and its workers (read again per run: its cache loader exits after a minute).
+nginx_pids() { echo "$nginx_master $(pgrep -P "$nginx_master" | xargs)"; }
 
 # Each wrk thread walks its own residue class of keys from OFFSET, so no key repeats within a run;
 # each run starts past the keys the runs before it used.
@@ -98,7 +100,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "| $round | origin direct | $origin_rps | $p50 | $p99 | $cpu us | | |"
     IFS='|' read -r proxy_rps proxy_p50 proxy_p99 used proxy_cpu <<<"$(miss_run "$PROXY_PORT" "$proxy_pid")"
     offset=$((offset + used + 1000))
-    IFS='|' read -r nginx_rps p50 p99 used cpu <<<"$(miss_run "$NGINX_PORT" "$nginx_pids")"
+    IFS='|' read -r nginx_rps p50 p99 used cpu <<<"$(miss_run "$NGINX_PORT" "$(nginx_pids)")"
     offset=$((offset + used + 1000))
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
     echo "| $round | yatagarasu | $proxy_rps | $proxy_p50 | $proxy_p99 | $proxy_cpu us | $(ratio "$proxy_rps" "$nginx_rps") | $(ratio "$proxy_rps" "$origin_rps") |"
