@@ -485,7 +485,7 @@ impl Proxy {
                     &ctx.route.route.name,
                 );
                 if audit.is_some() {
-                    key = Some(ctx.key.clone());
+                    key = Some(ctx.key.to_string());
                 }
                 let check = self.access.check(&ctx, &req);
                 let claims =

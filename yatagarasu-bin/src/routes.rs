@@ -251,14 +251,17 @@ impl RouteTable {
     /// `Ok(None)`: no bucket is mounted there. `Err`: a path that could address something outside
     /// a bucket or that S3 would interpret differently: `..`/`.` segments, encoded slashes, NUL,
     /// invalid UTF-8 (the error names the bucket the raw path falls under, for CORS headers).
-    pub(crate) fn resolve(&self, raw_path: &str) -> Result<Option<(&MountedRoute, String)>, Error> {
+    pub(crate) fn resolve(
+        &self,
+        raw_path: &str,
+    ) -> Result<Option<(&MountedRoute, std::sync::Arc<str>)>, Error> {
         let path = decode_path(raw_path).map_err(|e| match self.longest_match(raw_path) {
             Some((m, _)) => e.with_bucket(m.route.name.clone()),
             None => e,
         })?;
         Ok(self
             .longest_match(&path)
-            .map(|(m, key)| (m, key.to_owned())))
+            .map(|(m, key)| (m, std::sync::Arc::from(key))))
     }
 
     /// The route with the longest prefix that matches `path` on a segment boundary, and the rest.
@@ -327,7 +330,7 @@ mod tests {
     fn resolve(r: &RouteTable, p: &str) -> Option<(String, String)> {
         r.resolve(p)
             .unwrap()
-            .map(|(m, k)| (m.route.name.clone(), k))
+            .map(|(m, k)| (m.route.name.clone(), k.to_string()))
     }
 
     #[test]

@@ -373,7 +373,19 @@ async fn read_range(
     let s = reader.slice_size;
     let (first, last) = (start / s, end / s);
     let coalesce = target.coalescing.enabled;
-    let first_body = open_slice(reader, target, key, head, first, coalesce, &source).await?;
+    let first_body = if first == last {
+        if let Some(body) = slices::cached_slice(reader, key, head, first, &source).await {
+            // The common hit: one whole slice from the cache, cut to the range here (no stream
+            // wrapper around it).
+            let skip = usize::try_from(start - first * s).unwrap_or(usize::MAX);
+            let take = usize::try_from(end - start + 1).unwrap_or(usize::MAX);
+            let chunk = body.slice(skip.min(body.len())..skip.saturating_add(take).min(body.len()));
+            return Ok(Box::pin(futures_util::stream::iter(Some(Ok(chunk)))));
+        }
+        slices::open_uncached_slice(reader, target, key, head, first, coalesce, &source).await?
+    } else {
+        open_slice(reader, target, key, head, first, coalesce, &source).await?
+    };
     let stream = if first == last {
         first_body
     } else {

@@ -95,7 +95,7 @@ pub(super) fn changed_mid_read(origin: &dyn Origin, key: &str) -> Error {
 pub(crate) struct Fill {
     pub(crate) cache: ObjectCache,
     pub(crate) origin: Arc<str>,
-    pub(crate) key: String,
+    pub(crate) key: Arc<str>,
     pub(crate) default_ttl: Duration,
 }
 
@@ -230,6 +230,24 @@ pub(super) struct SliceReader {
 
 /// Open slice `index` of the version described by `head`: from the cache when it holds it, else
 /// from the origin, through a slice flight when coalescing (stored in the cache once complete).
+/// Slice `index` of the object from the cache, when it is there whole: exactly as long as the
+/// object's size makes that slice (anything else is fetched again).
+pub(super) async fn cached_slice(
+    reader: &SliceReader,
+    key: &str,
+    head: &Head,
+    index: u64,
+    source: &SliceSource,
+) -> Option<Bytes> {
+    let (Some((fill, _)), Some(etag)) = (&source.cache, &head.etag) else {
+        return None;
+    };
+    let body = fill.cache.slice(&fill.origin, key, etag, index).await?;
+    let slice_size = reader.slice_size;
+    let expected = slice_size.min(head.size.saturating_sub(index * slice_size));
+    (body.len() as u64 == expected).then_some(body)
+}
+
 pub(super) async fn open_slice(
     reader: &SliceReader,
     target: &FetchTarget,
@@ -239,17 +257,24 @@ pub(super) async fn open_slice(
     coalesce: bool,
     source: &SliceSource,
 ) -> Result<BodyStream> {
-    let (group, slice_size) = (&reader.group, reader.slice_size);
-    if let (Some((fill, _)), Some(etag)) = (&source.cache, &head.etag)
-        && let Some(body) = fill.cache.slice(&fill.origin, key, etag, index).await
-    {
-        let expected = slice_size.min(head.size.saturating_sub(index * slice_size));
-        if body.len() as u64 == expected {
-            return Ok(Box::pin(futures_util::stream::once(
-                async move { Ok(body) },
-            )));
-        }
+    if let Some(body) = cached_slice(reader, key, head, index, source).await {
+        return Ok(Box::pin(futures_util::stream::iter(Some(Ok(body)))));
     }
+    open_uncached_slice(reader, target, key, head, index, coalesce, source).await
+}
+
+/// Slice `index` from the origin (shared with concurrent readers when `coalesce`), stored in the
+/// cache once complete when `source` has one. The caller has looked in the cache already.
+pub(super) async fn open_uncached_slice(
+    reader: &SliceReader,
+    target: &FetchTarget,
+    key: &str,
+    head: &Head,
+    index: u64,
+    coalesce: bool,
+    source: &SliceSource,
+) -> Result<BodyStream> {
+    let (group, slice_size) = (&reader.group, reader.slice_size);
     let origin = Arc::clone(&target.origin);
     let size = head.size;
     let etag = head.etag.clone();

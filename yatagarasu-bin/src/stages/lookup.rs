@@ -56,7 +56,7 @@ pub(crate) async fn lookup<'s>(
     let Some(cache) = cache_for(state, route) else {
         return Ok(Lookup::Bypass);
     };
-    let key = ctx.key.as_str();
+    let key: &str = &ctx.key;
     let target = &ctx.route.target;
     let Some(record) = cache.record(&target.id, key).await else {
         return Ok(Lookup::Miss(cache));
@@ -79,7 +79,7 @@ pub(crate) async fn lookup<'s>(
     let fill = Fill {
         cache: cache.clone(),
         origin: Arc::clone(&target.id),
-        key: key.to_owned(),
+        key: Arc::clone(&ctx.key),
         default_ttl: route.cache.ttl,
     };
     if now < record.stale_while_revalidate_until {

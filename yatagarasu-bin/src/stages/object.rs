@@ -64,7 +64,7 @@ pub(crate) async fn serve(
                 ErrorKind::NotFound,
                 "the object does not exist (cached answer)",
             )
-            .with_key(ctx.key.clone())
+            .with_key(ctx.key.to_string())
             .with_upstream_code("NoSuchKey");
             return Served {
                 response: Err(err),
@@ -149,7 +149,7 @@ fn fill(ctx: &RequestContext<'_>, cache: Option<&ObjectCache>) -> Option<Fill> {
     cache.map(|c| Fill {
         cache: c.clone(),
         origin: Arc::clone(&ctx.route.target.id),
-        key: ctx.key.clone(),
+        key: Arc::clone(&ctx.key),
         default_ttl: ctx.route.route.cache.ttl,
     })
 }

@@ -27,8 +27,9 @@ pub(crate) struct RequestContext<'t> {
     pub(crate) id: &'t str,
     /// The bucket route.
     pub(crate) route: &'t MountedRoute,
-    /// The object key, percent-decoded once; may be empty (the bucket root).
-    pub(crate) key: String,
+    /// The object key, percent-decoded once; may be empty (the bucket root). Shared, not copied,
+    /// by what outlives the request (cache fills).
+    pub(crate) key: std::sync::Arc<str>,
     /// The socket peer's address, when the server knows it (the client's own may be forwarded:
     /// see `auth::client_ip`).
     pub(crate) client_addr: Option<SocketAddr>,
