@@ -175,11 +175,7 @@ impl Index {
             let Some(oldest) = self.open_order.pop_front() else {
                 break;
             };
-            if let Some(slot) = self.slots.get_mut(&oldest)
-                && slot.file.take().is_some()
-            {
-                self.open_files -= 1;
-            }
+            self.forget_file(&oldest);
         }
         if self.open_order.len() > 2 * self.max_open_files {
             // Names of slots that were removed since: drop them so the queue stays bounded.
@@ -189,8 +185,8 @@ impl Index {
         }
     }
 
-    /// Close slot `h`'s kept file (it no longer reads as the record: unlinked, or not in the
-    /// page cache any more).
+    /// Close slot `h`'s kept file, if it has one (past the bound; or it no longer reads as the
+    /// record: unlinked, or not in the page cache any more; or the record is now inline).
     fn forget_file(&mut self, h: &Hash) {
         if let Some(slot) = self.slots.get_mut(h)
             && slot.file.take().is_some()
@@ -210,9 +206,7 @@ impl Index {
         {
             slot.inline = Some(record.clone());
             self.inline_bytes += record.len() as u64;
-            if slot.file.take().is_some() {
-                self.open_files -= 1;
-            }
+            self.forget_file(h);
         }
     }
 
